@@ -1,0 +1,7 @@
+//! Getting records out of the process: one batching pipeline shared by every exporter, and
+//! the exporters themselves.
+
+pub mod console;
+mod pipeline;
+
+pub use pipeline::{BatchPipeline, Exporter, PipelineConfig, PipelineTracer};

@@ -1,0 +1,331 @@
+//! The batch pipeline: a bounded queue in front of a background worker that serialises and
+//! exports. The application's thread only pushes into the queue; when the queue is full the
+//! record is dropped and counted (never blocking the host), with one warning.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{warn, Settings};
+use crate::provider::{BaseTracer, ExportStats, FlushReport, RawRecord};
+use crate::{Error, Result};
+
+/// Sends batches somewhere. Runs on the pipeline's worker thread, so it may block and
+/// serialise at leisure.
+pub trait Exporter: Send + 'static {
+    /// Delivers one batch. An error drops the batch (it is counted as failed).
+    fn export(&mut self, batch: Vec<RawRecord>) -> Result<()>;
+
+    /// Called once when the pipeline shuts down, after the last batch.
+    fn shutdown(&mut self) {}
+}
+
+/// Sizes and timings of a [`BatchPipeline`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PipelineConfig {
+    /// Records the queue holds before new ones are dropped (`AXION_EXPORT_QUEUE_SIZE`, 8192).
+    pub max_queue_size: usize,
+    /// Records per export call at most (`AXION_EXPORT_BATCH_SIZE`, 512).
+    pub max_batch_size: usize,
+    /// Longest wait before a partial batch is exported (`AXION_EXPORT_INTERVAL_MS`, 1000).
+    pub scheduled_delay: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self { max_queue_size: 8192, max_batch_size: 512, scheduled_delay: Duration::from_millis(1000) }
+    }
+}
+
+impl PipelineConfig {
+    /// The defaults, overridden by `AXION_EXPORT_*` settings; a bad value is an error naming it.
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        let defaults = Self::default();
+        let positive = |name: &str, default: usize| -> Result<usize> {
+            let value = settings.parse_or(name, default)?;
+            if value == 0 {
+                return Err(Error::InvalidSetting { setting: name.into(), value: "0".into(), reason: "must be at least 1".into() });
+            }
+            Ok(value)
+        };
+        Ok(Self {
+            max_queue_size: positive("AXION_EXPORT_QUEUE_SIZE", defaults.max_queue_size)?,
+            max_batch_size: positive("AXION_EXPORT_BATCH_SIZE", defaults.max_batch_size)?,
+            scheduled_delay: Duration::from_millis(
+                positive("AXION_EXPORT_INTERVAL_MS", defaults.scheduled_delay.as_millis() as usize)? as u64,
+            ),
+        })
+    }
+}
+
+enum Message {
+    Record(RawRecord),
+    Wake,
+}
+
+enum Control {
+    Flush(Sender<u64>),
+    Shutdown(Sender<u64>),
+}
+
+#[derive(Default)]
+struct Counters {
+    queued: AtomicU64,
+    exported: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_export_failed: AtomicU64,
+    dropped_after_shutdown: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> ExportStats {
+        let mut stats = ExportStats::default();
+        stats.queued = self.queued.load(Ordering::Relaxed);
+        stats.exported = self.exported.load(Ordering::Relaxed);
+        stats.dropped_queue_full = self.dropped_queue_full.load(Ordering::Relaxed);
+        stats.dropped_export_failed = self.dropped_export_failed.load(Ordering::Relaxed);
+        stats.dropped_after_shutdown = self.dropped_after_shutdown.load(Ordering::Relaxed);
+        stats
+    }
+
+    fn pending(&self) -> u64 {
+        let stats = self.snapshot();
+        stats.queued.saturating_sub(stats.exported + stats.dropped_export_failed)
+    }
+}
+
+/// A bounded queue and a worker thread that batches records into an [`Exporter`].
+///
+/// The worker is a plain thread, so the pipeline works the same in a sync program and inside
+/// any async runtime (a current-thread one included), and never needs the host's executor.
+pub struct BatchPipeline {
+    name: String,
+    records: SyncSender<Message>,
+    control: Sender<Control>,
+    counters: Arc<Counters>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    shut_down: AtomicBool,
+    warned_full: AtomicBool,
+}
+
+impl BatchPipeline {
+    /// Starts the worker thread.
+    pub fn start<E: Exporter>(name: &str, exporter: E, config: PipelineConfig) -> Result<Self> {
+        let (records, records_rx) = mpsc::sync_channel(config.max_queue_size);
+        let (control, control_rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let worker = Worker { exporter, records: records_rx, control: control_rx, counters: counters.clone(), config, warned_failure: false, name: name.to_owned() };
+        let handle = std::thread::Builder::new()
+            .name(format!("axion-export-{name}"))
+            .spawn(move || worker.run())
+            .map_err(|source| Error::Output { target: format!("{name} export thread"), source })?;
+        Ok(Self {
+            name: name.to_owned(),
+            records,
+            control,
+            counters,
+            worker: Mutex::new(Some(handle)),
+            shut_down: AtomicBool::new(false),
+            warned_full: AtomicBool::new(false),
+        })
+    }
+
+    /// Queues a record without blocking; drops and counts it when the queue is full.
+    pub fn push(&self, record: RawRecord) {
+        if self.shut_down.load(Ordering::Relaxed) {
+            self.counters.dropped_after_shutdown.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match self.records.try_send(Message::Record(record)) {
+            Ok(()) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) => {
+                self.counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                if !self.warned_full.swap(true, Ordering::Relaxed) {
+                    warn(&format!(
+                        "the {} export queue is full; records are being dropped (counted in Tracer::stats().export). \
+                         Raise AXION_EXPORT_QUEUE_SIZE or check that the backend keeps up",
+                        self.name
+                    ));
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.counters.dropped_after_shutdown.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn request(&self, make: impl FnOnce(Sender<u64>) -> Control, timeout: Duration) -> Result<FlushReport> {
+        let (reply, reply_rx) = mpsc::channel();
+        if self.control.send(make(reply)).is_err() {
+            return Err(Error::ShutDown);
+        }
+        // Wakes a worker waiting for records; if the queue is full it is busy and will look
+        // at the control channel after the record in hand.
+        let _ = self.records.try_send(Message::Wake);
+        match reply_rx.recv_timeout(timeout) {
+            Ok(exported) => Ok(FlushReport { exported, dropped_total: self.counters.snapshot().dropped() }),
+            Err(RecvTimeoutError::Timeout) => Err(Error::FlushTimeout { pending: self.counters.pending(), timeout }),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::ShutDown),
+        }
+    }
+
+    /// Exports everything queued before the call, waiting at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<FlushReport> {
+        if self.shut_down.load(Ordering::Relaxed) {
+            return Ok(FlushReport { exported: 0, dropped_total: self.counters.snapshot().dropped() });
+        }
+        self.request(Control::Flush, timeout)
+    }
+
+    /// Exports everything queued, stops the worker, and drops (counting) later records.
+    pub fn shutdown(&self, timeout: Duration) -> Result<FlushReport> {
+        if self.shut_down.swap(true, Ordering::Relaxed) {
+            return Ok(FlushReport { exported: 0, dropped_total: self.counters.snapshot().dropped() });
+        }
+        let report = self.request(Control::Shutdown, timeout);
+        if report.is_ok() {
+            if let Some(handle) = self.worker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+                let _ = handle.join();
+            }
+        }
+        report
+    }
+
+    /// The pipeline's counters.
+    pub fn stats(&self) -> ExportStats {
+        self.counters.snapshot()
+    }
+}
+
+impl Drop for BatchPipeline {
+    fn drop(&mut self) {
+        if let Err(error) = self.shutdown(Duration::from_secs(5)) {
+            warn(&format!("{} exporter did not finish at shutdown: {error}", self.name));
+        }
+    }
+}
+
+struct Worker<E> {
+    name: String,
+    exporter: E,
+    records: Receiver<Message>,
+    control: mpsc::Receiver<Control>,
+    counters: Arc<Counters>,
+    config: PipelineConfig,
+    warned_failure: bool,
+}
+
+impl<E: Exporter> Worker<E> {
+    fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.config.max_batch_size);
+        let mut next_export = Instant::now() + self.config.scheduled_delay;
+        loop {
+            let wait = next_export.saturating_duration_since(Instant::now());
+            match self.records.recv_timeout(wait) {
+                Ok(Message::Record(record)) => {
+                    batch.push(record);
+                    if batch.len() >= self.config.max_batch_size {
+                        self.export(&mut batch);
+                    }
+                }
+                Ok(Message::Wake) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    self.export(&mut batch);
+                    next_export = Instant::now() + self.config.scheduled_delay;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.export(&mut batch);
+                    self.exporter.shutdown();
+                    return;
+                }
+            }
+            while let Ok(control) = self.control.try_recv() {
+                let exported = self.drain(&mut batch);
+                match control {
+                    Control::Flush(reply) => {
+                        let _ = reply.send(exported);
+                    }
+                    Control::Shutdown(reply) => {
+                        self.exporter.shutdown();
+                        let _ = reply.send(exported);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Exports the batch in hand and everything queued; returns how many were delivered.
+    fn drain(&mut self, batch: &mut Vec<RawRecord>) -> u64 {
+        let before = self.counters.exported.load(Ordering::Relaxed);
+        while let Ok(message) = self.records.try_recv() {
+            if let Message::Record(record) = message {
+                batch.push(record);
+                if batch.len() >= self.config.max_batch_size {
+                    self.export(batch);
+                }
+            }
+        }
+        self.export(batch);
+        self.counters.exported.load(Ordering::Relaxed) - before
+    }
+
+    fn export(&mut self, batch: &mut Vec<RawRecord>) {
+        if batch.is_empty() {
+            return;
+        }
+        let records = std::mem::replace(batch, Vec::with_capacity(self.config.max_batch_size));
+        let count = records.len() as u64;
+        match self.exporter.export(records) {
+            Ok(()) => {
+                self.counters.exported.fetch_add(count, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.counters.dropped_export_failed.fetch_add(count, Ordering::Relaxed);
+                if !self.warned_failure {
+                    self.warned_failure = true;
+                    warn(&format!("{} export failed, {count} records dropped: {error}", self.name));
+                } else {
+                    log::debug!("axion: {} export failed, {count} records dropped: {error}", self.name);
+                }
+            }
+        }
+    }
+}
+
+/// A provider made of a [`BatchPipeline`] and an [`Exporter`]: the shape of every built-in
+/// provider that ships records, and the easy way to write your own.
+pub struct PipelineTracer {
+    name: String,
+    pipeline: BatchPipeline,
+}
+
+impl PipelineTracer {
+    /// Starts a pipeline for `exporter`.
+    pub fn new<E: Exporter>(name: &str, exporter: E, config: PipelineConfig) -> Result<Self> {
+        Ok(Self { name: name.to_owned(), pipeline: BatchPipeline::start(name, exporter, config)? })
+    }
+}
+
+impl BaseTracer for PipelineTracer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn export(&self, record: RawRecord) {
+        self.pipeline.push(record);
+    }
+    fn flush(&self, timeout: Duration) -> Result<FlushReport> {
+        self.pipeline.flush(timeout)
+    }
+    fn shutdown(&self, timeout: Duration) -> Result<FlushReport> {
+        self.pipeline.shutdown(timeout)
+    }
+    fn export_stats(&self) -> ExportStats {
+        self.pipeline.stats()
+    }
+}

@@ -1,0 +1,70 @@
+//! Values captured on the hot path and serialised later, in the exporter's worker.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+trait Deferred: Send + Sync {
+    fn to_json(&self) -> Value;
+}
+
+impl<T: Serialize + Send + Sync> Deferred for T {
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>")))
+    }
+}
+
+/// A value attached to a span (input, output, attribute, metadata). Capturing one moves the
+/// value behind an `Arc`; turning it into JSON happens only when it is exported, off the
+/// caller's thread. Clones share the value.
+#[derive(Clone)]
+pub struct Payload(Arc<dyn Deferred>);
+
+impl Payload {
+    /// Captures any serialisable value without serialising it now.
+    pub fn new<T: Serialize + Send + Sync + 'static>(value: T) -> Self {
+        Self(Arc::new(value))
+    }
+
+    /// Serialises the value now, from a borrow. For values that cannot be moved into the span.
+    pub fn from_ref<T: Serialize + ?Sized>(value: &T) -> Self {
+        Self::new(serde_json::to_value(value).unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>"))))
+    }
+
+    /// Captures a value that only implements `Debug`, as its `{:?}` text.
+    pub fn from_debug<T: fmt::Debug + ?Sized>(value: &T) -> Self {
+        Self::new(format!("{value:?}"))
+    }
+
+    /// The JSON form. This is where serialisation happens.
+    pub fn to_json(&self) -> Value {
+        self.0.to_json()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Payload").field(&self.to_json()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defers_serialisation_and_reports_failures_as_text() {
+        #[derive(Serialize)]
+        struct Query {
+            text: &'static str,
+        }
+        assert_eq!(Payload::new(Query { text: "hi" }).to_json(), serde_json::json!({"text": "hi"}));
+        let mut bad = std::collections::HashMap::new();
+        bad.insert((1, 2), 3);
+        let text = Payload::new(bad).to_json();
+        assert!(text.as_str().unwrap().starts_with("<unserializable"), "{text}");
+        assert_eq!(Payload::from_debug(&Some(3)).to_json(), "Some(3)");
+    }
+}

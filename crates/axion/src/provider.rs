@@ -1,0 +1,277 @@
+//! The seam between the tracing API and the backends: [`BaseTracer`] receives what tracers
+//! emit ([`RawRecord`]s) and is responsible for getting them somewhere.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use axion_model::{
+    JsonMap, Observation, ObservationLevel, ObservationType, Record, Score, SpanId, Timestamp, Trace, TraceId,
+};
+use serde_json::Value;
+
+use crate::payload::Payload;
+use crate::Result;
+
+/// A tracing backend: where the spans, trace updates and scores of a [`Tracer`](crate::Tracer)
+/// go. Built-in providers are registered in the [`TracerRegistry`](crate::TracerRegistry) under
+/// `noop`, `console`, `langfuse`, `opik`, `logfire` and `otel`; register your own under a new name
+/// and select it with [`configure_tracing`](crate::configure_tracing).
+///
+/// The span API itself (nesting, context, statistics) lives in [`Tracer`](crate::Tracer) and is
+/// the same for every provider, so a provider only decides what happens to finished records.
+/// [`export`](Self::export) is called on the application's thread: hand the record to a queue
+/// and return; do serialisation and I/O elsewhere (see [`RawRecord::into_model`]).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use axion::{BaseTracer, RawRecord};
+///
+/// #[derive(Default)]
+/// struct Collect(Mutex<Vec<axion_model::Record>>);
+///
+/// impl BaseTracer for Collect {
+///     fn name(&self) -> &str { "collect" }
+///     fn export(&self, record: RawRecord) {
+///         self.0.lock().unwrap().push(record.into_model());
+///     }
+/// }
+///
+/// let sink = Arc::new(Collect::default());
+/// let tracer = axion::Tracer::builder(axion::MetadataType::Base).provider(sink.clone()).build();
+/// drop(tracer.span("work"));
+/// assert_eq!(sink.0.lock().unwrap().len(), 2); // the observation and its trace
+/// ```
+pub trait BaseTracer: Send + Sync + 'static {
+    /// The provider's name, as registered.
+    fn name(&self) -> &str;
+
+    /// `false` makes every span of tracers using this provider a no-op that costs nothing.
+    fn is_recording(&self) -> bool {
+        true
+    }
+
+    /// Takes one finished record. Must not block.
+    fn export(&self, record: RawRecord);
+
+    /// Delivers everything exported so far, waiting at most `timeout`.
+    fn flush(&self, timeout: Duration) -> Result<FlushReport> {
+        let _ = timeout;
+        Ok(FlushReport::default())
+    }
+
+    /// Flushes, then releases resources; later exports are dropped and counted.
+    fn shutdown(&self, timeout: Duration) -> Result<FlushReport> {
+        self.flush(timeout)
+    }
+
+    /// Counters of the export pipeline.
+    fn export_stats(&self) -> ExportStats {
+        ExportStats::default()
+    }
+}
+
+/// What a flush achieved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlushReport {
+    /// Records delivered by this flush.
+    pub exported: u64,
+    /// Records dropped since the provider started (queue full, export failed, after shutdown).
+    pub dropped_total: u64,
+}
+
+/// Counters of an export pipeline, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportStats {
+    /// Records accepted into the queue.
+    pub queued: u64,
+    /// Records delivered.
+    pub exported: u64,
+    /// Records dropped because the queue was full.
+    pub dropped_queue_full: u64,
+    /// Records dropped because the backend refused them or could not be reached.
+    pub dropped_export_failed: u64,
+    /// Records dropped because the provider was shut down.
+    pub dropped_after_shutdown: u64,
+}
+
+impl ExportStats {
+    /// All drops, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full + self.dropped_export_failed + self.dropped_after_shutdown
+    }
+}
+
+/// The provider that drops everything, at the cost of one atomic load per span.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopTracer;
+
+impl BaseTracer for NoopTracer {
+    fn name(&self) -> &str {
+        "noop"
+    }
+    fn is_recording(&self) -> bool {
+        false
+    }
+    fn export(&self, _record: RawRecord) {}
+}
+
+/// A record as a tracer emits it: ids still binary, times still `SystemTime`, values not yet
+/// serialised. [`into_model`](Self::into_model) turns it into the wire model; call it in a
+/// background worker.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RawRecord {
+    /// A finished observation (span, generation, event, …).
+    Observation(Box<RawObservation>),
+    /// A trace, or an update of one.
+    Trace(Box<RawTrace>),
+    /// A score.
+    Score(Box<Score>),
+}
+
+impl RawRecord {
+    /// Serialises the captured values and converts to the shared model.
+    pub fn into_model(self) -> Record {
+        match self {
+            RawRecord::Observation(observation) => Record::Observation(observation.into_model()),
+            RawRecord::Trace(trace) => Record::Trace(trace.into_model()),
+            RawRecord::Score(score) => Record::Score(*score),
+        }
+    }
+
+    /// The trace the record belongs to, if it names one.
+    pub fn trace_id(&self) -> Option<String> {
+        match self {
+            RawRecord::Observation(observation) => Some(observation.trace_id.to_string()),
+            RawRecord::Trace(trace) => Some(trace.id.to_string()),
+            RawRecord::Score(score) => score.trace_id.clone(),
+        }
+    }
+}
+
+/// An observation before serialisation. Field meanings are those of [`Observation`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+#[allow(missing_docs)]
+pub struct RawObservation {
+    pub id: SpanId,
+    pub trace_id: TraceId,
+    pub parent_id: Option<SpanId>,
+    pub r#type: ObservationType,
+    pub name: String,
+    pub start_time: SystemTime,
+    pub end_time: Option<SystemTime>,
+    pub completion_start_time: Option<SystemTime>,
+    pub input: Option<Payload>,
+    pub output: Option<Payload>,
+    /// Attributes, in the order set; a later value for a key replaces an earlier one.
+    pub attributes: Vec<(Cow<'static, str>, Payload)>,
+    pub level: ObservationLevel,
+    pub status_message: Option<String>,
+    pub version: Option<String>,
+    pub environment: Option<String>,
+    pub model: Option<String>,
+    pub model_parameters: Option<JsonMap>,
+    pub usage_details: Option<BTreeMap<String, u64>>,
+    pub cost_details: Option<BTreeMap<String, f64>>,
+}
+
+impl RawObservation {
+    /// The attributes as one JSON object (`None` when there are none).
+    pub fn metadata_json(&self) -> Option<Value> {
+        if self.attributes.is_empty() {
+            return None;
+        }
+        let map: JsonMap = self.attributes.iter().map(|(key, value)| (key.to_string(), value.to_json())).collect();
+        Some(Value::Object(map))
+    }
+
+    /// Serialises into the shared model.
+    pub fn into_model(self) -> Observation {
+        let mut observation = Observation::new(self.id.to_string(), self.trace_id.to_string());
+        observation.metadata = self.metadata_json();
+        observation.parent_observation_id = self.parent_id.map(|id| id.to_string());
+        observation.r#type = self.r#type;
+        observation.name = Some(self.name);
+        observation.start_time = Some(timestamp(self.start_time));
+        observation.end_time = self.end_time.map(timestamp);
+        observation.completion_start_time = self.completion_start_time.map(timestamp);
+        observation.input = self.input.map(|payload| payload.to_json());
+        observation.output = self.output.map(|payload| payload.to_json());
+        observation.level = self.level;
+        observation.status_message = self.status_message;
+        observation.version = self.version;
+        observation.environment = self.environment;
+        observation.model = self.model;
+        observation.model_parameters = self.model_parameters;
+        observation.usage_details = self.usage_details;
+        observation.cost_details = self.cost_details;
+        observation
+    }
+}
+
+/// A trace (or trace update) before serialisation. Field meanings are those of [`Trace`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+#[allow(missing_docs)]
+pub struct RawTrace {
+    pub id: TraceId,
+    pub timestamp: Option<SystemTime>,
+    pub name: Option<String>,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub tags: Vec<String>,
+    pub metadata: Option<Payload>,
+    pub input: Option<Payload>,
+    pub output: Option<Payload>,
+    pub environment: Option<String>,
+    pub release: Option<String>,
+    pub version: Option<String>,
+    pub public: Option<bool>,
+}
+
+impl RawTrace {
+    pub(crate) fn new(id: TraceId) -> Self {
+        Self {
+            id,
+            timestamp: None,
+            name: None,
+            user_id: None,
+            session_id: None,
+            tags: Vec::new(),
+            metadata: None,
+            input: None,
+            output: None,
+            environment: None,
+            release: None,
+            version: None,
+            public: None,
+        }
+    }
+
+    /// Serialises into the shared model.
+    pub fn into_model(self) -> Trace {
+        let mut trace = Trace::new(self.id.to_string());
+        trace.timestamp = self.timestamp.map(timestamp);
+        trace.name = self.name;
+        trace.user_id = self.user_id;
+        trace.session_id = self.session_id;
+        trace.tags = self.tags;
+        trace.metadata = self.metadata.map(|payload| payload.to_json());
+        trace.input = self.input.map(|payload| payload.to_json());
+        trace.output = self.output.map(|payload| payload.to_json());
+        trace.environment = self.environment;
+        trace.release = self.release;
+        trace.version = self.version;
+        trace.public = self.public;
+        trace
+    }
+}
+
+/// Converts a `SystemTime` to the model's UTC timestamp (times before 1970 clamp to 1970).
+pub fn timestamp(time: SystemTime) -> Timestamp {
+    Timestamp::from(time.max(SystemTime::UNIX_EPOCH))
+}

@@ -1,0 +1,674 @@
+//! Spans: one observation each, recorded when they end.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use axion_model::{JsonMap, ObservationLevel, ObservationType, Score, SpanId, TraceId};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::context::{ContextGuard, TraceContext};
+use crate::payload::Payload;
+use crate::provider::{timestamp, RawObservation, RawRecord, RawTrace};
+use crate::trace_update::{ObservationUpdate, ScoreValue, TraceUpdate};
+use crate::Tracer;
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while a span was being updated must not turn every later call into a panic.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What every span type offers (the Python SDK's `BaseSpan` protocol). Write helpers generic
+/// over it to accept both [`Span`] and [`SpanGuard`].
+pub trait BaseSpan {
+    /// Sets an attribute (exported as metadata).
+    fn set_attribute<V: Serialize + Send + Sync + 'static>(&self, key: impl Into<Cow<'static, str>>, value: V);
+    /// Sets the input.
+    fn set_input<V: Serialize + Send + Sync + 'static>(&self, value: V);
+    /// Sets the output.
+    fn set_output<V: Serialize + Send + Sync + 'static>(&self, value: V);
+}
+
+/// State shared by every span of one trace in this process.
+pub(crate) struct TraceState {
+    pub(crate) id: TraceId,
+    pending: Mutex<PendingTrace>,
+}
+
+struct PendingTrace {
+    update: RawTrace,
+    root_done: bool,
+}
+
+impl TraceState {
+    pub(crate) fn new(defaults: RawTrace) -> Arc<Self> {
+        Arc::new(Self { id: defaults.id, pending: Mutex::new(PendingTrace { update: defaults, root_done: false }) })
+    }
+}
+
+/// The shared part of a recording span.
+pub(crate) struct SpanCell {
+    pub(crate) tracer: Tracer,
+    pub(crate) trace: Arc<TraceState>,
+    pub(crate) id: SpanId,
+    pub(crate) parent: Option<SpanId>,
+    pub(crate) is_root: bool,
+    ended: AtomicBool,
+    state: Mutex<SpanState>,
+}
+
+pub(crate) struct SpanState {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) kind: Option<ObservationType>,
+    pub(crate) start: SystemTime,
+    pub(crate) completion_start: Option<SystemTime>,
+    pub(crate) input: Option<Payload>,
+    pub(crate) output: Option<Payload>,
+    pub(crate) attributes: Vec<(Cow<'static, str>, Payload)>,
+    pub(crate) level: ObservationLevel,
+    pub(crate) status_message: Option<String>,
+    pub(crate) version: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) model_parameters: Option<JsonMap>,
+    pub(crate) usage: Option<BTreeMap<String, u64>>,
+    pub(crate) cost: Option<BTreeMap<String, f64>>,
+}
+
+impl SpanState {
+    pub(crate) fn new(name: Cow<'static, str>, kind: Option<ObservationType>, start: SystemTime) -> Self {
+        Self {
+            name,
+            kind,
+            start,
+            completion_start: None,
+            input: None,
+            output: None,
+            attributes: Vec::new(),
+            level: ObservationLevel::Default,
+            status_message: None,
+            version: None,
+            model: None,
+            model_parameters: None,
+            usage: None,
+            cost: None,
+        }
+    }
+}
+
+impl SpanCell {
+    pub(crate) fn new(
+        tracer: Tracer,
+        trace: Arc<TraceState>,
+        parent: Option<SpanId>,
+        is_root: bool,
+        state: SpanState,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            tracer,
+            trace,
+            id: crate::ids::new_span_id(),
+            parent,
+            is_root,
+            ended: AtomicBool::new(false),
+            state: Mutex::new(state),
+        })
+    }
+
+    fn update(&self, apply: impl FnOnce(&mut SpanState)) {
+        if self.ended.load(Ordering::Acquire) {
+            log::debug!("axion: span {} already ended; update ignored", self.id);
+            return;
+        }
+        apply(&mut lock(&self.state));
+    }
+
+    fn end(&self, end_time: SystemTime) {
+        if self.ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let state = std::mem::replace(&mut *lock(&self.state), SpanState::new(Cow::Borrowed(""), None, end_time));
+        let kind = state.kind.unwrap_or_else(|| infer_type(&state));
+        let root_payloads = self.is_root.then(|| (state.input.clone(), state.output.clone()));
+        let root_name = if self.is_root { Some(state.name.to_string()) } else { None };
+        let observation = RawObservation {
+            id: self.id,
+            trace_id: self.trace.id,
+            parent_id: self.parent,
+            r#type: kind,
+            name: state.name.into_owned(),
+            start_time: state.start,
+            end_time: Some(end_time.max(state.start)),
+            completion_start_time: state.completion_start,
+            input: state.input,
+            output: state.output,
+            attributes: dedup_attributes(state.attributes),
+            level: state.level,
+            status_message: state.status_message,
+            version: state.version,
+            environment: self.tracer.environment().map(str::to_owned),
+            model: state.model,
+            model_parameters: state.model_parameters,
+            usage_details: state.usage,
+            cost_details: state.cost,
+        };
+        self.tracer.record_observation_stats(&observation);
+        self.tracer.emit(RawRecord::Observation(Box::new(observation)));
+        if let (Some((input, output)), Some(name)) = (root_payloads, root_name) {
+            let mut pending = lock(&self.trace.pending);
+            pending.root_done = true;
+            let mut trace = std::mem::replace(&mut pending.update, RawTrace::new(self.trace.id));
+            drop(pending);
+            trace.name.get_or_insert(name);
+            trace.timestamp.get_or_insert(state.start);
+            if trace.input.is_none() {
+                trace.input = input;
+            }
+            if trace.output.is_none() {
+                trace.output = output;
+            }
+            self.tracer.emit(RawRecord::Trace(Box::new(trace)));
+        }
+    }
+
+    pub(crate) fn update_trace(&self, update: TraceUpdate) {
+        let mut pending = lock(&self.trace.pending);
+        if pending.root_done {
+            drop(pending);
+            let mut trace = RawTrace::new(self.trace.id);
+            update.apply(&mut trace);
+            self.tracer.emit(RawRecord::Trace(Box::new(trace)));
+        } else {
+            update.apply(&mut pending.update);
+        }
+    }
+}
+
+impl Drop for SpanCell {
+    fn drop(&mut self) {
+        // The last handle of a span nobody ended: record it rather than lose it.
+        self.end(SystemTime::now());
+    }
+}
+
+fn dedup_attributes(mut attributes: Vec<(Cow<'static, str>, Payload)>) -> Vec<(Cow<'static, str>, Payload)> {
+    if attributes.len() > 1 {
+        let mut seen = std::collections::HashSet::new();
+        attributes.reverse();
+        attributes.retain(|(key, _)| seen.insert(key.clone()));
+        attributes.reverse();
+    }
+    attributes
+}
+
+/// The observation type of a span that did not set one: a model makes it a generation, and
+/// otherwise its name decides (Langfuse's rules, first match wins).
+fn infer_type(state: &SpanState) -> ObservationType {
+    if state.model.is_some() {
+        return ObservationType::Generation;
+    }
+    let name = state.name.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|needle| name.contains(needle));
+    if has(&["retriev", "knowledge"]) {
+        ObservationType::Retriever
+    } else if has(&["embed"]) {
+        ObservationType::Embedding
+    } else if has(&["eval", "metric", "score", "faithful", "relevancy"]) {
+        ObservationType::Evaluator
+    } else if has(&["tool"]) {
+        ObservationType::Tool
+    } else if has(&["agent"]) {
+        ObservationType::Agent
+    } else if has(&["chain"]) {
+        ObservationType::Chain
+    } else if has(&["guard"]) {
+        ObservationType::Guardrail
+    } else {
+        ObservationType::Span
+    }
+}
+
+/// A handle to one observation. Cheap to clone; every clone updates the same observation.
+///
+/// A span of a tracer that is not recording (the noop provider, or after shutdown) holds
+/// nothing, and every method returns at once without allocating. The observation is recorded
+/// when the scope that created it ends ([`SpanGuard`] drop, async span completion), when
+/// [`end`](Self::end) is called, or at the latest when the last handle is dropped. Updates after
+/// the end are ignored.
+#[derive(Clone, Default)]
+pub struct Span {
+    cell: Option<Arc<SpanCell>>,
+}
+
+impl fmt::Debug for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cell {
+            Some(cell) => f.debug_struct("Span").field("trace_id", &cell.trace.id).field("span_id", &cell.id).finish(),
+            None => f.write_str("Span(disabled)"),
+        }
+    }
+}
+
+impl Span {
+    /// A span that records nothing.
+    pub const fn none() -> Self {
+        Self { cell: None }
+    }
+
+    pub(crate) fn from_cell(cell: Arc<SpanCell>) -> Self {
+        Self { cell: Some(cell) }
+    }
+
+    pub(crate) fn cell(&self) -> Option<&Arc<SpanCell>> {
+        self.cell.as_ref()
+    }
+
+    fn update(&self, apply: impl FnOnce(&mut SpanState)) {
+        if let Some(cell) = &self.cell {
+            cell.update(apply);
+        }
+    }
+
+    /// Whether this span records anything.
+    #[inline]
+    pub fn is_recording(&self) -> bool {
+        self.cell.is_some()
+    }
+
+    /// The observation id (`None` when not recording).
+    pub fn span_id(&self) -> Option<SpanId> {
+        self.cell.as_ref().map(|cell| cell.id)
+    }
+
+    /// The trace id (`None` when not recording).
+    pub fn trace_id(&self) -> Option<TraceId> {
+        self.cell.as_ref().map(|cell| cell.trace.id)
+    }
+
+    /// The parent observation id (`None` for a root span or when not recording).
+    pub fn parent_id(&self) -> Option<SpanId> {
+        self.cell.as_ref().and_then(|cell| cell.parent)
+    }
+
+    /// Sets an attribute; attributes are exported as the observation's metadata. Setting a key
+    /// again replaces its value.
+    pub fn set_attribute<V: Serialize + Send + Sync + 'static>(&self, key: impl Into<Cow<'static, str>>, value: V) {
+        if self.cell.is_some() {
+            let entry = (key.into(), Payload::new(value));
+            self.update(|state| state.attributes.push(entry));
+        }
+    }
+
+    /// Sets several attributes at once.
+    ///
+    /// ```
+    /// # let span = axion::Span::none();
+    /// span.set_attributes([("k", 1), ("top_k", 5)]);
+    /// span.set_attributes(serde_json::json!({"doc": "a", "score": 0.9}).as_object().cloned().unwrap());
+    /// ```
+    pub fn set_attributes<I, K, V>(&self, attributes: I)
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<Cow<'static, str>>,
+        V: Serialize + Send + Sync + 'static,
+    {
+        if self.cell.is_some() {
+            let entries: Vec<_> = attributes.into_iter().map(|(key, value)| (key.into(), Payload::new(value))).collect();
+            self.update(|state| state.attributes.extend(entries));
+        }
+    }
+
+    /// Sets the input. The value is moved in and serialised later, off this thread.
+    pub fn set_input<V: Serialize + Send + Sync + 'static>(&self, value: V) {
+        if self.cell.is_some() {
+            let payload = Payload::new(value);
+            self.update(|state| state.input = Some(payload));
+        }
+    }
+
+    /// Sets the output. The value is moved in and serialised later, off this thread.
+    pub fn set_output<V: Serialize + Send + Sync + 'static>(&self, value: V) {
+        if self.cell.is_some() {
+            let payload = Payload::new(value);
+            self.update(|state| state.output = Some(payload));
+        }
+    }
+
+    /// Sets the input from a borrow, serialising it now.
+    pub fn set_input_ref<V: Serialize + ?Sized>(&self, value: &V) {
+        if self.cell.is_some() {
+            let payload = Payload::from_ref(value);
+            self.update(|state| state.input = Some(payload));
+        }
+    }
+
+    /// Sets the output from a borrow, serialising it now.
+    pub fn set_output_ref<V: Serialize + ?Sized>(&self, value: &V) {
+        if self.cell.is_some() {
+            let payload = Payload::from_ref(value);
+            self.update(|state| state.output = Some(payload));
+        }
+    }
+
+    /// Sets the input of a value that only implements `Debug`, as its `{:?}` text.
+    pub fn set_input_debug<V: fmt::Debug + ?Sized>(&self, value: &V) {
+        if self.cell.is_some() {
+            let payload = Payload::from_debug(value);
+            self.update(|state| state.input = Some(payload));
+        }
+    }
+
+    /// Sets the output of a value that only implements `Debug`, as its `{:?}` text.
+    pub fn set_output_debug<V: fmt::Debug + ?Sized>(&self, value: &V) {
+        if self.cell.is_some() {
+            let payload = Payload::from_debug(value);
+            self.update(|state| state.output = Some(payload));
+        }
+    }
+
+    /// Records token usage: `input`, `output` and their `total`.
+    pub fn set_usage(&self, input_tokens: u64, output_tokens: u64) {
+        self.set_usage_details([
+            ("input", input_tokens),
+            ("output", output_tokens),
+            ("total", input_tokens + output_tokens),
+        ]);
+    }
+
+    /// Records usage by kind (Langfuse's `usageDetails`: `input`, `output`, `total`,
+    /// `cache_read_input_tokens`, …). Merges with earlier usage.
+    pub fn set_usage_details<I, K>(&self, usage: I)
+    where
+        I: IntoIterator<Item = (K, u64)>,
+        K: Into<String>,
+    {
+        if self.cell.is_some() {
+            let entries: Vec<_> = usage.into_iter().map(|(key, value)| (key.into(), value)).collect();
+            self.update(|state| state.usage.get_or_insert_with(BTreeMap::new).extend(entries));
+        }
+    }
+
+    /// Records the cost in USD (as `costDetails.total`). A cost sent this way wins over the
+    /// one a backend would compute from usage.
+    pub fn set_cost(&self, total_usd: f64) {
+        self.set_cost_details([("total", total_usd)]);
+    }
+
+    /// Records cost in USD by kind (`input`, `output`, `total`, …). Merges with earlier cost.
+    pub fn set_cost_details<I, K>(&self, cost: I)
+    where
+        I: IntoIterator<Item = (K, f64)>,
+        K: Into<String>,
+    {
+        if self.cell.is_some() {
+            let entries: Vec<_> = cost.into_iter().map(|(key, value)| (key.into(), value)).collect();
+            self.update(|state| state.cost.get_or_insert_with(BTreeMap::new).extend(entries));
+        }
+    }
+
+    /// Sets the model name, which also makes the span a generation unless a type was set.
+    pub fn set_model(&self, model: impl Into<String>) {
+        if self.cell.is_some() {
+            let model = model.into();
+            self.update(|state| state.model = Some(model));
+        }
+    }
+
+    /// Sets the model parameters (temperature, max_tokens, …) from a JSON object; anything
+    /// else is stored under `value`.
+    pub fn set_model_parameters(&self, parameters: Value) {
+        if self.cell.is_some() {
+            let map = match parameters {
+                Value::Object(map) => map,
+                other => JsonMap::from_iter([("value".to_owned(), other)]),
+            };
+            self.update(|state| state.model_parameters = Some(map));
+        }
+    }
+
+    /// Sets the observation type explicitly.
+    pub fn set_type(&self, kind: ObservationType) {
+        self.update(|state| state.kind = Some(kind));
+    }
+
+    /// Sets the level.
+    pub fn set_level(&self, level: ObservationLevel) {
+        self.update(|state| state.level = level);
+    }
+
+    /// Sets the status message.
+    pub fn set_status_message(&self, message: impl Into<String>) {
+        if self.cell.is_some() {
+            let message = message.into();
+            self.update(|state| state.status_message = Some(message));
+        }
+    }
+
+    /// Sets the version of the code or prompt behind this step.
+    pub fn set_version(&self, version: impl Into<String>) {
+        if self.cell.is_some() {
+            let version = version.into();
+            self.update(|state| state.version = Some(version));
+        }
+    }
+
+    /// Records when the first token of a streamed completion arrived.
+    pub fn set_completion_start_time(&self, time: SystemTime) {
+        self.update(|state| state.completion_start = Some(time));
+    }
+
+    /// Moves the start time (for work measured before the span was created).
+    pub fn set_start_time(&self, time: SystemTime) {
+        self.update(|state| state.start = time);
+    }
+
+    pub(crate) fn update_payloads(&self, input: Option<Payload>, output: Option<Payload>) {
+        self.update(|state| {
+            if input.is_some() {
+                state.input = input;
+            }
+            if output.is_some() {
+                state.output = output;
+            }
+        });
+    }
+
+    /// Renames the span.
+    pub fn set_name(&self, name: impl Into<Cow<'static, str>>) {
+        if self.cell.is_some() {
+            let name = name.into();
+            self.update(|state| state.name = name);
+        }
+    }
+
+    /// Marks the span failed: level `ERROR`, and the error and its sources as status message.
+    pub fn record_error(&self, error: &(dyn std::error::Error + 'static)) {
+        if self.cell.is_some() {
+            let mut message = error.to_string();
+            let mut source = error.source();
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            self.fail(message);
+        }
+    }
+
+    /// Marks the span failed with a message: level `ERROR` and status message.
+    pub fn fail(&self, message: impl Into<String>) {
+        if self.cell.is_some() {
+            let message = message.into();
+            self.update(|state| {
+                state.level = ObservationLevel::Error;
+                state.status_message = Some(message);
+            });
+        }
+    }
+
+    pub(crate) fn mark_panicked(&self) {
+        self.fail("panicked");
+    }
+
+    pub(crate) fn mark_cancelled(&self) {
+        self.update(|state| {
+            if state.status_message.is_none() {
+                state.level = ObservationLevel::Warning;
+                state.status_message = Some("cancelled before completion".into());
+            }
+        });
+    }
+
+    /// Applies several changes at once (see [`ObservationUpdate`]).
+    pub fn update_observation(&self, update: ObservationUpdate) {
+        if self.cell.is_some() {
+            self.update(|state| update.apply(state));
+        }
+    }
+
+    /// Updates the trace this span belongs to (name, user, session, tags, …).
+    pub fn update_trace(&self, update: TraceUpdate) {
+        if let Some(cell) = &self.cell {
+            cell.update_trace(update);
+        }
+    }
+
+    /// Adds a zero-duration event observation under this span, with `data` as its input.
+    pub fn add_event<V: Serialize + Send + Sync + 'static>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        level: ObservationLevel,
+        data: V,
+    ) {
+        if let Some(cell) = &self.cell {
+            let now = SystemTime::now();
+            let mut state = SpanState::new(name.into(), Some(ObservationType::Event), now);
+            state.level = level;
+            state.input = Some(Payload::new(data));
+            let event = SpanCell::new(cell.tracer.clone(), cell.trace.clone(), Some(cell.id), false, state);
+            event.end(now);
+        }
+    }
+
+    /// Scores this observation.
+    pub fn score(&self, name: impl Into<String>, value: impl Into<ScoreValue>, comment: Option<&str>) {
+        if let Some(cell) = &self.cell {
+            let score = value.into().into_score(name.into(), comment).with_observation(cell.id.to_string());
+            cell.tracer.emit_score(score.with_trace(cell.trace.id.to_string()));
+        }
+    }
+
+    /// Scores the trace this span belongs to.
+    pub fn score_trace(&self, name: impl Into<String>, value: impl Into<ScoreValue>, comment: Option<&str>) {
+        if let Some(cell) = &self.cell {
+            let score = value.into().into_score(name.into(), comment).with_trace(cell.trace.id.to_string());
+            cell.tracer.emit_score(score);
+        }
+    }
+
+    /// Ends the span now. Later calls, and later updates, have no effect.
+    pub fn end(&self) {
+        if let Some(cell) = &self.cell {
+            cell.end(SystemTime::now());
+        }
+    }
+
+    /// A context with this span current (and its tracer).
+    pub fn context(&self) -> TraceContext {
+        match &self.cell {
+            Some(cell) => TraceContext { tracer: Some(cell.tracer.clone()), span: Some(cell.clone()) },
+            None => TraceContext::default(),
+        }
+    }
+}
+
+impl BaseSpan for Span {
+    fn set_attribute<V: Serialize + Send + Sync + 'static>(&self, key: impl Into<Cow<'static, str>>, value: V) {
+        Span::set_attribute(self, key, value);
+    }
+    fn set_input<V: Serialize + Send + Sync + 'static>(&self, value: V) {
+        Span::set_input(self, value);
+    }
+    fn set_output<V: Serialize + Send + Sync + 'static>(&self, value: V) {
+        Span::set_output(self, value);
+    }
+}
+
+/// A span that is current until this guard drops; then the span ends and the previous context
+/// returns. If the thread panics while the guard is alive, the span is marked failed.
+///
+/// Not `Send`: do not hold one across an `.await` (use
+/// [`Tracer::async_span`](crate::Tracer::async_span) there).
+#[must_use = "the span ends as soon as the guard is dropped"]
+pub struct SpanGuard {
+    span: Span,
+    _context: Option<ContextGuard>,
+}
+
+impl SpanGuard {
+    pub(crate) fn enter(span: Span) -> Self {
+        let context = span.cell.as_ref().map(|_| span.context().attach());
+        Self { span, _context: context }
+    }
+
+    /// A handle to the span that outlives the guard.
+    pub fn span(&self) -> Span {
+        self.span.clone()
+    }
+}
+
+impl std::ops::Deref for SpanGuard {
+    type Target = Span;
+    fn deref(&self) -> &Span {
+        &self.span
+    }
+}
+
+impl Drop for SpanGuard {
+    fn drop(&mut self) {
+        if self.span.cell.is_some() {
+            if std::thread::panicking() {
+                self.span.mark_panicked();
+            }
+            self.span.end();
+        }
+    }
+}
+
+impl BaseSpan for SpanGuard {
+    fn set_attribute<V: Serialize + Send + Sync + 'static>(&self, key: impl Into<Cow<'static, str>>, value: V) {
+        self.span.set_attribute(key, value);
+    }
+    fn set_input<V: Serialize + Send + Sync + 'static>(&self, value: V) {
+        self.span.set_input(value);
+    }
+    fn set_output<V: Serialize + Send + Sync + 'static>(&self, value: V) {
+        self.span.set_output(value);
+    }
+}
+
+impl fmt::Debug for SpanGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SpanGuard").field(&self.span).finish()
+    }
+}
+
+pub(crate) fn now_timestamp() -> axion_model::Timestamp {
+    timestamp(SystemTime::now())
+}
+
+impl ScoreValue {
+    pub(crate) fn into_score(self, name: String, comment: Option<&str>) -> Score {
+        let mut score = match self {
+            ScoreValue::Numeric(value) => Score::numeric(name, value),
+            ScoreValue::Boolean(value) => Score::boolean(name, value),
+            ScoreValue::Categorical(label) => Score::categorical(name, label),
+        };
+        score.comment = comment.map(str::to_owned);
+        score.timestamp = Some(now_timestamp());
+        score
+    }
+}

@@ -150,7 +150,7 @@ impl<T: ?Sized> ErrorOpaque for Capture<'_, T> {
 }
 
 /// Records a failed result: level `ERROR`, the message as status, the error type as attribute.
-pub fn record_err<E: ?Sized>(span: &Span, message: String) {
+pub fn record_err<E: ?Sized>(span: &Span, _error: &E, message: String) {
     span.set_attribute("error.type", std::any::type_name::<E>());
     span.fail(message);
 }

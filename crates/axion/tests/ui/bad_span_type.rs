@@ -1,0 +1,3 @@
+#[axion::trace(span_type = "llm")]
+fn f() {}
+fn main() {}

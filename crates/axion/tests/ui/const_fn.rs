@@ -1,0 +1,3 @@
+#[axion::trace]
+const fn f() -> u32 { 1 }
+fn main() {}

@@ -1,0 +1,3 @@
+#[axion::trace(name = "a", name = "b")]
+fn f() {}
+fn main() {}

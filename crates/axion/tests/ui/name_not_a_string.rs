@@ -1,0 +1,3 @@
+#[axion::trace(name = 42)]
+fn f() {}
+fn main() {}

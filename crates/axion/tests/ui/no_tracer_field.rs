@@ -1,0 +1,3 @@
+#[derive(axion::HasTracer)]
+struct Service { name: String }
+fn main() {}

@@ -1,0 +1,3 @@
+#[axion::trace(capture_everything)]
+fn f() {}
+fn main() {}

@@ -64,21 +64,35 @@ impl Parse for Arg {
 impl TraceArgs {
     pub(crate) fn parse(tokens: TokenStream, item: &ItemFn) -> syn::Result<Self> {
         let parsed = Punctuated::<Arg, Token![,]>::parse_terminated.parse2(tokens)?;
-        let mut args = TraceArgs { name: None, capture_args: false, capture_result: false, skip: Vec::new(), span_type: None };
+        let mut args = TraceArgs {
+            name: None,
+            capture_args: false,
+            capture_result: false,
+            skip: Vec::new(),
+            span_type: None,
+        };
         let mut seen: Vec<String> = Vec::new();
         let mut skip_key = None;
         for arg in parsed {
             let key = match &arg {
-                Arg::Name(key, _) | Arg::Flag(key) | Arg::Skip(key, _) | Arg::SpanType(key, _) => key.clone(),
+                Arg::Name(key, _) | Arg::Flag(key) | Arg::Skip(key, _) | Arg::SpanType(key, _) => {
+                    key.clone()
+                }
             };
             if seen.contains(&key.to_string()) {
-                return Err(syn::Error::new(key.span(), format!("`{key}` is given more than once")));
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!("`{key}` is given more than once"),
+                ));
             }
             seen.push(key.to_string());
             match arg {
                 Arg::Name(_, value) => {
                     if value.value().trim().is_empty() {
-                        return Err(syn::Error::new(value.span(), "the span name must not be empty"));
+                        return Err(syn::Error::new(
+                            value.span(),
+                            "the span name must not be empty",
+                        ));
                     }
                     args.name = Some(value);
                 }
@@ -90,22 +104,38 @@ impl TraceArgs {
                 }
                 Arg::SpanType(_, value) => {
                     let wanted = value.value().to_ascii_lowercase();
-                    let variant = SPAN_TYPES.iter().find(|(name, _)| *name == wanted).ok_or_else(|| {
-                        let names: Vec<_> = SPAN_TYPES.iter().map(|(name, _)| *name).collect();
-                        syn::Error::new(value.span(), format!("unknown span_type {:?}; expected one of: {}", value.value(), names.join(", ")))
-                    })?;
+                    let variant = SPAN_TYPES
+                        .iter()
+                        .find(|(name, _)| *name == wanted)
+                        .ok_or_else(|| {
+                            let names: Vec<_> = SPAN_TYPES.iter().map(|(name, _)| *name).collect();
+                            syn::Error::new(
+                                value.span(),
+                                format!(
+                                    "unknown span_type {:?}; expected one of: {}",
+                                    value.value(),
+                                    names.join(", ")
+                                ),
+                            )
+                        })?;
                     args.span_type = Some(Ident::new(variant.1, value.span()));
                 }
             }
         }
         if let Some(key) = skip_key {
             if !args.capture_args {
-                return Err(syn::Error::new(key.span(), "`skip` has no effect without `capture_args`"));
+                return Err(syn::Error::new(
+                    key.span(),
+                    "`skip` has no effect without `capture_args`",
+                ));
             }
             let parameters = parameter_names(item);
             for name in &args.skip {
                 if !parameters.iter().any(|parameter| parameter == name) {
-                    return Err(syn::Error::new(name.span(), format!("`{name}` is not a parameter of `{}`", item.sig.ident)));
+                    return Err(syn::Error::new(
+                        name.span(),
+                        format!("`{name}` is not a parameter of `{}`", item.sig.ident),
+                    ));
                 }
             }
         }

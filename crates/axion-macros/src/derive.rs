@@ -6,9 +6,17 @@ use syn::{Data, DeriveInput, Fields};
 
 pub(crate) fn has_tracer(input: DeriveInput) -> syn::Result<TokenStream> {
     let Data::Struct(data) = &input.data else {
-        return Err(syn::Error::new_spanned(&input.ident, "`HasTracer` can only be derived for structs"));
+        return Err(syn::Error::new_spanned(
+            &input.ident,
+            "`HasTracer` can only be derived for structs",
+        ));
     };
-    let marked = data.fields.iter().enumerate().find(|(_, field)| field.attrs.iter().any(|attr| attr.path().is_ident("tracer")));
+    let marked = data.fields.iter().enumerate().find(|(_, field)| {
+        field
+            .attrs
+            .iter()
+            .any(|attr| attr.path().is_ident("tracer"))
+    });
     let named = data
         .fields
         .iter()
@@ -16,10 +24,15 @@ pub(crate) fn has_tracer(input: DeriveInput) -> syn::Result<TokenStream> {
         .find(|(_, field)| field.ident.as_ref().is_some_and(|ident| ident == "tracer"));
     let Some((index, field)) = marked.or(named) else {
         let hint = match data.fields {
-            Fields::Named(_) => "add a field named `tracer`, or mark the tracer field with `#[tracer]`",
+            Fields::Named(_) => {
+                "add a field named `tracer`, or mark the tracer field with `#[tracer]`"
+            }
             _ => "mark the tracer field with `#[tracer]`",
         };
-        return Err(syn::Error::new_spanned(&input.ident, format!("no tracer field found: {hint}")));
+        return Err(syn::Error::new_spanned(
+            &input.ident,
+            format!("no tracer field found: {hint}"),
+        ));
     };
     let access = match &field.ident {
         Some(ident) => quote!(#ident),

@@ -10,10 +10,19 @@ use crate::args::{parameter_names, TraceArgs};
 
 pub(crate) fn expand(args: TraceArgs, item: ItemFn) -> TokenStream {
     if let Some(constness) = &item.sig.constness {
-        return syn::Error::new(constness.span(), "#[trace] cannot be used on a `const fn`").to_compile_error();
+        return syn::Error::new(constness.span(), "#[trace] cannot be used on a `const fn`")
+            .to_compile_error();
     }
-    let ItemFn { attrs, vis, sig, block } = item;
-    let name = args.name.clone().unwrap_or_else(|| LitStr::new(&sig.ident.to_string(), sig.ident.span()));
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| LitStr::new(&sig.ident.to_string(), sig.ident.span()));
     let kind = match &args.span_type {
         Some(variant) => quote!(::core::option::Option::Some(::axion::ObservationType::#variant)),
         None => quote!(::core::option::Option::None),
@@ -21,23 +30,32 @@ pub(crate) fn expand(args: TraceArgs, item: ItemFn) -> TokenStream {
 
     let tracer = match sig.inputs.first() {
         Some(FnArg::Receiver(receiver)) => {
-            let this = if receiver.reference.is_some() || receiver.colon_token.is_some() { quote!(&*self) } else { quote!(&self) };
+            let this = if receiver.reference.is_some() || receiver.colon_token.is_some() {
+                quote!(&*self)
+            } else {
+                quote!(&self)
+            };
             quote!((&&::axion::__private::Probe(#this)).__axion_tracer())
         }
         _ => quote!(::axion::__private::context_tracer()),
     };
 
     let capture_args = if args.capture_args {
-        let inserts = parameter_names(&ItemFn { attrs: Vec::new(), vis: vis.clone(), sig: sig.clone(), block: block.clone() })
-            .into_iter()
-            .filter(|parameter| !args.skip.contains(parameter))
-            .map(|parameter| {
-                let key = parameter.to_string();
-                quote_spanned!(parameter.span()=> __axion_args.insert(
+        let inserts = parameter_names(&ItemFn {
+            attrs: Vec::new(),
+            vis: vis.clone(),
+            sig: sig.clone(),
+            block: block.clone(),
+        })
+        .into_iter()
+        .filter(|parameter| !args.skip.contains(parameter))
+        .map(|parameter| {
+            let key = parameter.to_string();
+            quote_spanned!(parameter.span()=> __axion_args.insert(
                     ::std::string::String::from(#key),
                     (&&&::axion::__private::Capture(&#parameter)).__axion_capture(),
                 );)
-            });
+        });
         quote! {
             if __axion_span.is_recording() {
                 let mut __axion_args = ::axion::__private::serde_json::Map::new();
@@ -129,7 +147,11 @@ pub(crate) fn expand(args: TraceArgs, item: ItemFn) -> TokenStream {
 /// Whether the return type is spelled `Result<…>` (any path ending in `Result`).
 fn is_result(ty: &Type) -> bool {
     match ty {
-        Type::Path(path) => path.path.segments.last().is_some_and(|segment| segment.ident == "Result"),
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == "Result"),
         Type::Paren(inner) => is_result(&inner.elem),
         Type::Group(inner) => is_result(&inner.elem),
         _ => false,

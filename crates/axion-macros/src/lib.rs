@@ -35,5 +35,7 @@ pub fn trace(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_derive(HasTracer, attributes(tracer))]
 pub fn derive_has_tracer(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
-    derive::has_tracer(input).unwrap_or_else(|error| error.to_compile_error()).into()
+    derive::has_tracer(input)
+        .unwrap_or_else(|error| error.to_compile_error())
+        .into()
 }

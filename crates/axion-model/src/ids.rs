@@ -125,14 +125,25 @@ pub fn uuid7_from_parts(unix_millis: u64, entropy: &[u8]) -> String {
     let mut bytes = [0u8; 16];
     bytes[..6].copy_from_slice(&unix_millis.to_be_bytes()[2..]);
     for (i, byte) in bytes[6..].iter_mut().enumerate() {
-        *byte = if entropy.is_empty() { 0 } else { entropy[i % entropy.len()] };
+        *byte = if entropy.is_empty() {
+            0
+        } else {
+            entropy[i % entropy.len()]
+        };
     }
     bytes[6] = 0x70 | (bytes[6] & 0x0f);
     bytes[8] = 0x80 | (bytes[8] & 0x3f);
     let mut hex = [0u8; 32];
     write_hex(&bytes, &mut hex);
     let hex = std::str::from_utf8(&hex).unwrap_or_default();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 fn write_hex(bytes: &[u8], out: &mut [u8]) {
@@ -161,7 +172,10 @@ mod tests {
         let id = TraceId::from_bytes([0xab; 16]);
         assert_eq!(id.to_string(), "ab".repeat(16));
         assert_eq!(id.to_string().parse::<TraceId>().unwrap(), id);
-        assert_eq!("00F067AA0BA902B7".parse::<SpanId>().unwrap().to_string(), "00f067aa0ba902b7");
+        assert_eq!(
+            "00F067AA0BA902B7".parse::<SpanId>().unwrap().to_string(),
+            "00f067aa0ba902b7"
+        );
     }
 
     #[test]
@@ -170,7 +184,10 @@ mod tests {
         assert!("zz".repeat(8).parse::<SpanId>().is_err());
         assert!("0".repeat(32).parse::<TraceId>().is_err());
         let message = "xyz".parse::<TraceId>().unwrap_err().to_string();
-        assert!(message.contains("trace id") && message.contains("32 hex"), "{message}");
+        assert!(
+            message.contains("trace id") && message.contains("32 hex"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -181,7 +198,11 @@ mod tests {
         assert!(uuid.starts_with("01901234-5678-7"), "{uuid}");
         let variant = u8::from_str_radix(&uuid[19..21], 16).unwrap();
         assert_eq!(variant & 0xc0, 0x80);
-        assert_eq!(uuid, SpanId::from_bytes([0xff; 8]).to_uuid7(millis), "deterministic");
+        assert_eq!(
+            uuid,
+            SpanId::from_bytes([0xff; 8]).to_uuid7(millis),
+            "deterministic"
+        );
         assert_ne!(uuid, SpanId::from_bytes([0xfe; 8]).to_uuid7(millis));
     }
 

@@ -205,9 +205,18 @@ mod tests {
 
     #[test]
     fn enums_use_wire_names_and_parse_any_case() {
-        assert_eq!(serde_json::to_string(&ObservationType::Retriever).unwrap(), "\"RETRIEVER\"");
-        assert_eq!("generation".parse::<ObservationType>().unwrap(), ObservationType::Generation);
-        assert_eq!("Warning".parse::<ObservationLevel>().unwrap(), ObservationLevel::Warning);
+        assert_eq!(
+            serde_json::to_string(&ObservationType::Retriever).unwrap(),
+            "\"RETRIEVER\""
+        );
+        assert_eq!(
+            "generation".parse::<ObservationType>().unwrap(),
+            ObservationType::Generation
+        );
+        assert_eq!(
+            "Warning".parse::<ObservationLevel>().unwrap(),
+            ObservationLevel::Warning
+        );
         let error = "bogus".parse::<ObservationLevel>().unwrap_err().to_string();
         assert!(error.contains("DEBUG DEFAULT WARNING ERROR"), "{error}");
         assert_eq!(ObservationType::ALL.len(), 10);
@@ -216,7 +225,10 @@ mod tests {
     #[test]
     fn optional_fields_are_left_out() {
         let json = serde_json::to_value(Observation::new("a", "b")).unwrap();
-        assert_eq!(json, serde_json::json!({"id": "a", "traceId": "b", "type": "SPAN", "level": "DEFAULT"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"id": "a", "traceId": "b", "type": "SPAN", "level": "DEFAULT"})
+        );
     }
 
     #[test]

@@ -86,7 +86,12 @@ pub struct Score {
 }
 
 impl Score {
-    fn with_value(name: impl Into<String>, value: f64, string_value: Option<String>, data_type: ScoreDataType) -> Self {
+    fn with_value(
+        name: impl Into<String>,
+        value: f64,
+        string_value: Option<String>,
+        data_type: ScoreDataType,
+    ) -> Self {
         Self {
             id: None,
             trace_id: None,
@@ -112,7 +117,12 @@ impl Score {
     /// A boolean score, stored as Langfuse does (`1`/`0` and `"True"`/`"False"`).
     pub fn boolean(name: impl Into<String>, value: bool) -> Self {
         let label = if value { "True" } else { "False" };
-        Self::with_value(name, f64::from(u8::from(value)), Some(label.into()), ScoreDataType::Boolean)
+        Self::with_value(
+            name,
+            f64::from(u8::from(value)),
+            Some(label.into()),
+            ScoreDataType::Boolean,
+        )
     }
 
     /// A categorical score (a label).

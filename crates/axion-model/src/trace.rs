@@ -55,6 +55,9 @@ pub struct Trace {
 impl Trace {
     /// A trace update that carries only the id.
     pub fn new(id: impl Into<String>) -> Self {
-        Self { id: id.into(), ..Self::default() }
+        Self {
+            id: id.into(),
+            ..Self::default()
+        }
     }
 }

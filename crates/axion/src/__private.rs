@@ -95,7 +95,8 @@ pub trait CaptureSerialize {
 }
 impl<T: Serialize + ?Sized> CaptureSerialize for &&Capture<'_, T> {
     fn __axion_capture(&self) -> Value {
-        serde_json::to_value(self.0).unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>")))
+        serde_json::to_value(self.0)
+            .unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>")))
     }
 }
 

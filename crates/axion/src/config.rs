@@ -20,7 +20,9 @@ pub struct Settings {
 impl Settings {
     /// The current process environment.
     pub fn from_env() -> Self {
-        Self { vars: std::env::vars().collect() }
+        Self {
+            vars: std::env::vars().collect(),
+        }
     }
 
     /// Only the given pairs.
@@ -35,17 +37,28 @@ impl Settings {
         K: Into<String>,
         V: Into<String>,
     {
-        Self { vars: pairs.into_iter().map(|(key, value)| (key.into(), value.into())).collect() }
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(key, value)| (key.into(), value.into()))
+                .collect(),
+        }
     }
 
     /// A setting's value, trimmed; `None` when unset or blank.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(|value| value.trim()).filter(|value| !value.is_empty())
+        self.vars
+            .get(name)
+            .map(|value| value.trim())
+            .filter(|value| !value.is_empty())
     }
 
     /// A setting that must be present: a [`Error::MissingCredentials`] naming it otherwise.
     pub fn require(&self, provider: &str, name: &'static str) -> Result<&str> {
-        self.get(name).ok_or_else(|| Error::MissingCredentials { provider: provider.to_owned(), variable: name })
+        self.get(name).ok_or_else(|| Error::MissingCredentials {
+            provider: provider.to_owned(),
+            variable: name,
+        })
     }
 
     /// A numeric setting, or `default` when unset; an unparsable value is an error naming it.
@@ -87,7 +100,10 @@ pub struct Detection {
 /// assert_eq!(detect_provider(&Settings::default()).provider, "noop");
 /// ```
 pub fn detect_provider(settings: &Settings) -> Detection {
-    let found = |provider: &str, reason: String| Detection { provider: provider.to_owned(), reason };
+    let found = |provider: &str, reason: String| Detection {
+        provider: provider.to_owned(),
+        reason,
+    };
     for variable in ["TRACING_MODE", "AXION_TRACING_MODE"] {
         if let Some(mode) = settings.get(variable) {
             return found(&normalize_name(mode), format!("{variable}={mode}"));
@@ -126,11 +142,18 @@ struct Active {
 static ACTIVE: RwLock<Option<Active>> = RwLock::new(None);
 
 fn read_active<R>(read: impl FnOnce(&Option<Active>) -> R) -> R {
-    read(&ACTIVE.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    read(
+        &ACTIVE
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    )
 }
 
 fn install(name: String, provider: Arc<dyn BaseTracer>) {
-    let previous = ACTIVE.write().unwrap_or_else(|poisoned| poisoned.into_inner()).replace(Active { name, provider });
+    let previous = ACTIVE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .replace(Active { name, provider });
     // Tracers made earlier keep the previous provider; it flushes when the last one goes.
     drop(previous);
 }
@@ -169,10 +192,16 @@ pub fn configure_tracing_with(provider: Option<&str>, settings: &Settings) -> Re
         }
         None => {
             let detection = detect_provider(settings);
-            if read_active(|active| active.as_ref().is_some_and(|active| active.name == detection.provider)) {
+            if read_active(|active| {
+                active
+                    .as_ref()
+                    .is_some_and(|active| active.name == detection.provider)
+            }) {
                 return Ok(());
             }
-            match TracerRegistry::get(&detection.provider).and_then(|factory| factory.create(settings)) {
+            match TracerRegistry::get(&detection.provider)
+                .and_then(|factory| factory.create(settings))
+            {
                 Ok(created) => install(detection.provider, created),
                 Err(error) => {
                     warn(&format!(
@@ -199,7 +228,10 @@ pub fn configured_provider_name() -> Option<String> {
 
 /// Forgets the configuration; the next tracer re-detects from the environment.
 pub fn clear_tracing_config() {
-    let previous = ACTIVE.write().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    let previous = ACTIVE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
     drop(previous);
 }
 
@@ -210,12 +242,15 @@ pub fn list_providers() -> Vec<String> {
 
 /// The configured provider, configuring from the environment on first use.
 pub(crate) fn active_provider() -> Arc<dyn BaseTracer> {
-    if let Some(provider) = read_active(|active| active.as_ref().map(|active| active.provider.clone())) {
+    if let Some(provider) =
+        read_active(|active| active.as_ref().map(|active| active.provider.clone()))
+    {
         return provider;
     }
     // Auto-detection never fails; it installs noop at worst.
     let _ = configure_tracing(None);
-    read_active(|active| active.as_ref().map(|active| active.provider.clone())).unwrap_or_else(|| Arc::new(NoopTracer))
+    read_active(|active| active.as_ref().map(|active| active.provider.clone()))
+        .unwrap_or_else(|| Arc::new(NoopTracer))
 }
 
 /// Flushes the configured provider.
@@ -228,7 +263,10 @@ pub fn flush_tracing(timeout: Duration) -> Result<FlushReport> {
 
 /// Shuts the configured provider down (flushing first) and clears the configuration.
 pub fn shutdown_tracing(timeout: Duration) -> Result<FlushReport> {
-    let active = ACTIVE.write().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    let active = ACTIVE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
     match active {
         Some(active) => active.provider.shutdown(timeout),
         None => Ok(FlushReport::default()),
@@ -238,10 +276,8 @@ pub fn shutdown_tracing(timeout: Duration) -> Result<FlushReport> {
 /// Shuts tracing down when dropped, so that nothing queued is lost when `main` returns.
 ///
 /// ```
-/// fn main() {
-///     let _tracing = axion::shutdown_guard();
-///     // ... traced work ...
-/// } // everything queued is delivered here
+/// let _tracing = axion::shutdown_guard();
+/// // ... traced work; everything queued is delivered when `_tracing` drops at the end of main
 /// ```
 #[must_use = "tracing is shut down as soon as the guard is dropped"]
 #[derive(Debug)]
@@ -251,7 +287,9 @@ pub struct ShutdownGuard {
 
 /// A guard that calls [`shutdown_tracing`] (5 s timeout) when dropped.
 pub fn shutdown_guard() -> ShutdownGuard {
-    ShutdownGuard { timeout: Duration::from_secs(5) }
+    ShutdownGuard {
+        timeout: Duration::from_secs(5),
+    }
 }
 
 impl Drop for ShutdownGuard {
@@ -292,17 +330,35 @@ mod tests {
         assert_eq!(detect(&all[..3]), "opik");
         assert_eq!(detect(&all[..2]), "logfire");
         assert_eq!(detect(&all[..1]), "otel");
-        assert_eq!(detect(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:4318/v1/traces")]), "otel");
+        assert_eq!(
+            detect(&[(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://127.0.0.1:4318/v1/traces"
+            )]),
+            "otel"
+        );
         assert_eq!(detect(&[]), "noop");
     }
 
     #[test]
     fn tracing_mode_wins_and_is_normalised() {
-        assert_eq!(detect(&[("TRACING_MODE", " Console "), ("LANGFUSE_SECRET_KEY", "sk")]), "console");
+        assert_eq!(
+            detect(&[("TRACING_MODE", " Console "), ("LANGFUSE_SECRET_KEY", "sk")]),
+            "console"
+        );
         assert_eq!(detect(&[("AXION_TRACING_MODE", "LOGFIRE_OTEL")]), "otel");
-        assert_eq!(detect(&[("TRACING_MODE", ""), ("AXION_TRACING_MODE", "logfire_hosted")]), "logfire");
+        assert_eq!(
+            detect(&[
+                ("TRACING_MODE", ""),
+                ("AXION_TRACING_MODE", "logfire_hosted")
+            ]),
+            "logfire"
+        );
         // An explicit noop is honoured (the Python code re-ran detection, which surprised users).
-        assert_eq!(detect(&[("TRACING_MODE", "noop"), ("LANGFUSE_SECRET_KEY", "sk")]), "noop");
+        assert_eq!(
+            detect(&[("TRACING_MODE", "noop"), ("LANGFUSE_SECRET_KEY", "sk")]),
+            "noop"
+        );
     }
 
     #[test]
@@ -314,8 +370,14 @@ mod tests {
     #[test]
     fn settings_parse_errors_name_the_variable() {
         let settings = Settings::from_pairs([("AXION_EXPORT_QUEUE_SIZE", "lots")]);
-        let error = settings.parse_or("AXION_EXPORT_QUEUE_SIZE", 1usize).unwrap_err().to_string();
-        assert!(error.contains("AXION_EXPORT_QUEUE_SIZE") && error.contains("lots"), "{error}");
+        let error = settings
+            .parse_or("AXION_EXPORT_QUEUE_SIZE", 1usize)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("AXION_EXPORT_QUEUE_SIZE") && error.contains("lots"),
+            "{error}"
+        );
         assert_eq!(settings.parse_or("UNSET", 7usize).unwrap(), 7);
     }
 }

@@ -33,7 +33,9 @@ thread_local! {
 impl TraceContext {
     /// The context of the calling code.
     pub fn current() -> Self {
-        CURRENT.try_with(|current| current.borrow().clone()).unwrap_or_default()
+        CURRENT
+            .try_with(|current| current.borrow().clone())
+            .unwrap_or_default()
     }
 
     /// Whether neither a tracer nor a span is set.
@@ -53,7 +55,10 @@ impl TraceContext {
 
     /// Makes this context current until the guard drops.
     pub fn attach(self) -> ContextGuard {
-        ContextGuard { previous: Some(swap(self)), _not_send: PhantomData }
+        ContextGuard {
+            previous: Some(swap(self)),
+            _not_send: PhantomData,
+        }
     }
 
     /// Wraps a future so that it runs in this context whenever it is polled.
@@ -63,7 +68,9 @@ impl TraceContext {
 }
 
 fn swap(context: TraceContext) -> TraceContext {
-    CURRENT.try_with(|current| current.replace(context)).unwrap_or_default()
+    CURRENT
+        .try_with(|current| current.replace(context))
+        .unwrap_or_default()
 }
 
 /// Restores the previous context when dropped. Not `Send`: it belongs to the thread that made it.
@@ -91,21 +98,33 @@ impl Drop for ContextGuard {
 
 /// The tracer of the current context, if any.
 pub fn current_tracer() -> Option<Tracer> {
-    CURRENT.try_with(|current| current.borrow().tracer.clone()).ok().flatten()
+    CURRENT
+        .try_with(|current| current.borrow().tracer.clone())
+        .ok()
+        .flatten()
 }
 
 /// Whether a tracer is current.
 pub fn has_current_tracer() -> bool {
-    CURRENT.try_with(|current| current.borrow().tracer.is_some()).unwrap_or(false)
+    CURRENT
+        .try_with(|current| current.borrow().tracer.is_some())
+        .unwrap_or(false)
 }
 
 /// The current span, if any.
 pub fn current_span() -> Option<Span> {
-    CURRENT.try_with(|current| current.borrow().span.clone()).ok().flatten().map(Span::from_cell)
+    CURRENT
+        .try_with(|current| current.borrow().span.clone())
+        .ok()
+        .flatten()
+        .map(Span::from_cell)
 }
 
 pub(crate) fn current_span_cell() -> Option<Arc<SpanCell>> {
-    CURRENT.try_with(|current| current.borrow().span.clone()).ok().flatten()
+    CURRENT
+        .try_with(|current| current.borrow().span.clone())
+        .ok()
+        .flatten()
 }
 
 /// Makes `tracer` current (without a span) until the guard drops, which restores the previous
@@ -181,7 +200,10 @@ pub struct SpanOwner {
 
 impl SpanOwner {
     pub(crate) fn new(span: Span) -> Self {
-        Self { span, completed: false }
+        Self {
+            span,
+            completed: false,
+        }
     }
 
     /// The work finished (successfully or not): end without the cancelled mark.
@@ -214,7 +236,15 @@ pin_project_lite::pin_project! {
 impl<F> Instrumented<F> {
     pub(crate) fn new(inner: F, context: TraceContext, span: Option<Span>) -> Self {
         let active = !context.is_empty();
-        Self { inner, context, active, owner: span.map(|span| SpanOwner { span, completed: false }) }
+        Self {
+            inner,
+            context,
+            active,
+            owner: span.map(|span| SpanOwner {
+                span,
+                completed: false,
+            }),
+        }
     }
 }
 

@@ -107,25 +107,28 @@ pub mod __private;
 pub use axion_macros::{trace, HasTracer};
 pub use axion_model::{self as model, ObservationLevel, ObservationType, SpanId, TraceId};
 pub use config::{
-    clear_tracing_config, configure_tracing, configure_tracing_with, configured_provider_name, detect_provider,
-    flush_tracing, is_tracing_configured, list_providers, shutdown_guard, shutdown_tracing, Detection, Settings,
-    ShutdownGuard,
+    clear_tracing_config, configure_tracing, configure_tracing_with, configured_provider_name,
+    detect_provider, flush_tracing, is_tracing_configured, list_providers, shutdown_guard,
+    shutdown_tracing, Detection, Settings, ShutdownGuard,
 };
 pub use context::{
-    bind_current_trace, current_span, current_tracer, has_current_tracer, reset_tracer_context, set_current_tracer,
-    ContextGuard, FutureExt, Instrumented, TraceContext,
+    bind_current_trace, current_span, current_tracer, has_current_tracer, reset_tracer_context,
+    set_current_tracer, ContextGuard, FutureExt, Instrumented, TraceContext,
 };
 pub use error::{Error, Result};
 pub use payload::Payload;
-pub use provider::{BaseTracer, ExportStats, FlushReport, NoopTracer, RawObservation, RawRecord, RawTrace};
+pub use provider::{
+    BaseTracer, ExportStats, FlushReport, NoopTracer, RawObservation, RawRecord, RawTrace,
+};
 pub use registry::{ProviderFactory, TracerRegistry};
 pub use span::{BaseSpan, Span, SpanGuard};
 pub use stats::{DatabaseStats, EvaluationStats, KnowledgeStats, LlmStats, TracerStats};
 pub use trace_update::{ObservationUpdate, ScoreValue, TraceUpdate};
 pub use tracer::{
-    default_global_tracer, init_tracer, init_tracer_with, score_current_observation, score_current_trace,
-    set_default_global_tracer, update_current_observation, update_current_trace, LifecycleStatus, LlmCall,
-    MetadataType, SpanBuilder, ToolMetadata, TraceEvent, Tracer, TracerBuilder, MAX_LOCAL_EVENTS,
+    default_global_tracer, init_tracer, init_tracer_with, score_current_observation,
+    score_current_trace, set_default_global_tracer, update_current_observation,
+    update_current_trace, LifecycleStatus, LlmCall, MetadataType, SpanBuilder, ToolMetadata,
+    TraceEvent, Tracer, TracerBuilder, MAX_LOCAL_EVENTS,
 };
 
 /// Types that carry their own tracer; `#[trace]` on their methods uses it.

@@ -12,7 +12,8 @@ trait Deferred: Send + Sync {
 
 impl<T: Serialize + Send + Sync> Deferred for T {
     fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>")))
+        serde_json::to_value(self)
+            .unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>")))
     }
 }
 
@@ -30,7 +31,10 @@ impl Payload {
 
     /// Serialises the value now, from a borrow. For values that cannot be moved into the span.
     pub fn from_ref<T: Serialize + ?Sized>(value: &T) -> Self {
-        Self::new(serde_json::to_value(value).unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>"))))
+        Self::new(
+            serde_json::to_value(value)
+                .unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>"))),
+        )
     }
 
     /// Captures a value that only implements `Debug`, as its `{:?}` text.
@@ -60,11 +64,17 @@ mod tests {
         struct Query {
             text: &'static str,
         }
-        assert_eq!(Payload::new(Query { text: "hi" }).to_json(), serde_json::json!({"text": "hi"}));
+        assert_eq!(
+            Payload::new(Query { text: "hi" }).to_json(),
+            serde_json::json!({"text": "hi"})
+        );
         let mut bad = std::collections::HashMap::new();
         bad.insert((1, 2), 3);
         let text = Payload::new(bad).to_json();
-        assert!(text.as_str().unwrap().starts_with("<unserializable"), "{text}");
+        assert!(
+            text.as_str().unwrap().starts_with("<unserializable"),
+            "{text}"
+        );
         assert_eq!(Payload::from_debug(&Some(3)).to_json(), "Some(3)");
     }
 }

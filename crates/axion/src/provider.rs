@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use axion_model::{
-    JsonMap, Observation, ObservationLevel, ObservationType, Record, Score, SpanId, Timestamp, Trace, TraceId,
+    JsonMap, Observation, ObservationLevel, ObservationType, Record, Score, SpanId, Timestamp,
+    Trace, TraceId,
 };
 use serde_json::Value;
 
@@ -185,7 +186,11 @@ impl RawObservation {
         if self.attributes.is_empty() {
             return None;
         }
-        let map: JsonMap = self.attributes.iter().map(|(key, value)| (key.to_string(), value.to_json())).collect();
+        let map: JsonMap = self
+            .attributes
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_json()))
+            .collect();
         Some(Value::Object(map))
     }
 

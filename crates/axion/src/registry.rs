@@ -66,11 +66,18 @@ impl TracerRegistry {
         F: Fn(&Settings) -> Result<Arc<dyn BaseTracer>> + Send + Sync + 'static,
     {
         let name = normalize_name(name);
-        let entry = ProviderFactory { name: name.clone(), create: Arc::new(factory) };
-        let mut registry = REGISTRY.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = ProviderFactory {
+            name: name.clone(),
+            create: Arc::new(factory),
+        };
+        let mut registry = REGISTRY
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match registry.iter_mut().find(|existing| existing.name == name) {
             Some(existing) => {
-                log::debug!("axion: provider {name:?} registered again; the new factory replaces the old");
+                log::debug!(
+                    "axion: provider {name:?} registered again; the new factory replaces the old"
+                );
                 *existing = entry;
             }
             None => registry.push(entry),
@@ -80,16 +87,31 @@ impl TracerRegistry {
     /// The factory registered under `name`; an error listing the registered names otherwise.
     pub fn get(name: &str) -> Result<ProviderFactory> {
         let name = normalize_name(name);
-        let registry = REGISTRY.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        registry.iter().find(|factory| factory.name == name).cloned().ok_or_else(|| Error::UnknownProvider {
-            name,
-            available: registry.iter().map(|factory| factory.name.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        let registry = REGISTRY
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        registry
+            .iter()
+            .find(|factory| factory.name == name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownProvider {
+                name,
+                available: registry
+                    .iter()
+                    .map(|factory| factory.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// Registered names, in registration order.
     pub fn list_providers() -> Vec<String> {
-        REGISTRY.read().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().map(|f| f.name.clone()).collect()
+        REGISTRY
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|f| f.name.clone())
+            .collect()
     }
 
     /// Whether `name` is registered.
@@ -99,12 +121,18 @@ impl TracerRegistry {
 }
 
 fn builtins() -> Vec<ProviderFactory> {
-    fn entry(name: &str, create: impl Fn(&Settings) -> Result<Arc<dyn BaseTracer>> + Send + Sync + 'static) -> ProviderFactory {
-        ProviderFactory { name: name.to_owned(), create: Arc::new(create) }
+    fn entry(
+        name: &str,
+        create: impl Fn(&Settings) -> Result<Arc<dyn BaseTracer>> + Send + Sync + 'static,
+    ) -> ProviderFactory {
+        ProviderFactory {
+            name: name.to_owned(),
+            create: Arc::new(create),
+        }
     }
     vec![
         entry("noop", |_| Ok(Arc::new(NoopTracer))),
-        entry("console", |settings| console_provider(settings)),
+        entry("console", console_provider),
         entry("langfuse", |settings| {
             settings.require("langfuse", "LANGFUSE_PUBLIC_KEY")?;
             settings.require("langfuse", "LANGFUSE_SECRET_KEY")?;
@@ -147,31 +175,60 @@ mod tests {
     #[test]
     fn builtins_are_registered_in_order() {
         let names = TracerRegistry::list_providers();
-        assert_eq!(&names[..6], ["noop", "console", "langfuse", "opik", "logfire", "otel"]);
+        assert_eq!(
+            &names[..6],
+            ["noop", "console", "langfuse", "opik", "logfire", "otel"]
+        );
     }
 
     #[test]
     fn unknown_names_list_what_exists() {
         let error = TracerRegistry::get("zipkin").unwrap_err().to_string();
-        assert!(error.contains("zipkin") && error.contains("noop, console, langfuse"), "{error}");
+        assert!(
+            error.contains("zipkin") && error.contains("noop, console, langfuse"),
+            "{error}"
+        );
     }
 
     #[test]
     fn backends_name_missing_credentials_then_say_unavailable() {
         let empty = Settings::default();
-        let missing = |name: &str| TracerRegistry::get(name).unwrap().create(&empty).err().unwrap().to_string();
+        let missing = |name: &str| {
+            TracerRegistry::get(name)
+                .unwrap()
+                .create(&empty)
+                .err()
+                .unwrap()
+                .to_string()
+        };
         assert!(missing("langfuse").contains("LANGFUSE_PUBLIC_KEY"));
         assert!(missing("opik").contains("OPIK_API_KEY"));
         assert!(missing("logfire").contains("LOGFIRE_TOKEN"));
         assert!(missing("otel").contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
         let only_secret = Settings::from_pairs([("LANGFUSE_SECRET_KEY", "sk")]);
-        let error = TracerRegistry::get("langfuse").unwrap().create(&only_secret).err().unwrap().to_string();
+        let error = TracerRegistry::get("langfuse")
+            .unwrap()
+            .create(&only_secret)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("LANGFUSE_PUBLIC_KEY"), "{error}");
-        let keys = Settings::from_pairs([("LANGFUSE_SECRET_KEY", "sk"), ("LANGFUSE_PUBLIC_KEY", "pk")]);
-        let error = TracerRegistry::get("langfuse").unwrap().create(&keys).err().unwrap().to_string();
+        let keys =
+            Settings::from_pairs([("LANGFUSE_SECRET_KEY", "sk"), ("LANGFUSE_PUBLIC_KEY", "pk")]);
+        let error = TracerRegistry::get("langfuse")
+            .unwrap()
+            .create(&keys)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("not available yet"), "{error}");
         let local_opik = Settings::from_pairs([("OPIK_URL_OVERRIDE", "http://127.0.0.1:5173/api")]);
-        let error = TracerRegistry::get("opik").unwrap().create(&local_opik).err().unwrap().to_string();
+        let error = TracerRegistry::get("opik")
+            .unwrap()
+            .create(&local_opik)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("not available yet"), "{error}");
     }
 }

@@ -19,14 +19,20 @@ use crate::Tracer;
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while a span was being updated must not turn every later call into a panic.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What every span type offers (the Python SDK's `BaseSpan` protocol). Write helpers generic
 /// over it to accept both [`Span`] and [`SpanGuard`].
 pub trait BaseSpan {
     /// Sets an attribute (exported as metadata).
-    fn set_attribute<V: Serialize + Send + Sync + 'static>(&self, key: impl Into<Cow<'static, str>>, value: V);
+    fn set_attribute<V: Serialize + Send + Sync + 'static>(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        value: V,
+    );
     /// Sets the input.
     fn set_input<V: Serialize + Send + Sync + 'static>(&self, value: V);
     /// Sets the output.
@@ -46,7 +52,13 @@ struct PendingTrace {
 
 impl TraceState {
     pub(crate) fn new(defaults: RawTrace) -> Arc<Self> {
-        Arc::new(Self { id: defaults.id, pending: Mutex::new(PendingTrace { update: defaults, root_done: false }) })
+        Arc::new(Self {
+            id: defaults.id,
+            pending: Mutex::new(PendingTrace {
+                update: defaults,
+                root_done: false,
+            }),
+        })
     }
 }
 
@@ -79,7 +91,11 @@ pub(crate) struct SpanState {
 }
 
 impl SpanState {
-    pub(crate) fn new(name: Cow<'static, str>, kind: Option<ObservationType>, start: SystemTime) -> Self {
+    pub(crate) fn new(
+        name: Cow<'static, str>,
+        kind: Option<ObservationType>,
+        start: SystemTime,
+    ) -> Self {
         Self {
             name,
             kind,
@@ -130,10 +146,19 @@ impl SpanCell {
         if self.ended.swap(true, Ordering::AcqRel) {
             return;
         }
-        let state = std::mem::replace(&mut *lock(&self.state), SpanState::new(Cow::Borrowed(""), None, end_time));
+        let state = std::mem::replace(
+            &mut *lock(&self.state),
+            SpanState::new(Cow::Borrowed(""), None, end_time),
+        );
         let kind = state.kind.unwrap_or_else(|| infer_type(&state));
-        let root_payloads = self.is_root.then(|| (state.input.clone(), state.output.clone()));
-        let root_name = if self.is_root { Some(state.name.to_string()) } else { None };
+        let root_payloads = self
+            .is_root
+            .then(|| (state.input.clone(), state.output.clone()));
+        let root_name = if self.is_root {
+            Some(state.name.to_string())
+        } else {
+            None
+        };
         let observation = RawObservation {
             id: self.id,
             trace_id: self.trace.id,
@@ -156,7 +181,8 @@ impl SpanCell {
             cost_details: state.cost,
         };
         self.tracer.record_observation_stats(&observation);
-        self.tracer.emit(RawRecord::Observation(Box::new(observation)));
+        self.tracer
+            .emit(RawRecord::Observation(Box::new(observation)));
         if let (Some((input, output)), Some(name)) = (root_payloads, root_name) {
             let mut pending = lock(&self.trace.pending);
             pending.root_done = true;
@@ -194,7 +220,9 @@ impl Drop for SpanCell {
     }
 }
 
-fn dedup_attributes(mut attributes: Vec<(Cow<'static, str>, Payload)>) -> Vec<(Cow<'static, str>, Payload)> {
+fn dedup_attributes(
+    mut attributes: Vec<(Cow<'static, str>, Payload)>,
+) -> Vec<(Cow<'static, str>, Payload)> {
     if attributes.len() > 1 {
         let mut seen = std::collections::HashSet::new();
         attributes.reverse();
@@ -246,7 +274,11 @@ pub struct Span {
 impl fmt::Debug for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.cell {
-            Some(cell) => f.debug_struct("Span").field("trace_id", &cell.trace.id).field("span_id", &cell.id).finish(),
+            Some(cell) => f
+                .debug_struct("Span")
+                .field("trace_id", &cell.trace.id)
+                .field("span_id", &cell.id)
+                .finish(),
             None => f.write_str("Span(disabled)"),
         }
     }
@@ -254,6 +286,7 @@ impl fmt::Debug for Span {
 
 impl Span {
     /// A span that records nothing.
+    #[inline]
     pub const fn none() -> Self {
         Self { cell: None }
     }
@@ -266,6 +299,7 @@ impl Span {
         self.cell.as_ref()
     }
 
+    #[inline]
     fn update(&self, apply: impl FnOnce(&mut SpanState)) {
         if let Some(cell) = &self.cell {
             cell.update(apply);
@@ -295,7 +329,11 @@ impl Span {
 
     /// Sets an attribute; attributes are exported as the observation's metadata. Setting a key
     /// again replaces its value.
-    pub fn set_attribute<V: Serialize + Send + Sync + 'static>(&self, key: impl Into<Cow<'static, str>>, value: V) {
+    pub fn set_attribute<V: Serialize + Send + Sync + 'static>(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        value: V,
+    ) {
         if self.cell.is_some() {
             let entry = (key.into(), Payload::new(value));
             self.update(|state| state.attributes.push(entry));
@@ -316,7 +354,10 @@ impl Span {
         V: Serialize + Send + Sync + 'static,
     {
         if self.cell.is_some() {
-            let entries: Vec<_> = attributes.into_iter().map(|(key, value)| (key.into(), Payload::new(value))).collect();
+            let entries: Vec<_> = attributes
+                .into_iter()
+                .map(|(key, value)| (key.into(), Payload::new(value)))
+                .collect();
             self.update(|state| state.attributes.extend(entries));
         }
     }
@@ -386,8 +427,16 @@ impl Span {
         K: Into<String>,
     {
         if self.cell.is_some() {
-            let entries: Vec<_> = usage.into_iter().map(|(key, value)| (key.into(), value)).collect();
-            self.update(|state| state.usage.get_or_insert_with(BTreeMap::new).extend(entries));
+            let entries: Vec<_> = usage
+                .into_iter()
+                .map(|(key, value)| (key.into(), value))
+                .collect();
+            self.update(|state| {
+                state
+                    .usage
+                    .get_or_insert_with(BTreeMap::new)
+                    .extend(entries)
+            });
         }
     }
 
@@ -404,7 +453,10 @@ impl Span {
         K: Into<String>,
     {
         if self.cell.is_some() {
-            let entries: Vec<_> = cost.into_iter().map(|(key, value)| (key.into(), value)).collect();
+            let entries: Vec<_> = cost
+                .into_iter()
+                .map(|(key, value)| (key.into(), value))
+                .collect();
             self.update(|state| state.cost.get_or_insert_with(BTreeMap::new).extend(entries));
         }
     }
@@ -548,23 +600,46 @@ impl Span {
             let mut state = SpanState::new(name.into(), Some(ObservationType::Event), now);
             state.level = level;
             state.input = Some(Payload::new(data));
-            let event = SpanCell::new(cell.tracer.clone(), cell.trace.clone(), Some(cell.id), false, state);
+            let event = SpanCell::new(
+                cell.tracer.clone(),
+                cell.trace.clone(),
+                Some(cell.id),
+                false,
+                state,
+            );
             event.end(now);
         }
     }
 
     /// Scores this observation.
-    pub fn score(&self, name: impl Into<String>, value: impl Into<ScoreValue>, comment: Option<&str>) {
+    pub fn score(
+        &self,
+        name: impl Into<String>,
+        value: impl Into<ScoreValue>,
+        comment: Option<&str>,
+    ) {
         if let Some(cell) = &self.cell {
-            let score = value.into().into_score(name.into(), comment).with_observation(cell.id.to_string());
-            cell.tracer.emit_score(score.with_trace(cell.trace.id.to_string()));
+            let score = value
+                .into()
+                .into_score(name.into(), comment)
+                .with_observation(cell.id.to_string());
+            cell.tracer
+                .emit_score(score.with_trace(cell.trace.id.to_string()));
         }
     }
 
     /// Scores the trace this span belongs to.
-    pub fn score_trace(&self, name: impl Into<String>, value: impl Into<ScoreValue>, comment: Option<&str>) {
+    pub fn score_trace(
+        &self,
+        name: impl Into<String>,
+        value: impl Into<ScoreValue>,
+        comment: Option<&str>,
+    ) {
         if let Some(cell) = &self.cell {
-            let score = value.into().into_score(name.into(), comment).with_trace(cell.trace.id.to_string());
+            let score = value
+                .into()
+                .into_score(name.into(), comment)
+                .with_trace(cell.trace.id.to_string());
             cell.tracer.emit_score(score);
         }
     }
@@ -579,14 +654,21 @@ impl Span {
     /// A context with this span current (and its tracer).
     pub fn context(&self) -> TraceContext {
         match &self.cell {
-            Some(cell) => TraceContext { tracer: Some(cell.tracer.clone()), span: Some(cell.clone()) },
+            Some(cell) => TraceContext {
+                tracer: Some(cell.tracer.clone()),
+                span: Some(cell.clone()),
+            },
             None => TraceContext::default(),
         }
     }
 }
 
 impl BaseSpan for Span {
-    fn set_attribute<V: Serialize + Send + Sync + 'static>(&self, key: impl Into<Cow<'static, str>>, value: V) {
+    fn set_attribute<V: Serialize + Send + Sync + 'static>(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        value: V,
+    ) {
         Span::set_attribute(self, key, value);
     }
     fn set_input<V: Serialize + Send + Sync + 'static>(&self, value: V) {
@@ -609,9 +691,24 @@ pub struct SpanGuard {
 }
 
 impl SpanGuard {
+    #[inline]
+    pub(crate) const fn disabled() -> Self {
+        Self {
+            span: Span::none(),
+            _context: None,
+        }
+    }
+
+    #[inline]
     pub(crate) fn enter(span: Span) -> Self {
+        if span.cell.is_none() {
+            return Self::disabled();
+        }
         let context = span.cell.as_ref().map(|_| span.context().attach());
-        Self { span, _context: context }
+        Self {
+            span,
+            _context: context,
+        }
     }
 
     /// A handle to the span that outlives the guard.
@@ -628,18 +725,30 @@ impl std::ops::Deref for SpanGuard {
 }
 
 impl Drop for SpanGuard {
+    #[inline]
     fn drop(&mut self) {
         if self.span.cell.is_some() {
-            if std::thread::panicking() {
-                self.span.mark_panicked();
-            }
-            self.span.end();
+            self.finish();
         }
     }
 }
 
+impl SpanGuard {
+    #[cold]
+    fn finish(&self) {
+        if std::thread::panicking() {
+            self.span.mark_panicked();
+        }
+        self.span.end();
+    }
+}
+
 impl BaseSpan for SpanGuard {
-    fn set_attribute<V: Serialize + Send + Sync + 'static>(&self, key: impl Into<Cow<'static, str>>, value: V) {
+    fn set_attribute<V: Serialize + Send + Sync + 'static>(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        value: V,
+    ) {
         self.span.set_attribute(key, value);
     }
     fn set_input<V: Serialize + Send + Sync + 'static>(&self, value: V) {

@@ -159,7 +159,11 @@ impl Counters {
                     llm.completion_tokens += output;
                     llm.total_tokens += usage.get("total").copied().unwrap_or(input + output);
                 }
-                if let Some(cost) = observation.cost_details.as_ref().and_then(|cost| cost.get("total")) {
+                if let Some(cost) = observation
+                    .cost_details
+                    .as_ref()
+                    .and_then(|cost| cost.get("total"))
+                {
                     llm.cost_usd += cost;
                 }
                 if let Some(model) = &observation.model {
@@ -205,8 +209,18 @@ struct Table<'a> {
 
 impl fmt::Display for Table<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let key_width = self.rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
-        let value_width = self.rows.iter().map(|(_, value)| value.chars().count()).max().unwrap_or(0);
+        let key_width = self
+            .rows
+            .iter()
+            .map(|(key, _)| key.len())
+            .max()
+            .unwrap_or(0);
+        let value_width = self
+            .rows
+            .iter()
+            .map(|(_, value)| value.chars().count())
+            .max()
+            .unwrap_or(0);
         let width = (key_width + value_width + 3).max(self.title.len());
         writeln!(f, "{}", self.title)?;
         writeln!(f, "{}", "─".repeat(width))?;
@@ -227,7 +241,10 @@ impl fmt::Display for TracerStats {
         let mut rows = vec![
             ("execution", format!("{short_id}...")),
             ("status", self.status.to_string()),
-            ("latency", self.latency.map(seconds).unwrap_or_else(|| "-".into())),
+            (
+                "latency",
+                self.latency.map(seconds).unwrap_or_else(|| "-".into()),
+            ),
             ("observations", self.observations.to_string()),
             ("events", self.events.to_string()),
         ];
@@ -236,14 +253,20 @@ impl fmt::Display for TracerStats {
                 let llm = &self.llm;
                 rows.extend([
                     ("llm calls", llm.calls.to_string()),
-                    ("success rate", format!("{:.1}%", llm.success_rate() * 100.0)),
+                    (
+                        "success rate",
+                        format!("{:.1}%", llm.success_rate() * 100.0),
+                    ),
                     ("prompt tokens", llm.prompt_tokens.to_string()),
                     ("completion tokens", llm.completion_tokens.to_string()),
                     ("total tokens", llm.total_tokens.to_string()),
                     ("avg latency", seconds(llm.average_latency())),
                 ]);
                 if llm.calls > 0 {
-                    rows.push(("avg tokens/call", format!("{:.1}", llm.total_tokens as f64 / llm.calls as f64)));
+                    rows.push((
+                        "avg tokens/call",
+                        format!("{:.1}", llm.total_tokens as f64 / llm.calls as f64),
+                    ));
                 }
                 if llm.cost_usd > 0.0 {
                     rows.push(("estimated cost", format!("${:.6}", llm.cost_usd)));
@@ -266,7 +289,13 @@ impl fmt::Display for TracerStats {
                 rows.extend([
                     ("datapoints", evaluation.datapoints.to_string()),
                     ("failures", evaluation.failures.to_string()),
-                    ("success rate", format!("{:.1}%", success_rate(evaluation.datapoints, evaluation.failures) * 100.0)),
+                    (
+                        "success rate",
+                        format!(
+                            "{:.1}%",
+                            success_rate(evaluation.datapoints, evaluation.failures) * 100.0
+                        ),
+                    ),
                     ("avg per datapoint", seconds(evaluation.average_latency())),
                 ]);
                 if self.llm.total_tokens > 0 {

@@ -112,7 +112,18 @@ impl TraceUpdate {
         macro_rules! take {
             ($($field:ident),+) => { $(if self.$field.is_some() { trace.$field = self.$field; })+ };
         }
-        take!(name, user_id, session_id, metadata, version, release, environment, input, output, public);
+        take!(
+            name,
+            user_id,
+            session_id,
+            metadata,
+            version,
+            release,
+            environment,
+            input,
+            output,
+            public
+        );
         for tag in self.tags {
             if !trace.tags.contains(&tag) {
                 trace.tags.push(tag);
@@ -181,7 +192,11 @@ impl ObservationUpdate {
     }
 
     /// Adds one metadata entry (an attribute).
-    pub fn metadata<V: Serialize + Send + Sync + 'static>(mut self, key: impl Into<Cow<'static, str>>, value: V) -> Self {
+    pub fn metadata<V: Serialize + Send + Sync + 'static>(
+        mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: V,
+    ) -> Self {
         self.metadata.push((key.into(), Payload::new(value)));
         self
     }
@@ -209,7 +224,9 @@ impl ObservationUpdate {
 
     /// Sets the total cost in USD.
     pub fn cost(mut self, total_usd: f64) -> Self {
-        self.cost.get_or_insert_with(BTreeMap::new).insert("total".into(), total_usd);
+        self.cost
+            .get_or_insert_with(BTreeMap::new)
+            .insert("total".into(), total_usd);
         self
     }
 

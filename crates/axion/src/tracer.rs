@@ -61,14 +61,20 @@ impl MetadataType {
 impl std::str::FromStr for MetadataType {
     type Err = crate::Error;
     fn from_str(s: &str) -> Result<Self> {
-        [MetadataType::Base, MetadataType::Llm, MetadataType::Knowledge, MetadataType::Database, MetadataType::Evaluation]
-            .into_iter()
-            .find(|kind| kind.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| crate::Error::InvalidSetting {
-                setting: "metadata type".into(),
-                value: s.into(),
-                reason: "expected base, llm, knowledge, database or evaluation".into(),
-            })
+        [
+            MetadataType::Base,
+            MetadataType::Llm,
+            MetadataType::Knowledge,
+            MetadataType::Database,
+            MetadataType::Evaluation,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str().eq_ignore_ascii_case(s))
+        .ok_or_else(|| crate::Error::InvalidSetting {
+            setting: "metadata type".into(),
+            value: s.into(),
+            reason: "expected base, llm, knowledge, database or evaluation".into(),
+        })
     }
 }
 
@@ -87,7 +93,11 @@ pub struct ToolMetadata {
 impl ToolMetadata {
     /// A tool with a name and description, version `0.0.0`.
     pub fn new(name: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { name: name.into(), description: description.into(), version: "0.0.0".into() }
+        Self {
+            name: name.into(),
+            description: description.into(),
+            version: "0.0.0".into(),
+        }
     }
 
     /// Sets the version.
@@ -351,12 +361,17 @@ static DEFAULT_TRACER: RwLock<Option<Tracer>> = RwLock::new(None);
 /// Sets (or with `None`, clears) the process-wide default tracer that [`init_tracer`] and
 /// `#[trace]` fall back to outside any context.
 pub fn set_default_global_tracer(tracer: Option<Tracer>) {
-    *DEFAULT_TRACER.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = tracer;
+    *DEFAULT_TRACER
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = tracer;
 }
 
 /// The process-wide default tracer, if set.
 pub fn default_global_tracer() -> Option<Tracer> {
-    DEFAULT_TRACER.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    DEFAULT_TRACER
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
 }
 
 /// Where a new span attaches.
@@ -443,7 +458,10 @@ pub struct LlmCall {
 impl LlmCall {
     /// A call to `model`.
     pub fn new(model: impl Into<String>) -> Self {
-        Self { model: model.into(), ..Self::default() }
+        Self {
+            model: model.into(),
+            ..Self::default()
+        }
     }
     /// Observation name (default `llm_call`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -501,7 +519,10 @@ impl Tracer {
 
     /// Options for a new tracer.
     pub fn builder(metadata_type: MetadataType) -> TracerBuilder {
-        TracerBuilder { metadata_type, ..TracerBuilder::default() }
+        TracerBuilder {
+            metadata_type,
+            ..TracerBuilder::default()
+        }
     }
 
     /// Whether spans of this tracer record anything. One relaxed atomic load.
@@ -552,7 +573,9 @@ impl Tracer {
 
     /// The current span's trace id, else the tracer's fixed trace id.
     pub fn trace_id(&self) -> Option<TraceId> {
-        current_span_cell().map(|cell| cell.trace.id).or(self.inner.defaults.trace_id)
+        current_span_cell()
+            .map(|cell| cell.trace.id)
+            .or(self.inner.defaults.trace_id)
     }
 
     /// A unique id of this tracer (UUIDv7).
@@ -576,14 +599,19 @@ impl Tracer {
     #[inline]
     pub fn span(&self, name: impl Into<Cow<'static, str>>) -> SpanGuard {
         if !self.is_recording() {
-            return SpanGuard::enter(Span::none());
+            return SpanGuard::disabled();
         }
         self.span_builder(name).enter()
     }
 
     /// Options for a span (type, parent, new trace).
     pub fn span_builder(&self, name: impl Into<Cow<'static, str>>) -> SpanBuilder<'_> {
-        SpanBuilder { tracer: self, name: name.into(), kind: None, parent: Parent::Current }
+        SpanBuilder {
+            tracer: self,
+            name: name.into(),
+            kind: None,
+            parent: Parent::Current,
+        }
     }
 
     /// Runs the future made by `make` inside a new span, which is current whenever the future
@@ -602,7 +630,11 @@ impl Tracer {
     /// assert_eq!(answer, 42);
     /// # }
     /// ```
-    pub fn async_span<F, Fut>(&self, name: impl Into<Cow<'static, str>>, make: F) -> Instrumented<Fut>
+    pub fn async_span<F, Fut>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        make: F,
+    ) -> Instrumented<Fut>
     where
         F: FnOnce(Span) -> Fut,
         Fut: Future,
@@ -627,7 +659,13 @@ impl Tracer {
             Some(parent) => (parent.trace.clone(), Some(parent.id), false),
             None => (TraceState::new(self.trace_defaults()), None, true),
         };
-        Span::from_cell(SpanCell::new(self.clone(), trace, parent_id, is_root, SpanState::new(name, kind, start)))
+        Span::from_cell(SpanCell::new(
+            self.clone(),
+            trace,
+            parent_id,
+            is_root,
+            SpanState::new(name, kind, start),
+        ))
     }
 
     fn trace_defaults(&self) -> RawTrace {
@@ -648,7 +686,9 @@ impl Tracer {
 
     pub(crate) fn emit_score(&self, mut score: Score) {
         if score.environment.is_none() {
-            score.environment.clone_from(&self.inner.defaults.environment);
+            score
+                .environment
+                .clone_from(&self.inner.defaults.environment);
         }
         self.emit(RawRecord::Score(Box::new(score)));
     }
@@ -683,7 +723,11 @@ impl Tracer {
             lifecycle.latency
         };
         let seconds = latency.map(|latency| latency.as_secs_f64());
-        self.add_trace("execution_complete", "execution completed", Some(json!({ "latency": seconds })));
+        self.add_trace(
+            "execution_complete",
+            "execution completed",
+            Some(json!({ "latency": seconds })),
+        );
     }
 
     /// Marks the execution failed.
@@ -695,8 +739,15 @@ impl Tracer {
             lifecycle.latency = lifecycle.started.map(|started| started.elapsed());
             lifecycle.error = Some(message.clone());
         }
-        log::error!("axion: execution {} failed: {message}", self.inner.execution_id);
-        self.add_trace("execution_failed", &message, Some(json!({ "error": message })));
+        log::error!(
+            "axion: execution {} failed: {message}",
+            self.inner.execution_id
+        );
+        self.add_trace(
+            "execution_failed",
+            &message,
+            Some(json!({ "error": message })),
+        );
     }
 
     /// The output given to [`complete`](Self::complete), and the error given to [`fail`](Self::fail).
@@ -714,9 +765,22 @@ impl Tracer {
             None => axion_model::JsonMap::new(),
         };
         let span = current_span_cell();
-        metadata.insert("span_id".into(), span.as_ref().map(|cell| json!(cell.id.to_string())).unwrap_or(Value::Null));
-        let trace_id = span.as_ref().map(|cell| cell.trace.id).or(self.inner.defaults.trace_id);
-        metadata.insert("trace_id".into(), trace_id.map(|id| json!(id.to_string())).unwrap_or(Value::Null));
+        metadata.insert(
+            "span_id".into(),
+            span.as_ref()
+                .map(|cell| json!(cell.id.to_string()))
+                .unwrap_or(Value::Null),
+        );
+        let trace_id = span
+            .as_ref()
+            .map(|cell| cell.trace.id)
+            .or(self.inner.defaults.trace_id);
+        metadata.insert(
+            "trace_id".into(),
+            trace_id
+                .map(|id| json!(id.to_string()))
+                .unwrap_or(Value::Null),
+        );
         let event = TraceEvent {
             event_type: event_type.to_owned(),
             message: message.to_owned(),
@@ -773,7 +837,11 @@ impl Tracer {
         span.set_usage_details([
             ("input", call.prompt_tokens),
             ("output", call.completion_tokens),
-            ("total", call.total_tokens.unwrap_or(call.prompt_tokens + call.completion_tokens)),
+            (
+                "total",
+                call.total_tokens
+                    .unwrap_or(call.prompt_tokens + call.completion_tokens),
+            ),
         ]);
         if let Some(cost) = call.cost_usd {
             span.set_cost(cost);
@@ -797,7 +865,10 @@ impl Tracer {
                 lock(&self.inner.counters).evaluation.datapoints += 1;
             }
             None => {
-                let span = self.span_builder(name.to_owned()).kind(ObservationType::Evaluator).start();
+                let span = self
+                    .span_builder(name.to_owned())
+                    .kind(ObservationType::Evaluator)
+                    .start();
                 span.set_output(json!({ "score": score_json(&score), "comment": comment }));
                 span.score_trace(name.to_owned(), score, comment);
                 span.end();
@@ -811,7 +882,10 @@ impl Tracer {
         Q: Serialize + Send + Sync + 'static,
         D: Serialize + Send + Sync + 'static,
     {
-        let span = self.span_builder("retrieval").kind(ObservationType::Retriever).start();
+        let span = self
+            .span_builder("retrieval")
+            .kind(ObservationType::Retriever)
+            .start();
         if !span.is_recording() {
             return;
         }
@@ -825,7 +899,10 @@ impl Tracer {
 
     /// Records a database query (the text is cut to 200 characters) as a span.
     pub fn log_database_query(&self, query: &str, latency: Duration, rows_affected: u64) {
-        let span = self.span_builder("database_query").kind(ObservationType::Span).start();
+        let span = self
+            .span_builder("database_query")
+            .kind(ObservationType::Span)
+            .start();
         if !span.is_recording() {
             return;
         }
@@ -839,7 +916,11 @@ impl Tracer {
         span.set_input(query.chars().take(200).collect::<String>());
         span.set_attribute("rows_affected", rows_affected);
         span.end();
-        self.add_trace("database_query", &format!("Query completed: {rows_affected} rows"), None);
+        self.add_trace(
+            "database_query",
+            &format!("Query completed: {rows_affected} rows"),
+            None,
+        );
     }
 
     /// A snapshot of the statistics; `Display` prints them as a table.
@@ -885,7 +966,9 @@ fn score_json(score: &ScoreValue) -> Value {
 }
 
 pub(crate) fn unix_millis(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Updates the trace of the current span. Returns `false` (and does nothing) outside a trace.
@@ -911,7 +994,11 @@ pub fn update_current_observation(update: crate::ObservationUpdate) -> bool {
 }
 
 /// Scores the current trace. Returns `false` (and does nothing) outside a trace.
-pub fn score_current_trace(name: &str, value: impl Into<ScoreValue>, comment: Option<&str>) -> bool {
+pub fn score_current_trace(
+    name: &str,
+    value: impl Into<ScoreValue>,
+    comment: Option<&str>,
+) -> bool {
     match crate::context::current_span() {
         Some(span) => {
             span.score_trace(name.to_owned(), value, comment);
@@ -922,7 +1009,11 @@ pub fn score_current_trace(name: &str, value: impl Into<ScoreValue>, comment: Op
 }
 
 /// Scores the current observation. Returns `false` (and does nothing) outside a span.
-pub fn score_current_observation(name: &str, value: impl Into<ScoreValue>, comment: Option<&str>) -> bool {
+pub fn score_current_observation(
+    name: &str,
+    value: impl Into<ScoreValue>,
+    comment: Option<&str>,
+) -> bool {
     match crate::context::current_span() {
         Some(span) => {
             span.score(name.to_owned(), value, comment);

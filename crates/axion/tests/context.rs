@@ -29,7 +29,10 @@ async fn async_spans_keep_their_context_across_await_points() {
         .await;
     assert!(axion::current_span().is_none());
     let outer = sink.observation("outer");
-    assert_eq!(sink.observation("inner").parent_observation_id.as_deref(), Some(outer.id.as_str()));
+    assert_eq!(
+        sink.observation("inner").parent_observation_id.as_deref(),
+        Some(outer.id.as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +51,9 @@ async fn hundred_concurrent_children_under_join_all_nest_under_their_parent() {
                             for _ in 0..(i % 7) {
                                 tokio::task::yield_now().await;
                             }
-                            let grandchild = axion::current_tracer().unwrap().span(format!("grandchild-{i}"));
+                            let grandchild = axion::current_tracer()
+                                .unwrap()
+                                .span(format!("grandchild-{i}"));
                             assert_eq!(grandchild.parent_id(), child.span_id());
                         })
                         .await
@@ -60,17 +65,30 @@ async fn hundred_concurrent_children_under_join_all_nest_under_their_parent() {
     let parent = sink.observation("parent");
     let observations = sink.observations();
     assert_eq!(observations.len(), 201);
-    let children: Vec<_> = observations.iter().filter(|o| o.name.as_deref().unwrap().starts_with("child-")).collect();
+    let children: Vec<_> = observations
+        .iter()
+        .filter(|o| o.name.as_deref().unwrap().starts_with("child-"))
+        .collect();
     assert_eq!(children.len(), 100);
     for child in &children {
-        assert_eq!(child.parent_observation_id.as_deref(), Some(parent.id.as_str()), "{child:?}");
+        assert_eq!(
+            child.parent_observation_id.as_deref(),
+            Some(parent.id.as_str()),
+            "{child:?}"
+        );
         assert_eq!(child.trace_id, parent.trace_id);
     }
     let child_ids: HashSet<_> = children.iter().map(|c| c.id.as_str()).collect();
-    for grandchild in observations.iter().filter(|o| o.name.as_deref().unwrap().starts_with("grandchild-")) {
+    for grandchild in observations
+        .iter()
+        .filter(|o| o.name.as_deref().unwrap().starts_with("grandchild-"))
+    {
         let index = &grandchild.name.as_deref().unwrap()["grandchild-".len()..];
         let own_child = sink.observation(&format!("child-{index}"));
-        assert_eq!(grandchild.parent_observation_id.as_deref(), Some(own_child.id.as_str()));
+        assert_eq!(
+            grandchild.parent_observation_id.as_deref(),
+            Some(own_child.id.as_str())
+        );
         assert!(child_ids.contains(grandchild.parent_observation_id.as_deref().unwrap()));
     }
 }
@@ -82,7 +100,8 @@ async fn spawned_tasks_join_the_trace_only_when_asked() {
     tracer
         .async_span("request", |_| async move {
             let carried = for_tasks.clone();
-            let with_context = tokio::spawn(async move { drop(carried.span("carried")) }.in_current_trace());
+            let with_context =
+                tokio::spawn(async move { drop(carried.span("carried")) }.in_current_trace());
             let bare = for_tasks.clone();
             let without_context = tokio::spawn(async move { drop(bare.span("detached")) });
             with_context.await.unwrap();
@@ -90,7 +109,10 @@ async fn spawned_tasks_join_the_trace_only_when_asked() {
         })
         .await;
     let request = sink.observation("request");
-    assert_eq!(sink.observation("carried").parent_observation_id.as_deref(), Some(request.id.as_str()));
+    assert_eq!(
+        sink.observation("carried").parent_observation_id.as_deref(),
+        Some(request.id.as_str())
+    );
     assert_eq!(sink.observation("detached").parent_observation_id, None);
 }
 
@@ -100,12 +122,23 @@ fn threads_join_the_trace_through_bind_current_trace() {
     {
         let _root = tracer.span("root");
         let worker_tracer = tracer.clone();
-        std::thread::spawn(axion::bind_current_trace(move || drop(worker_tracer.span("on_thread")))).join().unwrap();
+        std::thread::spawn(axion::bind_current_trace(move || {
+            drop(worker_tracer.span("on_thread"))
+        }))
+        .join()
+        .unwrap();
         let other = tracer.clone();
-        std::thread::spawn(move || drop(other.span("unbound"))).join().unwrap();
+        std::thread::spawn(move || drop(other.span("unbound")))
+            .join()
+            .unwrap();
     }
     let root = sink.observation("root");
-    assert_eq!(sink.observation("on_thread").parent_observation_id.as_deref(), Some(root.id.as_str()));
+    assert_eq!(
+        sink.observation("on_thread")
+            .parent_observation_id
+            .as_deref(),
+        Some(root.id.as_str())
+    );
     assert_eq!(sink.observation("unbound").parent_observation_id, None);
 }
 
@@ -121,7 +154,10 @@ fn current_tracer_follows_spans_and_guards() {
             let _b = second.span("b");
             assert!(axion::current_tracer().unwrap().same_as(&second));
         }
-        assert!(axion::current_tracer().unwrap().same_as(&first), "restored after a nested tracer");
+        assert!(
+            axion::current_tracer().unwrap().same_as(&first),
+            "restored after a nested tracer"
+        );
         let cleared = axion::reset_tracer_context();
         assert!(!axion::has_current_tracer());
         drop(cleared);
@@ -148,9 +184,18 @@ fn init_tracer_reuses_explicit_then_context_then_global() {
     {
         let _guard = in_context.context();
         assert!(axion::init_tracer(MetadataType::Base).same_as(&in_context));
-        let builder = Tracer::builder(MetadataType::Base).tracer(explicit.clone()).force_new(true);
-        assert!(axion::init_tracer_with(builder).same_as(&explicit), "explicit wins even with force_new");
-        let forced = axion::init_tracer_with(Tracer::builder(MetadataType::Llm).force_new(true).tags(["x"]));
+        let builder = Tracer::builder(MetadataType::Base)
+            .tracer(explicit.clone())
+            .force_new(true);
+        assert!(
+            axion::init_tracer_with(builder).same_as(&explicit),
+            "explicit wins even with force_new"
+        );
+        let forced = axion::init_tracer_with(
+            Tracer::builder(MetadataType::Llm)
+                .force_new(true)
+                .tags(["x"]),
+        );
         assert!(!forced.same_as(&in_context));
         assert_eq!(forced.tags(), ["x"]);
     }
@@ -166,7 +211,10 @@ async fn dropped_async_spans_are_recorded_as_cancelled() {
     assert!(timed_out.is_err());
     let observation = sink.observation("abandoned");
     assert_eq!(observation.level, axion::ObservationLevel::Warning);
-    assert_eq!(observation.status_message.as_deref(), Some("cancelled before completion"));
+    assert_eq!(
+        observation.status_message.as_deref(),
+        Some("cancelled before completion")
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -61,7 +61,7 @@ fn opaque(value: NotSerializable, list: Vec<u8>, debug_only: std::time::Duration
     list.len() + debug_only.as_secs() as usize
 }
 
-fn elided<'a>(text: &'a str) -> &'a str {
+fn elided(text: &str) -> &str {
     text
 }
 
@@ -91,7 +91,11 @@ fn free_functions_use_the_context_tracer() {
     assert_eq!(add.input, Some(json!({"a": 2, "b": 3})));
     assert_eq!(add.output, Some(json!(5)));
     let renamed = sink.observation("renamed");
-    assert_eq!(renamed.input, Some(json!({"user": "ann"})), "skipped parameters are left out");
+    assert_eq!(
+        renamed.input,
+        Some(json!({"user": "ann"})),
+        "skipped parameters are left out"
+    );
     assert_eq!(renamed.output, None, "no capture_result");
     assert_eq!(sink.observation("borrows").output, Some(json!("x")));
     sink.observation("returns_impl_trait");
@@ -106,27 +110,64 @@ fn errors_mark_the_span_and_values_are_returned_unchanged() {
     assert_eq!(early_return_with_question_mark("21").unwrap(), 42);
     assert!(early_return_with_question_mark("x").is_err());
     let observations = sink.observations();
-    let lookups: Vec<_> = observations.iter().filter(|o| o.name.as_deref() == Some("lookup")).collect();
-    assert_eq!(lookups[0].output, Some(json!("KEY")), "the Ok value, not {{\"Ok\": …}}");
+    let lookups: Vec<_> = observations
+        .iter()
+        .filter(|o| o.name.as_deref() == Some("lookup"))
+        .collect();
+    assert_eq!(
+        lookups[0].output,
+        Some(json!("KEY")),
+        "the Ok value, not {{\"Ok\": …}}"
+    );
     assert_eq!(lookups[0].level, ObservationLevel::Default);
     assert_eq!(lookups[1].level, ObservationLevel::Error);
-    assert_eq!(lookups[1].status_message.as_deref(), Some("not found: missing"));
-    assert!(lookups[1].metadata.as_ref().unwrap()["error.type"].as_str().unwrap().ends_with("LookupError"));
-    let parses: Vec<_> = observations.iter().filter(|o| o.name.as_deref() == Some("early_return_with_question_mark")).collect();
+    assert_eq!(
+        lookups[1].status_message.as_deref(),
+        Some("not found: missing")
+    );
+    assert!(lookups[1].metadata.as_ref().unwrap()["error.type"]
+        .as_str()
+        .unwrap()
+        .ends_with("LookupError"));
+    let parses: Vec<_> = observations
+        .iter()
+        .filter(|o| o.name.as_deref() == Some("early_return_with_question_mark"))
+        .collect();
     assert_eq!(parses[0].level, ObservationLevel::Default);
-    assert_eq!(parses[1].level, ObservationLevel::Error, "an early return through ? is still seen");
-    assert_eq!(parses[1].status_message.as_deref(), Some("invalid digit found in string"));
+    assert_eq!(
+        parses[1].level,
+        ObservationLevel::Error,
+        "an early return through ? is still seen"
+    );
+    assert_eq!(
+        parses[1].status_message.as_deref(),
+        Some("invalid digit found in string")
+    );
 }
 
 #[test]
 fn non_serializable_arguments_fall_back_to_debug_then_type_name() {
     let (tracer, sink) = tracer(MetadataType::Base);
     let _guard = tracer.context();
-    opaque(NotSerializable, vec![1, 2], std::time::Duration::from_secs(1));
+    opaque(
+        NotSerializable,
+        vec![1, 2],
+        std::time::Duration::from_secs(1),
+    );
     let input = sink.observation("opaque").input.unwrap();
     assert_eq!(input["list"], json!([1, 2]));
-    assert_eq!(input["debug_only"], json!({"secs": 1, "nanos": 0}), "Duration is Serialize");
-    assert!(input["value"].as_str().unwrap().ends_with("NotSerializable>"), "{input}");
+    assert_eq!(
+        input["debug_only"],
+        json!({"secs": 1, "nanos": 0}),
+        "Duration is Serialize"
+    );
+    assert!(
+        input["value"]
+            .as_str()
+            .unwrap()
+            .ends_with("NotSerializable>"),
+        "{input}"
+    );
 }
 
 #[test]
@@ -172,12 +213,24 @@ impl Service {
 #[test]
 fn methods_use_their_own_tracer_and_nest() {
     let (tracer, sink) = tracer(MetadataType::Base);
-    let service = Service { tracer, name: "svc".into() };
+    let service = Service {
+        tracer,
+        name: "svc".into(),
+    };
     assert_eq!(service.span("abc"), "svc:3");
     let outer = sink.observation("span");
-    assert_eq!(outer.input, Some(json!({"query": "abc"})), "self is never captured");
+    assert_eq!(
+        outer.input,
+        Some(json!({"query": "abc"})),
+        "self is never captured"
+    );
     assert_eq!(outer.output, Some(json!("svc:3")));
-    assert_eq!(sink.observation("internal_span").parent_observation_id.as_deref(), Some(outer.id.as_str()));
+    assert_eq!(
+        sink.observation("internal_span")
+            .parent_observation_id
+            .as_deref(),
+        Some(outer.id.as_str())
+    );
     assert_eq!(service.consume(), "svc");
     sink.observation("consume");
 }
@@ -185,7 +238,10 @@ fn methods_use_their_own_tracer_and_nest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_methods_and_functions() {
     let (tracer, sink) = tracer(MetadataType::Llm);
-    let service = Arc::new(Service { tracer, name: "svc".into() });
+    let service = Arc::new(Service {
+        tracer,
+        name: "svc".into(),
+    });
     let answers = futures_util::future::join_all((0..10).map(|i| {
         let service = service.clone();
         async move { service.answer(&format!("q{i}")).await.unwrap() }
@@ -194,12 +250,23 @@ async fn async_methods_and_functions() {
     assert_eq!(answers[3], "echo: q3");
     let observations = sink.observations();
     assert_eq!(observations.len(), 20);
-    for generation in observations.iter().filter(|o| o.name.as_deref() == Some("generate")) {
+    for generation in observations
+        .iter()
+        .filter(|o| o.name.as_deref() == Some("generate"))
+    {
         assert_eq!(generation.r#type, ObservationType::Generation);
-        let parent = observations.iter().find(|o| Some(&o.id) == generation.parent_observation_id.as_ref()).unwrap();
+        let parent = observations
+            .iter()
+            .find(|o| Some(&o.id) == generation.parent_observation_id.as_ref())
+            .unwrap();
         assert_eq!(parent.name.as_deref(), Some("answer"));
-        let prompt = generation.input.as_ref().unwrap()["prompt"].as_str().unwrap();
-        assert_eq!(parent.output.as_ref().unwrap(), &json!(format!("echo: {prompt}")));
+        let prompt = generation.input.as_ref().unwrap()["prompt"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            parent.output.as_ref().unwrap(),
+            &json!(format!("echo: {prompt}"))
+        );
     }
 }
 
@@ -233,7 +300,9 @@ impl NoopService {
 
 #[test]
 fn with_noop_nothing_is_serialised() {
-    let noop = Tracer::builder(MetadataType::Base).provider(Arc::new(axion::NoopTracer)).build();
+    let noop = Tracer::builder(MetadataType::Base)
+        .provider(Arc::new(axion::NoopTracer))
+        .build();
     {
         let _guard = noop.context();
         takes_expensive(Expensive);
@@ -245,5 +314,9 @@ fn with_noop_nothing_is_serialised() {
     let (tracer, _sink) = tracer(MetadataType::Base);
     let _guard = tracer.context();
     takes_expensive(Expensive);
-    assert_eq!(SERIALIZED.load(Ordering::SeqCst), 2, "argument and result, once each");
+    assert_eq!(
+        SERIALIZED.load(Ordering::SeqCst),
+        2,
+        "argument and result, once each"
+    );
 }

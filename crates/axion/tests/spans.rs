@@ -4,7 +4,8 @@ mod common;
 use std::time::Duration;
 
 use axion::{
-    LlmCall, MetadataType, ObservationLevel, ObservationType, ObservationUpdate, ScoreValue, TraceUpdate, Tracer,
+    LlmCall, MetadataType, ObservationLevel, ObservationType, ObservationUpdate, ScoreValue,
+    TraceUpdate, Tracer,
 };
 use common::tracer;
 use serde_json::json;
@@ -23,7 +24,10 @@ fn nested_sync_spans_form_a_tree_with_one_trace() {
     }
     let outer = sink.observation("outer");
     let inner = sink.observation("inner");
-    assert_eq!(inner.parent_observation_id.as_deref(), Some(outer.id.as_str()));
+    assert_eq!(
+        inner.parent_observation_id.as_deref(),
+        Some(outer.id.as_str())
+    );
     assert_eq!(outer.parent_observation_id, None);
     assert_eq!(inner.trace_id, outer.trace_id);
     assert!(outer.start_time <= inner.start_time && inner.end_time <= outer.end_time);
@@ -31,7 +35,11 @@ fn nested_sync_spans_form_a_tree_with_one_trace() {
     assert_eq!(traces.len(), 1, "one trace record, at the end of the root");
     assert_eq!(traces[0].id, outer.trace_id);
     assert_eq!(traces[0].name.as_deref(), Some("outer"));
-    assert_eq!(traces[0].input, Some(json!({"q": "hi"})), "trace input defaults to the root's");
+    assert_eq!(
+        traces[0].input,
+        Some(json!({"q": "hi"})),
+        "trace input defaults to the root's"
+    );
     assert_eq!(traces[0].output, Some(json!("answer")));
     assert!(axion::current_span().is_none(), "context restored");
 }
@@ -59,17 +67,26 @@ fn tracer_defaults_land_on_every_trace() {
         assert_eq!(trace.environment.as_deref(), Some("staging"));
         assert_eq!(trace.release.as_deref(), Some("1.2.3"));
     }
-    assert_eq!(collector.observation("a").environment.as_deref(), Some("staging"));
+    assert_eq!(
+        collector.observation("a").environment.as_deref(),
+        Some("staging")
+    );
 }
 
 #[test]
 fn fixed_trace_id_groups_roots() {
     let collector = std::sync::Arc::new(common::Collector::default());
     let id = axion::TraceId::from_bytes([9; 16]);
-    let tracer = Tracer::builder(MetadataType::Base).provider(collector.clone()).trace_id(id).build();
+    let tracer = Tracer::builder(MetadataType::Base)
+        .provider(collector.clone())
+        .trace_id(id)
+        .build();
     drop(tracer.span("a"));
     drop(tracer.span("b"));
-    assert!(collector.observations().iter().all(|o| o.trace_id == id.to_string()));
+    assert!(collector
+        .observations()
+        .iter()
+        .all(|o| o.trace_id == id.to_string()));
     assert_eq!(tracer.trace_id(), Some(id));
 }
 
@@ -95,13 +112,28 @@ fn span_setters_reach_the_observation() {
         span.set_output_debug(&Opaque(1));
     }
     let observation = sink.observation("llm");
-    assert_eq!(observation.r#type, ObservationType::Generation, "a model makes a generation");
+    assert_eq!(
+        observation.r#type,
+        ObservationType::Generation,
+        "a model makes a generation"
+    );
     assert_eq!(observation.model.as_deref(), Some("gpt-4o-mini"));
     assert_eq!(observation.model_parameters.unwrap()["temperature"], 0.2);
     let usage = observation.usage_details.unwrap();
-    assert_eq!((usage["input"], usage["output"], usage["total"], usage["cache_read_input_tokens"]), (100, 20, 120, 5));
+    assert_eq!(
+        (
+            usage["input"],
+            usage["output"],
+            usage["total"],
+            usage["cache_read_input_tokens"]
+        ),
+        (100, 20, 120, 5)
+    );
     assert_eq!(observation.cost_details.unwrap()["total"], 0.0012);
-    assert_eq!(observation.metadata, Some(json!({"k": 4, "a": "x", "b": "y"})));
+    assert_eq!(
+        observation.metadata,
+        Some(json!({"k": 4, "a": "x", "b": "y"}))
+    );
     assert_eq!(observation.level, ObservationLevel::Warning);
     assert_eq!(observation.status_message.as_deref(), Some("slow"));
     assert_eq!(observation.version.as_deref(), Some("v2"));
@@ -112,10 +144,23 @@ fn span_setters_reach_the_observation() {
 #[test]
 fn observation_type_is_inferred_from_the_name_unless_set() {
     let (tracer, sink) = tracer(MetadataType::Base);
-    for name in ["vector_retrieval", "embed_query", "faithfulness_eval", "search_tool", "planner_agent", "guard_input", "plain"] {
+    for name in [
+        "vector_retrieval",
+        "embed_query",
+        "faithfulness_eval",
+        "search_tool",
+        "planner_agent",
+        "guard_input",
+        "plain",
+    ] {
         drop(tracer.span(name));
     }
-    drop(tracer.span_builder("explicit").kind(ObservationType::Chain).enter());
+    drop(
+        tracer
+            .span_builder("explicit")
+            .kind(ObservationType::Chain)
+            .enter(),
+    );
     let kind = |name: &str| sink.observation(name).r#type;
     assert_eq!(kind("vector_retrieval"), ObservationType::Retriever);
     assert_eq!(kind("embed_query"), ObservationType::Embedding);
@@ -153,10 +198,16 @@ fn errors_events_and_scores() {
     }
     let call = sink.observation("call");
     assert_eq!(call.level, ObservationLevel::Error);
-    assert_eq!(call.status_message.as_deref(), Some("request failed: connection reset"));
+    assert_eq!(
+        call.status_message.as_deref(),
+        Some("request failed: connection reset")
+    );
     let event = sink.observation("retry");
     assert_eq!(event.r#type, ObservationType::Event);
-    assert_eq!(event.parent_observation_id.as_deref(), Some(call.id.as_str()));
+    assert_eq!(
+        event.parent_observation_id.as_deref(),
+        Some(call.id.as_str())
+    );
     assert_eq!(event.level, ObservationLevel::Warning);
     assert_eq!(event.input, Some(json!({"attempt": 2})));
     assert_eq!(event.start_time, event.end_time, "zero duration");
@@ -166,7 +217,10 @@ fn errors_events_and_scores() {
     assert_eq!(scores[0].comment.as_deref(), Some("meh"));
     assert_eq!(scores[1].observation_id, None);
     assert_eq!(scores[1].trace_id.as_deref(), Some(call.trace_id.as_str()));
-    assert_eq!((scores[1].value, scores[1].string_value.as_deref()), (1.0, Some("True")));
+    assert_eq!(
+        (scores[1].value, scores[1].string_value.as_deref()),
+        (1.0, Some("True"))
+    );
     assert_eq!(scores[2].string_value.as_deref(), Some("good"));
     assert_eq!(ScoreValue::from(3u32), ScoreValue::Numeric(3.0));
 }
@@ -174,7 +228,10 @@ fn errors_events_and_scores() {
 #[test]
 fn trace_and_observation_updates_from_anywhere_inside() {
     let (tracer, sink) = tracer(MetadataType::Base);
-    assert!(!axion::update_current_trace(TraceUpdate::new().name("x")), "outside a trace: refused");
+    assert!(
+        !axion::update_current_trace(TraceUpdate::new().name("x")),
+        "outside a trace: refused"
+    );
     {
         let _root = tracer.span("rag_pipeline");
         {
@@ -189,23 +246,40 @@ fn trace_and_observation_updates_from_anywhere_inside() {
                     .version("3")
                     .release("r1")
             ));
-            assert!(axion::update_current_trace(TraceUpdate::new().tags(["rag", "prod"])));
-            assert!(axion::update_current_observation(
-                ObservationUpdate::new().model("gpt-4o-mini").usage(10, 5).metadata("attempt", 1).output("ok")
+            assert!(axion::update_current_trace(
+                TraceUpdate::new().tags(["rag", "prod"])
             ));
-            assert!(axion::score_current_trace("context_relevance", 0.91, Some("good context")));
+            assert!(axion::update_current_observation(
+                ObservationUpdate::new()
+                    .model("gpt-4o-mini")
+                    .usage(10, 5)
+                    .metadata("attempt", 1)
+                    .output("ok")
+            ));
+            assert!(axion::score_current_trace(
+                "context_relevance",
+                0.91,
+                Some("good context")
+            ));
             assert!(axion::score_current_observation("fluency", 1, None));
         }
     }
     let traces = sink.traces();
-    assert_eq!(traces.len(), 1, "updates made before the root ended merge into its trace record");
+    assert_eq!(
+        traces.len(),
+        1,
+        "updates made before the root ended merge into its trace record"
+    );
     let trace = &traces[0];
     assert_eq!(trace.name.as_deref(), Some("support-question"));
     assert_eq!(trace.user_id.as_deref(), Some("user-7"));
     assert_eq!(trace.session_id.as_deref(), Some("chat-1"));
     assert_eq!(trace.tags, ["rag", "prod"]);
     assert_eq!(trace.metadata, Some(json!({"tier": "pro"})));
-    assert_eq!((trace.version.as_deref(), trace.release.as_deref()), (Some("3"), Some("r1")));
+    assert_eq!(
+        (trace.version.as_deref(), trace.release.as_deref()),
+        (Some("3"), Some("r1"))
+    );
     let generate = sink.observation("generate");
     assert_eq!(generate.model.as_deref(), Some("gpt-4o-mini"));
     assert_eq!(generate.usage_details.unwrap()["total"], 15);
@@ -213,7 +287,10 @@ fn trace_and_observation_updates_from_anywhere_inside() {
     let scores = sink.scores();
     assert_eq!(scores[0].name, "context_relevance");
     assert_eq!(scores[0].trace_id.as_deref(), Some(trace.id.as_str()));
-    assert_eq!(scores[1].observation_id.as_deref(), Some(generate.id.as_str()));
+    assert_eq!(
+        scores[1].observation_id.as_deref(),
+        Some(generate.id.as_str())
+    );
 }
 
 #[test]
@@ -254,7 +331,10 @@ fn explicit_parents_and_new_traces() {
     }
     parent.end();
     let parent = sink.observation("parent");
-    assert_eq!(sink.observation("adopted").parent_observation_id.as_deref(), Some(parent.id.as_str()));
+    assert_eq!(
+        sink.observation("adopted").parent_observation_id.as_deref(),
+        Some(parent.id.as_str())
+    );
     let fresh = sink.observation("fresh");
     assert_eq!(fresh.parent_observation_id, None);
     assert_ne!(fresh.trace_id, sink.observation("unrelated").trace_id);
@@ -288,7 +368,12 @@ fn llm_calls_evaluations_retrievals_and_queries_feed_stats() {
                 .cost(0.002)
                 .latency(Duration::from_millis(250)),
         );
-        tracer.log_llm_call(LlmCall::new("claude").name("second").tokens(1, 1).error("rate limited"));
+        tracer.log_llm_call(
+            LlmCall::new("claude")
+                .name("second")
+                .tokens(1, 1)
+                .error("rate limited"),
+        );
         tracer.log_evaluation("faithfulness", 0.8, Some("ok"));
         tracer.log_retrieval("query", vec!["a", "b", "c"], Duration::from_millis(5));
         tracer.log_database_query(&"x".repeat(300), Duration::from_millis(3), 7);
@@ -301,20 +386,44 @@ fn llm_calls_evaluations_retrievals_and_queries_feed_stats() {
     let latency = call.latency_seconds().unwrap();
     assert!((0.25..1.0).contains(&latency), "{latency}");
     assert_eq!(sink.observation("second").level, ObservationLevel::Error);
-    assert_eq!(sink.observation("database_query").input.unwrap().as_str().unwrap().len(), 200);
-    assert_eq!(sink.observation("standalone").r#type, ObservationType::Evaluator);
+    assert_eq!(
+        sink.observation("database_query")
+            .input
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .len(),
+        200
+    );
+    assert_eq!(
+        sink.observation("standalone").r#type,
+        ObservationType::Evaluator
+    );
 
     let stats = tracer.stats();
     assert_eq!(stats.llm.calls, 2);
     assert_eq!(stats.llm.failed_calls, 1);
-    assert_eq!((stats.llm.prompt_tokens, stats.llm.completion_tokens, stats.llm.total_tokens), (11, 6, 17));
+    assert_eq!(
+        (
+            stats.llm.prompt_tokens,
+            stats.llm.completion_tokens,
+            stats.llm.total_tokens
+        ),
+        (11, 6, 17)
+    );
     assert!((stats.llm.cost_usd - 0.002).abs() < 1e-12);
     assert!(stats.llm.models.contains("claude") && stats.llm.providers.contains("openai"));
     assert_eq!(stats.evaluation.datapoints, 2);
-    assert_eq!((stats.knowledge.retrievals, stats.knowledge.documents), (1, 3));
+    assert_eq!(
+        (stats.knowledge.retrievals, stats.knowledge.documents),
+        (1, 3)
+    );
     assert_eq!((stats.database.queries, stats.database.rows), (1, 7));
     let table = stats.to_string();
-    assert!(table.contains("LLM statistics") && table.contains("llm calls") && table.contains("50.0%"), "{table}");
+    assert!(
+        table.contains("LLM statistics") && table.contains("llm calls") && table.contains("50.0%"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -327,14 +436,21 @@ fn lifecycle_and_local_events() {
         meta.insert("rows".into(), json!(3));
         tracer.add_trace("custom", "did a thing", Some(json!(meta)));
         let event = tracer.events().pop().unwrap();
-        assert_eq!(event.metadata["span_id"], json!(span.span_id().unwrap().to_string()));
+        assert_eq!(
+            event.metadata["span_id"],
+            json!(span.span_id().unwrap().to_string())
+        );
         assert_eq!(event.metadata["rows"], 3);
     }
     tracer.complete(json!({"ok": true}));
     let stats = tracer.stats();
     assert_eq!(stats.status, axion::LifecycleStatus::Completed);
     assert!(stats.latency.is_some());
-    let kinds: Vec<_> = tracer.events().into_iter().map(|event| event.event_type).collect();
+    let kinds: Vec<_> = tracer
+        .events()
+        .into_iter()
+        .map(|event| event.event_type)
+        .collect();
     assert_eq!(kinds, ["execution_start", "custom", "execution_complete"]);
     assert_eq!(tracer.outcome().0, Some(json!({"ok": true})));
     tracer.fail("later failure");
@@ -348,11 +464,16 @@ fn lifecycle_and_local_events() {
 
 #[test]
 fn noop_tracer_records_nothing_and_shutdown_stops_recording() {
-    let noop = Tracer::builder(MetadataType::Base).provider(std::sync::Arc::new(axion::NoopTracer)).build();
+    let noop = Tracer::builder(MetadataType::Base)
+        .provider(std::sync::Arc::new(axion::NoopTracer))
+        .build();
     let span = noop.span("x");
     assert!(!span.is_recording());
     assert!(span.span_id().is_none());
-    assert!(axion::current_span().is_none(), "a disabled span does not touch the context");
+    assert!(
+        axion::current_span().is_none(),
+        "a disabled span does not touch the context"
+    );
     drop(span);
 
     let (tracer, sink) = tracer(MetadataType::Base);

@@ -22,24 +22,46 @@ pub struct ConsoleExporter {
 impl ConsoleExporter {
     /// Writes to standard error.
     pub fn stderr() -> Self {
-        Self { target: "stderr".into(), out: Box::new(io::stderr()), buffer: Vec::new() }
+        Self {
+            target: "stderr".into(),
+            out: Box::new(io::stderr()),
+            buffer: Vec::new(),
+        }
     }
 
     /// Appends to a file, creating it (and its folder) if needed.
     pub fn file(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
         let target = path.display().to_string();
-        let output = |source| Error::Output { target: target.clone(), source };
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        let output = |source| Error::Output {
+            target: target.clone(),
+            source,
+        };
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(parent).map_err(output)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(output)?;
-        Ok(Self { target: target.clone(), out: Box::new(file), buffer: Vec::new() })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(output)?;
+        Ok(Self {
+            target: target.clone(),
+            out: Box::new(file),
+            buffer: Vec::new(),
+        })
     }
 
     /// Writes to any writer.
     pub fn writer(target: impl Into<String>, out: impl Write + Send + 'static) -> Self {
-        Self { target: target.into(), out: Box::new(out), buffer: Vec::new() }
+        Self {
+            target: target.into(),
+            out: Box::new(out),
+            buffer: Vec::new(),
+        }
     }
 }
 
@@ -47,15 +69,22 @@ impl Exporter for ConsoleExporter {
     fn export(&mut self, batch: Vec<RawRecord>) -> Result<()> {
         self.buffer.clear();
         for record in batch {
-            serde_json::to_writer(&mut self.buffer, &record.into_model())
-                .map_err(|error| Error::Output { target: self.target.clone(), source: error.into() })?;
+            serde_json::to_writer(&mut self.buffer, &record.into_model()).map_err(|error| {
+                Error::Output {
+                    target: self.target.clone(),
+                    source: error.into(),
+                }
+            })?;
             self.buffer.push(b'\n');
         }
         // One write per batch keeps lines from different processes sharing the file whole.
         self.out
             .write_all(&self.buffer)
             .and_then(|()| self.out.flush())
-            .map_err(|source| Error::Output { target: self.target.clone(), source })
+            .map_err(|source| Error::Output {
+                target: self.target.clone(),
+                source,
+            })
     }
 }
 

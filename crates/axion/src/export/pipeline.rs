@@ -1,11 +1,13 @@
-//! The batch pipeline: a bounded queue in front of a background worker that serialises and
-//! exports. The application's thread only pushes into the queue; when the queue is full the
+//! The batch pipeline: a bounded lock-free queue in front of a background worker that
+//! serialises and exports. The application's thread only pushes into the queue; when the queue is full the
 //! record is dropped and counted (never blocking the host), with one warning.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
+
+use crossbeam_queue::ArrayQueue;
 use std::time::{Duration, Instant};
 
 use crate::config::{warn, Settings};
@@ -36,7 +38,11 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        Self { max_queue_size: 8192, max_batch_size: 512, scheduled_delay: Duration::from_millis(1000) }
+        Self {
+            max_queue_size: 8192,
+            max_batch_size: 512,
+            scheduled_delay: Duration::from_millis(1000),
+        }
     }
 }
 
@@ -47,23 +53,23 @@ impl PipelineConfig {
         let positive = |name: &str, default: usize| -> Result<usize> {
             let value = settings.parse_or(name, default)?;
             if value == 0 {
-                return Err(Error::InvalidSetting { setting: name.into(), value: "0".into(), reason: "must be at least 1".into() });
+                return Err(Error::InvalidSetting {
+                    setting: name.into(),
+                    value: "0".into(),
+                    reason: "must be at least 1".into(),
+                });
             }
             Ok(value)
         };
         Ok(Self {
             max_queue_size: positive("AXION_EXPORT_QUEUE_SIZE", defaults.max_queue_size)?,
             max_batch_size: positive("AXION_EXPORT_BATCH_SIZE", defaults.max_batch_size)?,
-            scheduled_delay: Duration::from_millis(
-                positive("AXION_EXPORT_INTERVAL_MS", defaults.scheduled_delay.as_millis() as usize)? as u64,
-            ),
+            scheduled_delay: Duration::from_millis(positive(
+                "AXION_EXPORT_INTERVAL_MS",
+                defaults.scheduled_delay.as_millis() as usize,
+            )? as u64),
         })
     }
-}
-
-enum Message {
-    Record(RawRecord),
-    Wake,
 }
 
 enum Control {
@@ -82,31 +88,45 @@ struct Counters {
 
 impl Counters {
     fn snapshot(&self) -> ExportStats {
-        let mut stats = ExportStats::default();
-        stats.queued = self.queued.load(Ordering::Relaxed);
-        stats.exported = self.exported.load(Ordering::Relaxed);
-        stats.dropped_queue_full = self.dropped_queue_full.load(Ordering::Relaxed);
-        stats.dropped_export_failed = self.dropped_export_failed.load(Ordering::Relaxed);
-        stats.dropped_after_shutdown = self.dropped_after_shutdown.load(Ordering::Relaxed);
-        stats
+        ExportStats {
+            queued: self.queued.load(Ordering::Relaxed),
+            exported: self.exported.load(Ordering::Relaxed),
+            dropped_queue_full: self.dropped_queue_full.load(Ordering::Relaxed),
+            dropped_export_failed: self.dropped_export_failed.load(Ordering::Relaxed),
+            dropped_after_shutdown: self.dropped_after_shutdown.load(Ordering::Relaxed),
+        }
     }
 
     fn pending(&self) -> u64 {
         let stats = self.snapshot();
-        stats.queued.saturating_sub(stats.exported + stats.dropped_export_failed)
+        stats
+            .queued
+            .saturating_sub(stats.exported + stats.dropped_export_failed)
     }
+}
+
+/// What the application's threads and the worker share.
+struct Shared {
+    queue: ArrayQueue<RawRecord>,
+    counters: Counters,
+    /// Set when a producer has woken the worker and it has not run yet, so that a burst
+    /// costs one wake-up, not one per record.
+    woken: AtomicBool,
 }
 
 /// A bounded queue and a worker thread that batches records into an [`Exporter`].
 ///
-/// The worker is a plain thread, so the pipeline works the same in a sync program and inside
-/// any async runtime (a current-thread one included), and never needs the host's executor.
+/// Pushing is a lock-free queue insert; the worker is woken only when a full batch is waiting
+/// (or on flush), otherwise it wakes by itself every `scheduled_delay`. The worker is a plain
+/// thread, so the pipeline works the same in a sync program and inside any async runtime (a
+/// current-thread one included), and never needs the host's executor.
 pub struct BatchPipeline {
     name: String,
-    records: SyncSender<Message>,
+    shared: Arc<Shared>,
     control: Sender<Control>,
-    counters: Arc<Counters>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    worker_thread: Thread,
+    max_batch_size: usize,
     shut_down: AtomicBool,
     warned_full: AtomicBool,
 }
@@ -114,20 +134,35 @@ pub struct BatchPipeline {
 impl BatchPipeline {
     /// Starts the worker thread.
     pub fn start<E: Exporter>(name: &str, exporter: E, config: PipelineConfig) -> Result<Self> {
-        let (records, records_rx) = mpsc::sync_channel(config.max_queue_size);
+        let shared = Arc::new(Shared {
+            queue: ArrayQueue::new(config.max_queue_size),
+            counters: Counters::default(),
+            woken: AtomicBool::new(false),
+        });
         let (control, control_rx) = mpsc::channel();
-        let counters = Arc::new(Counters::default());
-        let worker = Worker { exporter, records: records_rx, control: control_rx, counters: counters.clone(), config, warned_failure: false, name: name.to_owned() };
+        let max_batch_size = config.max_batch_size;
+        let worker = Worker {
+            exporter,
+            shared: shared.clone(),
+            control: control_rx,
+            config,
+            warned_failure: false,
+            name: name.to_owned(),
+        };
         let handle = std::thread::Builder::new()
             .name(format!("axion-export-{name}"))
             .spawn(move || worker.run())
-            .map_err(|source| Error::Output { target: format!("{name} export thread"), source })?;
+            .map_err(|source| Error::Output {
+                target: format!("{name} export thread"),
+                source,
+            })?;
         Ok(Self {
             name: name.to_owned(),
-            records,
+            shared,
             control,
-            counters,
+            worker_thread: handle.thread().clone(),
             worker: Mutex::new(Some(handle)),
+            max_batch_size,
             shut_down: AtomicBool::new(false),
             warned_full: AtomicBool::new(false),
         })
@@ -135,16 +170,24 @@ impl BatchPipeline {
 
     /// Queues a record without blocking; drops and counts it when the queue is full.
     pub fn push(&self, record: RawRecord) {
+        let counters = &self.shared.counters;
         if self.shut_down.load(Ordering::Relaxed) {
-            self.counters.dropped_after_shutdown.fetch_add(1, Ordering::Relaxed);
+            counters
+                .dropped_after_shutdown
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match self.records.try_send(Message::Record(record)) {
+        match self.shared.queue.push(record) {
             Ok(()) => {
-                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                counters.queued.fetch_add(1, Ordering::Relaxed);
+                if self.shared.queue.len() >= self.max_batch_size
+                    && !self.shared.woken.swap(true, Ordering::AcqRel)
+                {
+                    self.worker_thread.unpark();
+                }
             }
-            Err(TrySendError::Full(_)) => {
-                self.counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+            Err(_) => {
+                counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
                 if !self.warned_full.swap(true, Ordering::Relaxed) {
                     warn(&format!(
                         "the {} export queue is full; records are being dropped (counted in Tracer::stats().export). \
@@ -153,23 +196,28 @@ impl BatchPipeline {
                     ));
                 }
             }
-            Err(TrySendError::Disconnected(_)) => {
-                self.counters.dropped_after_shutdown.fetch_add(1, Ordering::Relaxed);
-            }
         }
     }
 
-    fn request(&self, make: impl FnOnce(Sender<u64>) -> Control, timeout: Duration) -> Result<FlushReport> {
+    fn request(
+        &self,
+        make: impl FnOnce(Sender<u64>) -> Control,
+        timeout: Duration,
+    ) -> Result<FlushReport> {
         let (reply, reply_rx) = mpsc::channel();
         if self.control.send(make(reply)).is_err() {
             return Err(Error::ShutDown);
         }
-        // Wakes a worker waiting for records; if the queue is full it is busy and will look
-        // at the control channel after the record in hand.
-        let _ = self.records.try_send(Message::Wake);
+        self.worker_thread.unpark();
         match reply_rx.recv_timeout(timeout) {
-            Ok(exported) => Ok(FlushReport { exported, dropped_total: self.counters.snapshot().dropped() }),
-            Err(RecvTimeoutError::Timeout) => Err(Error::FlushTimeout { pending: self.counters.pending(), timeout }),
+            Ok(exported) => Ok(FlushReport {
+                exported,
+                dropped_total: self.shared.counters.snapshot().dropped(),
+            }),
+            Err(RecvTimeoutError::Timeout) => Err(Error::FlushTimeout {
+                pending: self.shared.counters.pending(),
+                timeout,
+            }),
             Err(RecvTimeoutError::Disconnected) => Err(Error::ShutDown),
         }
     }
@@ -177,7 +225,10 @@ impl BatchPipeline {
     /// Exports everything queued before the call, waiting at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<FlushReport> {
         if self.shut_down.load(Ordering::Relaxed) {
-            return Ok(FlushReport { exported: 0, dropped_total: self.counters.snapshot().dropped() });
+            return Ok(FlushReport {
+                exported: 0,
+                dropped_total: self.shared.counters.snapshot().dropped(),
+            });
         }
         self.request(Control::Flush, timeout)
     }
@@ -185,11 +236,19 @@ impl BatchPipeline {
     /// Exports everything queued, stops the worker, and drops (counting) later records.
     pub fn shutdown(&self, timeout: Duration) -> Result<FlushReport> {
         if self.shut_down.swap(true, Ordering::Relaxed) {
-            return Ok(FlushReport { exported: 0, dropped_total: self.counters.snapshot().dropped() });
+            return Ok(FlushReport {
+                exported: 0,
+                dropped_total: self.shared.counters.snapshot().dropped(),
+            });
         }
         let report = self.request(Control::Shutdown, timeout);
         if report.is_ok() {
-            if let Some(handle) = self.worker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+            if let Some(handle) = self
+                .worker
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take()
+            {
                 let _ = handle.join();
             }
         }
@@ -198,14 +257,17 @@ impl BatchPipeline {
 
     /// The pipeline's counters.
     pub fn stats(&self) -> ExportStats {
-        self.counters.snapshot()
+        self.shared.counters.snapshot()
     }
 }
 
 impl Drop for BatchPipeline {
     fn drop(&mut self) {
         if let Err(error) = self.shutdown(Duration::from_secs(5)) {
-            warn(&format!("{} exporter did not finish at shutdown: {error}", self.name));
+            warn(&format!(
+                "{} exporter did not finish at shutdown: {error}",
+                self.name
+            ));
         }
     }
 }
@@ -213,85 +275,102 @@ impl Drop for BatchPipeline {
 struct Worker<E> {
     name: String,
     exporter: E,
-    records: Receiver<Message>,
+    shared: Arc<Shared>,
     control: mpsc::Receiver<Control>,
-    counters: Arc<Counters>,
     config: PipelineConfig,
     warned_failure: bool,
 }
 
 impl<E: Exporter> Worker<E> {
     fn run(mut self) {
-        let mut batch = Vec::with_capacity(self.config.max_batch_size);
         let mut next_export = Instant::now() + self.config.scheduled_delay;
         loop {
-            let wait = next_export.saturating_duration_since(Instant::now());
-            match self.records.recv_timeout(wait) {
-                Ok(Message::Record(record)) => {
-                    batch.push(record);
-                    if batch.len() >= self.config.max_batch_size {
-                        self.export(&mut batch);
-                    }
-                }
-                Ok(Message::Wake) => {}
-                Err(RecvTimeoutError::Timeout) => {
-                    self.export(&mut batch);
-                    next_export = Instant::now() + self.config.scheduled_delay;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.export(&mut batch);
-                    self.exporter.shutdown();
-                    return;
+            self.shared.woken.store(false, Ordering::Release);
+            let now = Instant::now();
+            if now >= next_export {
+                self.drain();
+                next_export = now + self.config.scheduled_delay;
+            } else {
+                while self.shared.queue.len() >= self.config.max_batch_size {
+                    self.export_one_batch();
                 }
             }
-            while let Ok(control) = self.control.try_recv() {
-                let exported = self.drain(&mut batch);
-                match control {
-                    Control::Flush(reply) => {
-                        let _ = reply.send(exported);
+            loop {
+                match self.control.try_recv() {
+                    Ok(Control::Flush(reply)) => {
+                        let _ = reply.send(self.drain());
                     }
-                    Control::Shutdown(reply) => {
+                    Ok(Control::Shutdown(reply)) => {
+                        let exported = self.drain();
                         self.exporter.shutdown();
                         let _ = reply.send(exported);
                         return;
                     }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.drain();
+                        self.exporter.shutdown();
+                        return;
+                    }
                 }
+            }
+            let wait = next_export.saturating_duration_since(Instant::now());
+            if !self.shared.woken.load(Ordering::Acquire)
+                && self.shared.queue.len() < self.config.max_batch_size
+            {
+                std::thread::park_timeout(wait);
             }
         }
     }
 
-    /// Exports the batch in hand and everything queued; returns how many were delivered.
-    fn drain(&mut self, batch: &mut Vec<RawRecord>) -> u64 {
-        let before = self.counters.exported.load(Ordering::Relaxed);
-        while let Ok(message) = self.records.try_recv() {
-            if let Message::Record(record) = message {
-                batch.push(record);
-                if batch.len() >= self.config.max_batch_size {
-                    self.export(batch);
-                }
-            }
-        }
-        self.export(batch);
-        self.counters.exported.load(Ordering::Relaxed) - before
+    /// Exports everything queued; returns how many records were delivered.
+    fn drain(&mut self) -> u64 {
+        let before = self.shared.counters.exported.load(Ordering::Relaxed);
+        while self.export_one_batch() > 0 {}
+        self.shared.counters.exported.load(Ordering::Relaxed) - before
     }
 
-    fn export(&mut self, batch: &mut Vec<RawRecord>) {
-        if batch.is_empty() {
-            return;
+    fn export_one_batch(&mut self) -> usize {
+        let mut batch = Vec::with_capacity(
+            self.config
+                .max_batch_size
+                .min(self.shared.queue.len().max(1)),
+        );
+        while batch.len() < self.config.max_batch_size {
+            match self.shared.queue.pop() {
+                Some(record) => batch.push(record),
+                None => break,
+            }
         }
-        let records = std::mem::replace(batch, Vec::with_capacity(self.config.max_batch_size));
+        let count = batch.len();
+        if count > 0 {
+            self.export(batch);
+        }
+        count
+    }
+
+    fn export(&mut self, records: Vec<RawRecord>) {
         let count = records.len() as u64;
+        let counters = &self.shared.counters;
         match self.exporter.export(records) {
             Ok(()) => {
-                self.counters.exported.fetch_add(count, Ordering::Relaxed);
+                counters.exported.fetch_add(count, Ordering::Relaxed);
             }
             Err(error) => {
-                self.counters.dropped_export_failed.fetch_add(count, Ordering::Relaxed);
+                counters
+                    .dropped_export_failed
+                    .fetch_add(count, Ordering::Relaxed);
                 if !self.warned_failure {
                     self.warned_failure = true;
-                    warn(&format!("{} export failed, {count} records dropped: {error}", self.name));
+                    warn(&format!(
+                        "{} export failed, {count} records dropped: {error}",
+                        self.name
+                    ));
                 } else {
-                    log::debug!("axion: {} export failed, {count} records dropped: {error}", self.name);
+                    log::debug!(
+                        "axion: {} export failed, {count} records dropped: {error}",
+                        self.name
+                    );
                 }
             }
         }
@@ -308,7 +387,10 @@ pub struct PipelineTracer {
 impl PipelineTracer {
     /// Starts a pipeline for `exporter`.
     pub fn new<E: Exporter>(name: &str, exporter: E, config: PipelineConfig) -> Result<Self> {
-        Ok(Self { name: name.to_owned(), pipeline: BatchPipeline::start(name, exporter, config)? })
+        Ok(Self {
+            name: name.to_owned(),
+            pipeline: BatchPipeline::start(name, exporter, config)?,
+        })
     }
 }
 

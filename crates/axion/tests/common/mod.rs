@@ -22,7 +22,13 @@ impl BaseTracer for Collector {
 
 impl Collector {
     pub fn records(&self) -> Vec<Record> {
-        self.records.lock().unwrap().iter().cloned().map(RawRecord::into_model).collect()
+        self.records
+            .lock()
+            .unwrap()
+            .iter()
+            .cloned()
+            .map(RawRecord::into_model)
+            .collect()
     }
 
     pub fn observations(&self) -> Vec<Observation> {
@@ -36,8 +42,16 @@ impl Collector {
     }
 
     pub fn observation(&self, name: &str) -> Observation {
-        let matches: Vec<_> = self.observations().into_iter().filter(|o| o.name.as_deref() == Some(name)).collect();
-        assert_eq!(matches.len(), 1, "expected one observation named {name}, got {matches:#?}");
+        let matches: Vec<_> = self
+            .observations()
+            .into_iter()
+            .filter(|o| o.name.as_deref() == Some(name))
+            .collect();
+        assert_eq!(
+            matches.len(),
+            1,
+            "expected one observation named {name}, got {matches:#?}"
+        );
         matches.into_iter().next().unwrap()
     }
 
@@ -64,5 +78,10 @@ impl Collector {
 
 pub fn tracer(metadata_type: MetadataType) -> (Tracer, Arc<Collector>) {
     let collector = Arc::new(Collector::default());
-    (Tracer::builder(metadata_type).provider(collector.clone()).build(), collector)
+    (
+        Tracer::builder(metadata_type)
+            .provider(collector.clone())
+            .build(),
+        collector,
+    )
 }

@@ -971,26 +971,21 @@ pub(crate) fn unix_millis(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs `apply` on the current span; `false` (and nothing done) outside a span.
+fn with_current_span(apply: impl FnOnce(&Span)) -> bool {
+    crate::context::current_span()
+        .map(|span| apply(&span))
+        .is_some()
+}
+
 /// Updates the trace of the current span. Returns `false` (and does nothing) outside a trace.
 pub fn update_current_trace(update: crate::TraceUpdate) -> bool {
-    match current_span_cell() {
-        Some(cell) => {
-            cell.update_trace(update);
-            true
-        }
-        None => false,
-    }
+    with_current_span(|span| span.update_trace(update))
 }
 
 /// Updates the current observation. Returns `false` (and does nothing) outside a span.
 pub fn update_current_observation(update: crate::ObservationUpdate) -> bool {
-    match crate::context::current_span() {
-        Some(span) => {
-            span.update_observation(update);
-            true
-        }
-        None => false,
-    }
+    with_current_span(|span| span.update_observation(update))
 }
 
 /// Scores the current trace. Returns `false` (and does nothing) outside a trace.
@@ -999,13 +994,7 @@ pub fn score_current_trace(
     value: impl Into<ScoreValue>,
     comment: Option<&str>,
 ) -> bool {
-    match crate::context::current_span() {
-        Some(span) => {
-            span.score_trace(name.to_owned(), value, comment);
-            true
-        }
-        None => false,
-    }
+    with_current_span(|span| span.score_trace(name.to_owned(), value, comment))
 }
 
 /// Scores the current observation. Returns `false` (and does nothing) outside a span.
@@ -1014,11 +1003,5 @@ pub fn score_current_observation(
     value: impl Into<ScoreValue>,
     comment: Option<&str>,
 ) -> bool {
-    match crate::context::current_span() {
-        Some(span) => {
-            span.score(name.to_owned(), value, comment);
-            true
-        }
-        None => false,
-    }
+    with_current_span(|span| span.score(name.to_owned(), value, comment))
 }

@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{FnArg, Ident, ItemFn, LitStr, Pat, Token};
+use syn::{FnArg, Ident, ItemFn, LitStr, Pat, Signature, Token};
 
 /// The observation types `span_type` accepts, as written in Rust (`ObservationType::…`).
 const SPAN_TYPES: &[(&str, &str)] = &[
@@ -129,7 +129,7 @@ impl TraceArgs {
                     "`skip` has no effect without `capture_args`",
                 ));
             }
-            let parameters = parameter_names(item);
+            let parameters = parameter_names(&item.sig);
             for name in &args.skip {
                 if !parameters.iter().any(|parameter| parameter == name) {
                     return Err(syn::Error::new(
@@ -144,9 +144,8 @@ impl TraceArgs {
 }
 
 /// Names of the function's parameters bound to a plain identifier (`self` excluded).
-pub(crate) fn parameter_names(item: &ItemFn) -> Vec<Ident> {
-    item.sig
-        .inputs
+pub(crate) fn parameter_names(sig: &Signature) -> Vec<Ident> {
+    sig.inputs
         .iter()
         .filter_map(|input| match input {
             FnArg::Typed(typed) => match &*typed.pat {

@@ -41,21 +41,16 @@ pub(crate) fn expand(args: TraceArgs, item: ItemFn) -> TokenStream {
     };
 
     let capture_args = if args.capture_args {
-        let inserts = parameter_names(&ItemFn {
-            attrs: Vec::new(),
-            vis: vis.clone(),
-            sig: sig.clone(),
-            block: block.clone(),
-        })
-        .into_iter()
-        .filter(|parameter| !args.skip.contains(parameter))
-        .map(|parameter| {
-            let key = parameter.to_string();
-            quote_spanned!(parameter.span()=> __axion_args.insert(
+        let inserts = parameter_names(&sig)
+            .into_iter()
+            .filter(|parameter| !args.skip.contains(parameter))
+            .map(|parameter| {
+                let key = parameter.to_string();
+                quote_spanned!(parameter.span()=> __axion_args.insert(
                     ::std::string::String::from(#key),
                     (&&&::axion::__private::Capture(&#parameter)).__axion_capture(),
                 );)
-        });
+            });
         quote! {
             if __axion_span.is_recording() {
                 let mut __axion_args = ::axion::__private::serde_json::Map::new();

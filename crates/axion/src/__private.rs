@@ -95,8 +95,7 @@ pub trait CaptureSerialize {
 }
 impl<T: Serialize + ?Sized> CaptureSerialize for &&Capture<'_, T> {
     fn __axion_capture(&self) -> Value {
-        serde_json::to_value(self.0)
-            .unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>")))
+        crate::payload::to_json_lossy(self.0)
     }
 }
 

@@ -240,22 +240,23 @@ pub fn list_providers() -> Vec<String> {
     TracerRegistry::list_providers()
 }
 
+fn configured_provider() -> Option<Arc<dyn BaseTracer>> {
+    read_active(|active| active.as_ref().map(|active| active.provider.clone()))
+}
+
 /// The configured provider, configuring from the environment on first use.
 pub(crate) fn active_provider() -> Arc<dyn BaseTracer> {
-    if let Some(provider) =
-        read_active(|active| active.as_ref().map(|active| active.provider.clone()))
-    {
+    if let Some(provider) = configured_provider() {
         return provider;
     }
     // Auto-detection never fails; it installs noop at worst.
     let _ = configure_tracing(None);
-    read_active(|active| active.as_ref().map(|active| active.provider.clone()))
-        .unwrap_or_else(|| Arc::new(NoopTracer))
+    configured_provider().unwrap_or_else(|| Arc::new(NoopTracer))
 }
 
 /// Flushes the configured provider.
 pub fn flush_tracing(timeout: Duration) -> Result<FlushReport> {
-    match read_active(|active| active.as_ref().map(|active| active.provider.clone())) {
+    match configured_provider() {
         Some(provider) => provider.flush(timeout),
         None => Ok(FlushReport::default()),
     }

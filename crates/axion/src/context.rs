@@ -113,11 +113,7 @@ pub fn has_current_tracer() -> bool {
 
 /// The current span, if any.
 pub fn current_span() -> Option<Span> {
-    CURRENT
-        .try_with(|current| current.borrow().span.clone())
-        .ok()
-        .flatten()
-        .map(Span::from_cell)
+    current_span_cell().map(Span::from_cell)
 }
 
 pub(crate) fn current_span_cell() -> Option<Arc<SpanCell>> {

@@ -12,8 +12,22 @@ trait Deferred: Send + Sync {
 
 impl<T: Serialize + Send + Sync> Deferred for T {
     fn to_json(&self) -> Value {
-        serde_json::to_value(self)
-            .unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>")))
+        to_json_lossy(self)
+    }
+}
+
+/// The JSON form of a value; a value that cannot be serialised becomes a note saying why, so
+/// that one bad value never loses the record it belongs to.
+pub(crate) fn to_json_lossy<T: Serialize + ?Sized>(value: &T) -> Value {
+    serde_json::to_value(value)
+        .unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>")))
+}
+
+/// A JSON object as it is; any other value wrapped as `{"value": …}`.
+pub(crate) fn into_object(value: Value) -> serde_json::Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => serde_json::Map::from_iter([("value".to_owned(), other)]),
     }
 }
 
@@ -31,10 +45,7 @@ impl Payload {
 
     /// Serialises the value now, from a borrow. For values that cannot be moved into the span.
     pub fn from_ref<T: Serialize + ?Sized>(value: &T) -> Self {
-        Self::new(
-            serde_json::to_value(value)
-                .unwrap_or_else(|error| Value::String(format!("<unserializable: {error}>"))),
-        )
+        Self::new(to_json_lossy(value))
     }
 
     /// Captures a value that only implements `Debug`, as its `{:?}` text.

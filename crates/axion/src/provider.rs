@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axion_model::{
@@ -142,15 +143,6 @@ impl RawRecord {
             RawRecord::Score(score) => Record::Score(*score),
         }
     }
-
-    /// The trace the record belongs to, if it names one.
-    pub fn trace_id(&self) -> Option<String> {
-        match self {
-            RawRecord::Observation(observation) => Some(observation.trace_id.to_string()),
-            RawRecord::Trace(trace) => Some(trace.id.to_string()),
-            RawRecord::Score(score) => score.trace_id.clone(),
-        }
-    }
 }
 
 /// An observation before serialisation. Field meanings are those of [`Observation`].
@@ -173,7 +165,7 @@ pub struct RawObservation {
     pub level: ObservationLevel,
     pub status_message: Option<String>,
     pub version: Option<String>,
-    pub environment: Option<String>,
+    pub environment: Option<Arc<str>>,
     pub model: Option<String>,
     pub model_parameters: Option<JsonMap>,
     pub usage_details: Option<BTreeMap<String, u64>>,
@@ -209,7 +201,7 @@ impl RawObservation {
         observation.level = self.level;
         observation.status_message = self.status_message;
         observation.version = self.version;
-        observation.environment = self.environment;
+        observation.environment = self.environment.as_deref().map(str::to_owned);
         observation.model = self.model;
         observation.model_parameters = self.model_parameters;
         observation.usage_details = self.usage_details;

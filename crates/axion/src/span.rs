@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::context::{ContextGuard, TraceContext};
-use crate::payload::Payload;
+use crate::payload::{into_object, Payload};
 use crate::provider::{timestamp, RawObservation, RawRecord, RawTrace};
 use crate::trace_update::{ObservationUpdate, ScoreValue, TraceUpdate};
 use crate::Tracer;
@@ -174,7 +174,7 @@ impl SpanCell {
             level: state.level,
             status_message: state.status_message,
             version: state.version,
-            environment: self.tracer.environment().map(str::to_owned),
+            environment: self.tracer.shared_environment(),
             model: state.model,
             model_parameters: state.model_parameters,
             usage_details: state.usage,
@@ -366,7 +366,7 @@ impl Span {
     pub fn set_input<V: Serialize + Send + Sync + 'static>(&self, value: V) {
         if self.cell.is_some() {
             let payload = Payload::new(value);
-            self.update(|state| state.input = Some(payload));
+            self.update_payloads(Some(payload), None);
         }
     }
 
@@ -374,7 +374,7 @@ impl Span {
     pub fn set_output<V: Serialize + Send + Sync + 'static>(&self, value: V) {
         if self.cell.is_some() {
             let payload = Payload::new(value);
-            self.update(|state| state.output = Some(payload));
+            self.update_payloads(None, Some(payload));
         }
     }
 
@@ -382,7 +382,7 @@ impl Span {
     pub fn set_input_ref<V: Serialize + ?Sized>(&self, value: &V) {
         if self.cell.is_some() {
             let payload = Payload::from_ref(value);
-            self.update(|state| state.input = Some(payload));
+            self.update_payloads(Some(payload), None);
         }
     }
 
@@ -390,7 +390,7 @@ impl Span {
     pub fn set_output_ref<V: Serialize + ?Sized>(&self, value: &V) {
         if self.cell.is_some() {
             let payload = Payload::from_ref(value);
-            self.update(|state| state.output = Some(payload));
+            self.update_payloads(None, Some(payload));
         }
     }
 
@@ -398,7 +398,7 @@ impl Span {
     pub fn set_input_debug<V: fmt::Debug + ?Sized>(&self, value: &V) {
         if self.cell.is_some() {
             let payload = Payload::from_debug(value);
-            self.update(|state| state.input = Some(payload));
+            self.update_payloads(Some(payload), None);
         }
     }
 
@@ -406,17 +406,13 @@ impl Span {
     pub fn set_output_debug<V: fmt::Debug + ?Sized>(&self, value: &V) {
         if self.cell.is_some() {
             let payload = Payload::from_debug(value);
-            self.update(|state| state.output = Some(payload));
+            self.update_payloads(None, Some(payload));
         }
     }
 
     /// Records token usage: `input`, `output` and their `total`.
     pub fn set_usage(&self, input_tokens: u64, output_tokens: u64) {
-        self.set_usage_details([
-            ("input", input_tokens),
-            ("output", output_tokens),
-            ("total", input_tokens + output_tokens),
-        ]);
+        self.set_usage_details(token_usage(input_tokens, output_tokens));
     }
 
     /// Records usage by kind (Langfuse's `usageDetails`: `input`, `output`, `total`,
@@ -427,16 +423,8 @@ impl Span {
         K: Into<String>,
     {
         if self.cell.is_some() {
-            let entries: Vec<_> = usage
-                .into_iter()
-                .map(|(key, value)| (key.into(), value))
-                .collect();
-            self.update(|state| {
-                state
-                    .usage
-                    .get_or_insert_with(BTreeMap::new)
-                    .extend(entries)
-            });
+            let entries = details(usage);
+            self.update(|state| merge_details(&mut state.usage, entries));
         }
     }
 
@@ -453,11 +441,8 @@ impl Span {
         K: Into<String>,
     {
         if self.cell.is_some() {
-            let entries: Vec<_> = cost
-                .into_iter()
-                .map(|(key, value)| (key.into(), value))
-                .collect();
-            self.update(|state| state.cost.get_or_insert_with(BTreeMap::new).extend(entries));
+            let entries = details(cost);
+            self.update(|state| merge_details(&mut state.cost, entries));
         }
     }
 
@@ -473,10 +458,7 @@ impl Span {
     /// else is stored under `value`.
     pub fn set_model_parameters(&self, parameters: Value) {
         if self.cell.is_some() {
-            let map = match parameters {
-                Value::Object(map) => map,
-                other => JsonMap::from_iter([("value".to_owned(), other)]),
-            };
+            let map = into_object(parameters);
             self.update(|state| state.model_parameters = Some(map));
         }
     }
@@ -618,14 +600,7 @@ impl Span {
         value: impl Into<ScoreValue>,
         comment: Option<&str>,
     ) {
-        if let Some(cell) = &self.cell {
-            let score = value
-                .into()
-                .into_score(name.into(), comment)
-                .with_observation(cell.id.to_string());
-            cell.tracer
-                .emit_score(score.with_trace(cell.trace.id.to_string()));
-        }
+        self.emit_score(name.into(), value.into(), comment, true);
     }
 
     /// Scores the trace this span belongs to.
@@ -635,11 +610,23 @@ impl Span {
         value: impl Into<ScoreValue>,
         comment: Option<&str>,
     ) {
+        self.emit_score(name.into(), value.into(), comment, false);
+    }
+
+    fn emit_score(
+        &self,
+        name: String,
+        value: ScoreValue,
+        comment: Option<&str>,
+        on_observation: bool,
+    ) {
         if let Some(cell) = &self.cell {
-            let score = value
-                .into()
-                .into_score(name.into(), comment)
+            let mut score = value
+                .into_score(name, comment)
                 .with_trace(cell.trace.id.to_string());
+            if on_observation {
+                score = score.with_observation(cell.id.to_string());
+            }
             cell.tracer.emit_score(score);
         }
     }
@@ -763,6 +750,30 @@ impl fmt::Debug for SpanGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("SpanGuard").field(&self.span).finish()
     }
+}
+
+/// Langfuse's token usage triple.
+pub(crate) fn token_usage(input_tokens: u64, output_tokens: u64) -> [(&'static str, u64); 3] {
+    [
+        ("input", input_tokens),
+        ("output", output_tokens),
+        ("total", input_tokens + output_tokens),
+    ]
+}
+
+fn details<K: Into<String>, V>(entries: impl IntoIterator<Item = (K, V)>) -> Vec<(String, V)> {
+    entries
+        .into_iter()
+        .map(|(key, value)| (key.into(), value))
+        .collect()
+}
+
+/// Merges usage or cost entries into what a span already has.
+pub(crate) fn merge_details<V>(
+    slot: &mut Option<BTreeMap<String, V>>,
+    entries: impl IntoIterator<Item = (String, V)>,
+) {
+    slot.get_or_insert_with(BTreeMap::new).extend(entries);
 }
 
 pub(crate) fn now_timestamp() -> axion_model::Timestamp {

@@ -7,9 +7,9 @@ use axion_model::ObservationLevel;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::payload::Payload;
+use crate::payload::{into_object, Payload};
 use crate::provider::RawTrace;
-use crate::span::SpanState;
+use crate::span::{merge_details, token_usage, SpanState};
 
 /// Changes to the current trace, applied with
 /// [`update_current_trace`](crate::update_current_trace). Only the fields you set change; tags
@@ -215,10 +215,9 @@ impl ObservationUpdate {
 
     /// Sets token usage (`input`, `output`, `total`).
     pub fn usage(mut self, input_tokens: u64, output_tokens: u64) -> Self {
-        let usage = self.usage.get_or_insert_with(BTreeMap::new);
-        usage.insert("input".into(), input_tokens);
-        usage.insert("output".into(), output_tokens);
-        usage.insert("total".into(), input_tokens + output_tokens);
+        let usage =
+            token_usage(input_tokens, output_tokens).map(|(key, value)| (key.to_owned(), value));
+        merge_details(&mut self.usage, usage);
         self
     }
 
@@ -251,16 +250,13 @@ impl ObservationUpdate {
             state.model = self.model;
         }
         if let Some(parameters) = self.model_parameters {
-            state.model_parameters = Some(match parameters {
-                Value::Object(map) => map,
-                other => axion_model::JsonMap::from_iter([("value".to_owned(), other)]),
-            });
+            state.model_parameters = Some(into_object(parameters));
         }
         if let Some(usage) = self.usage {
-            state.usage.get_or_insert_with(BTreeMap::new).extend(usage);
+            merge_details(&mut state.usage, usage);
         }
         if let Some(cost) = self.cost {
-            state.cost.get_or_insert_with(BTreeMap::new).extend(cost);
+            merge_details(&mut state.cost, cost);
         }
         if self.version.is_some() {
             state.version = self.version;

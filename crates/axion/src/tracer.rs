@@ -163,7 +163,8 @@ struct Lifecycle {
 struct TraceDefaults {
     trace_id: Option<TraceId>,
     tags: Vec<String>,
-    environment: Option<String>,
+    /// Shared, because every observation carries it: a clone is a refcount, not a copy.
+    environment: Option<Arc<str>>,
     session_id: Option<String>,
     user_id: Option<String>,
     release: Option<String>,
@@ -182,11 +183,18 @@ struct TracerInner {
     counters: Mutex<Counters>,
 }
 
-impl Drop for TracerInner {
-    fn drop(&mut self) {
+impl TracerInner {
+    /// Turns recording off, once, keeping the process-wide count of recording tracers right.
+    fn stop_recording(&self) {
         if self.recording.swap(false, Ordering::Relaxed) {
             RECORDING_TRACERS.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+impl Drop for TracerInner {
+    fn drop(&mut self) {
+        self.stop_recording();
     }
 }
 
@@ -247,9 +255,13 @@ macro_rules! default_setters {
 }
 
 impl TracerBuilder {
+    /// Environment of every trace and observation (`production`, `staging`, …).
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.defaults.environment = Some(Arc::from(environment.into()));
+        self
+    }
+
     default_setters!(
-        /// Environment of every trace and observation (`production`, `staging`, …).
-        environment,
         /// Session of every trace.
         session_id,
         /// User of every trace.
@@ -556,6 +568,10 @@ impl Tracer {
         self.inner.defaults.environment.as_deref()
     }
 
+    pub(crate) fn shared_environment(&self) -> Option<Arc<str>> {
+        self.inner.defaults.environment.clone()
+    }
+
     /// The session of this tracer's traces.
     pub fn session_id(&self) -> Option<&str> {
         self.inner.defaults.session_id.as_deref()
@@ -672,7 +688,7 @@ impl Tracer {
         let defaults = &self.inner.defaults;
         let mut trace = RawTrace::new(defaults.trace_id.unwrap_or_else(crate::ids::new_trace_id));
         trace.tags.clone_from(&defaults.tags);
-        trace.environment.clone_from(&defaults.environment);
+        trace.environment = defaults.environment.as_deref().map(str::to_owned);
         trace.session_id.clone_from(&defaults.session_id);
         trace.user_id.clone_from(&defaults.user_id);
         trace.release.clone_from(&defaults.release);
@@ -686,9 +702,7 @@ impl Tracer {
 
     pub(crate) fn emit_score(&self, mut score: Score) {
         if score.environment.is_none() {
-            score
-                .environment
-                .clone_from(&self.inner.defaults.environment);
+            score.environment = self.environment().map(str::to_owned);
         }
         self.emit(RawRecord::Score(Box::new(score)));
     }
@@ -759,11 +773,9 @@ impl Tracer {
     /// Adds a local event (kept in memory, see [`events`](Self::events)), stamped with the
     /// current span and trace ids. Keeps the newest [`MAX_LOCAL_EVENTS`].
     pub fn add_trace(&self, event_type: &str, message: &str, metadata: Option<Value>) {
-        let mut metadata = match metadata {
-            Some(Value::Object(map)) => map,
-            Some(other) => axion_model::JsonMap::from_iter([("value".to_owned(), other)]),
-            None => axion_model::JsonMap::new(),
-        };
+        let mut metadata = metadata
+            .map(crate::payload::into_object)
+            .unwrap_or_default();
         let span = current_span_cell();
         metadata.insert(
             "span_id".into(),
@@ -950,9 +962,7 @@ impl Tracer {
     /// Flushes and stops recording: later spans of this tracer are no-ops. The provider itself
     /// stays up for other tracers; shut it down with [`shutdown_tracing`](crate::shutdown_tracing).
     pub fn shutdown(&self, timeout: Duration) -> Result<FlushReport> {
-        if self.inner.recording.swap(false, Ordering::Relaxed) {
-            RECORDING_TRACERS.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.inner.stop_recording();
         self.inner.provider.flush(timeout)
     }
 }

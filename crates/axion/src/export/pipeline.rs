@@ -210,10 +210,7 @@ impl BatchPipeline {
         }
         self.worker_thread.unpark();
         match reply_rx.recv_timeout(timeout) {
-            Ok(exported) => Ok(FlushReport {
-                exported,
-                dropped_total: self.shared.counters.snapshot().dropped(),
-            }),
+            Ok(exported) => Ok(self.report(exported)),
             Err(RecvTimeoutError::Timeout) => Err(Error::FlushTimeout {
                 pending: self.shared.counters.pending(),
                 timeout,
@@ -222,13 +219,17 @@ impl BatchPipeline {
         }
     }
 
+    fn report(&self, exported: u64) -> FlushReport {
+        FlushReport {
+            exported,
+            dropped_total: self.shared.counters.snapshot().dropped(),
+        }
+    }
+
     /// Exports everything queued before the call, waiting at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<FlushReport> {
         if self.shut_down.load(Ordering::Relaxed) {
-            return Ok(FlushReport {
-                exported: 0,
-                dropped_total: self.shared.counters.snapshot().dropped(),
-            });
+            return Ok(self.report(0));
         }
         self.request(Control::Flush, timeout)
     }
@@ -236,10 +237,7 @@ impl BatchPipeline {
     /// Exports everything queued, stops the worker, and drops (counting) later records.
     pub fn shutdown(&self, timeout: Duration) -> Result<FlushReport> {
         if self.shut_down.swap(true, Ordering::Relaxed) {
-            return Ok(FlushReport {
-                exported: 0,
-                dropped_total: self.shared.counters.snapshot().dropped(),
-            });
+            return Ok(self.report(0));
         }
         let report = self.request(Control::Shutdown, timeout);
         if report.is_ok() {

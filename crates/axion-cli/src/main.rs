@@ -16,6 +16,29 @@ enum Command {
     Providers,
     /// Check that the detected provider starts with this environment's settings.
     Check,
+    /// Run the trace server: Langfuse-compatible API on an embedded SQLite file.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AXION_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: std::net::SocketAddr,
+    /// Directory for the database (created when missing).
+    #[arg(long, env = "AXION_DATA_DIR", default_value = "./axion-data")]
+    data_dir: std::path::PathBuf,
+    /// Public key to install for the default project (with --secret-key).
+    #[arg(long, env = "AXION_PUBLIC_KEY", requires = "secret_key")]
+    public_key: Option<String>,
+    /// Secret key to install for the default project (with --public-key).
+    #[arg(
+        long,
+        env = "AXION_SECRET_KEY",
+        requires = "public_key",
+        hide_env_values = true
+    )]
+    secret_key: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -34,6 +57,65 @@ fn main() -> Result<()> {
                 .map_err(|error| anyhow::anyhow!("{} (selected by {})", error, detection.reason))?;
             println!("ok: {} starts ({})", detection.provider, detection.reason);
         }
+        Command::Serve(args) => serve(args)?,
     }
     Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let started = std::time::Instant::now();
+        let config = axion_server::ServerConfig {
+            listen: args.listen,
+            data_dir: args.data_dir.clone(),
+            keys: args.public_key.zip(args.secret_key),
+        };
+        let server = axion_server::Server::start(config).await?;
+        let addr = server.local_addr();
+        let bootstrap = server.bootstrap().clone();
+        println!(
+            "axion serve: listening on http://{addr} (data in {}, ready in {} ms)",
+            args.data_dir.display(),
+            started.elapsed().as_millis()
+        );
+        if let (Some(public_key), Some(secret_key)) =
+            (&bootstrap.public_key, &bootstrap.generated_secret)
+        {
+            println!(
+                "\nCreated project {} with a new API key pair.",
+                bootstrap.project_id
+            );
+            println!("The secret key is shown only this once (only its hash is stored):\n");
+            println!("{}", axion_server::client_env(addr, public_key, secret_key));
+            println!("export TRACING_MODE=langfuse\n");
+        }
+        shutdown_signal().await;
+        println!("axion serve: shutting down (finishing in-flight requests)");
+        server.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }

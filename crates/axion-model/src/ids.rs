@@ -146,6 +146,47 @@ pub fn uuid7_from_parts(unix_millis: u64, entropy: &[u8]) -> String {
     )
 }
 
+/// A fresh UUIDv7 for envelopes and server-assigned ids: the current time plus 80 bits from the
+/// process's randomly keyed hasher and a counter, so two calls never collide.
+pub fn random_event_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+
+    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let keys = KEYS.get_or_init(Default::default);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut entropy = [0u8; 16];
+    for (half, chunk) in entropy.chunks_exact_mut(8).enumerate() {
+        let mut hasher = keys.build_hasher();
+        hasher.write_u64(count);
+        hasher.write_usize(half);
+        chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    uuid7_from_parts(millis, &entropy)
+}
+
+/// Lowercase hex of `bytes` (OTLP ids on the wire are bytes; Langfuse ids are their hex).
+pub fn to_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    write_hex(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Decodes hex of any even length (either case); `None` when it is not hex.
+pub fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    let digits = hex.as_bytes();
+    if digits.len() % 2 != 0 {
+        return None;
+    }
+    digits
+        .chunks_exact(2)
+        .map(|pair| Some((hex_value(pair[0])? << 4) | hex_value(pair[1])?))
+        .collect()
+}
+
 fn write_hex(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (i, byte) in bytes.iter().enumerate() {

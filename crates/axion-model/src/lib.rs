@@ -20,12 +20,16 @@
 #![forbid(unsafe_code)]
 
 mod ids;
+mod ingestion;
 mod observation;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod record;
 mod score;
 mod trace;
 
-pub use ids::{uuid7_from_parts, IdParseError, SpanId, TraceId};
+pub use ids::{from_hex, random_event_id, to_hex, uuid7_from_parts, IdParseError, SpanId, TraceId};
+pub use ingestion::{IngestionBatch, IngestionEvent};
 pub use observation::{Observation, ObservationLevel, ObservationType, ParseEnumError};
 pub use record::Record;
 pub use score::{Score, ScoreDataType, ScoreSource};

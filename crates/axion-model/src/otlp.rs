@@ -1,0 +1,1174 @@
+//! OTLP ⇄ model: decoding OTLP/HTTP trace exports (protobuf or OTLP/JSON) and mapping each span
+//! to Langfuse ingestion events with Langfuse's attribute rules (`langfuse.*`, `gen_ai.*`,
+//! `llm.*`, OpenInference, `user.id`, `session.id`, OTel status → level, root span → trace).
+//!
+//! ```
+//! use axion_model::otlp;
+//!
+//! let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{
+//!     "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+//!     "name":"chat","startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000001000000000",
+//!     "attributes":[{"key":"gen_ai.request.model","value":{"stringValue":"gpt-4o"}},
+//!                   {"key":"user.id","value":{"stringValue":"u1"}}]}]}]}]}"#;
+//! let request = otlp::decode_json(body).unwrap();
+//! let events = otlp::to_ingestion_events(&request);
+//! assert_eq!(events[0].kind, "trace-create");
+//! assert_eq!(events[0].body["userId"], "u1");
+//! assert_eq!(events[1].kind, "generation-create");
+//! assert_eq!(events[1].body["model"], "gpt-4o");
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{SecondsFormat, TimeZone, Utc};
+use prost::Message;
+use serde_json::{json, Map, Value};
+
+pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+pub use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
+pub use opentelemetry_proto::tonic::resource::v1::Resource;
+pub use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
+
+use crate::{to_hex, IngestionEvent, JsonMap};
+
+/// Why an OTLP export could not be read. The whole export is rejected (Langfuse does the same).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OtlpError {
+    /// The protobuf bytes are not an `ExportTraceServiceRequest`.
+    #[error("invalid OTLP protobuf: {0}")]
+    Protobuf(String),
+    /// The body is not JSON.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    /// The JSON is not an OTLP trace export (wrong shape, missing ids).
+    #[error("Invalid OTLP trace export: {0}")]
+    Shape(String),
+}
+
+/// Decodes an OTLP/HTTP protobuf body (already decompressed).
+pub fn decode_protobuf(bytes: &[u8]) -> Result<ExportTraceServiceRequest, OtlpError> {
+    let request = ExportTraceServiceRequest::decode(bytes)
+        .map_err(|error| OtlpError::Protobuf(error.to_string()))?;
+    for resource_spans in &request.resource_spans {
+        for scope_spans in &resource_spans.scope_spans {
+            for span in &scope_spans.spans {
+                if span.trace_id.is_empty() || span.span_id.is_empty() {
+                    return Err(OtlpError::Shape(
+                        "every span needs traceId and spanId".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(request)
+}
+
+/// Decodes an OTLP/JSON body, as leniently as Langfuse: ids are hex strings, int64 values and
+/// timestamps may be strings, numbers or `{high, low}`, enums are integers.
+pub fn decode_json(bytes: &[u8]) -> Result<ExportTraceServiceRequest, OtlpError> {
+    let root: Value =
+        serde_json::from_slice(bytes).map_err(|error| OtlpError::Json(error.to_string()))?;
+    let root = root
+        .as_object()
+        .ok_or_else(|| OtlpError::Shape("the body must be a JSON object".into()))?;
+    let mut request = ExportTraceServiceRequest::default();
+    for resource_spans in optional_array(root, "resourceSpans")? {
+        let resource_spans = object(resource_spans, "resourceSpans[]")?;
+        let resource = match resource_spans.get("resource") {
+            Some(Value::Object(resource)) => Some(Resource {
+                attributes: json_attributes(resource)?,
+                ..Default::default()
+            }),
+            _ => None,
+        };
+        let mut scope_spans_out = Vec::new();
+        for scope_spans in optional_array(resource_spans, "scopeSpans")? {
+            let scope_spans = object(scope_spans, "scopeSpans[]")?;
+            let scope = match scope_spans.get("scope") {
+                Some(Value::Object(scope)) => Some(InstrumentationScope {
+                    name: string_field(scope, "name"),
+                    version: string_field(scope, "version"),
+                    attributes: json_attributes(scope)?,
+                    ..Default::default()
+                }),
+                _ => None,
+            };
+            let mut spans = Vec::new();
+            for span in optional_array(scope_spans, "spans")? {
+                spans.push(json_span(object(span, "spans[]")?)?);
+            }
+            scope_spans_out.push(ScopeSpans {
+                scope,
+                spans,
+                schema_url: string_field(scope_spans, "schemaUrl"),
+            });
+        }
+        request.resource_spans.push(ResourceSpans {
+            resource,
+            scope_spans: scope_spans_out,
+            schema_url: string_field(resource_spans, "schemaUrl"),
+        });
+    }
+    Ok(request)
+}
+
+fn object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, OtlpError> {
+    value
+        .as_object()
+        .ok_or_else(|| OtlpError::Shape(format!("{what} must be an object")))
+}
+
+fn optional_array<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], OtlpError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(OtlpError::Shape(format!("{key} must be an array"))),
+    }
+}
+
+fn string_field(map: &Map<String, Value>, key: &str) -> String {
+    map.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn json_id(map: &Map<String, Value>, key: &str, required: bool) -> Result<Vec<u8>, OtlpError> {
+    match map.get(key).and_then(Value::as_str) {
+        Some(hex) if !hex.is_empty() => crate::from_hex(hex)
+            .ok_or_else(|| OtlpError::Shape(format!("{key} {hex:?} is not hex"))),
+        _ if required => Err(OtlpError::Shape(format!("every span needs {key}"))),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// A uint64 as OTLP/JSON may carry it: decimal string, number, or `{high, low}`.
+fn json_u64(value: Option<&Value>) -> u64 {
+    match value {
+        Some(Value::String(text)) => text.trim().parse().unwrap_or(0),
+        Some(Value::Number(number)) => number
+            .as_u64()
+            .or_else(|| number.as_f64().map(|f| f.max(0.0) as u64))
+            .unwrap_or(0),
+        Some(Value::Object(parts)) => {
+            let part = |key| parts.get(key).and_then(Value::as_u64).unwrap_or(0) & 0xffff_ffff;
+            (part("high") << 32) | part("low")
+        }
+        _ => 0,
+    }
+}
+
+fn json_attributes(map: &Map<String, Value>) -> Result<Vec<KeyValue>, OtlpError> {
+    optional_array(map, "attributes")?
+        .iter()
+        .filter_map(|pair| {
+            let pair = pair.as_object()?;
+            let key = pair.get("key")?.as_str()?.to_owned();
+            Some(Ok(KeyValue {
+                key,
+                value: pair.get("value").map(json_any_value),
+            }))
+        })
+        .collect()
+}
+
+fn json_any_value(value: &Value) -> AnyValue {
+    use any_value::Value as V;
+    let Some(map) = value.as_object() else {
+        return AnyValue { value: None };
+    };
+    let inner = if let Some(text) = map.get("stringValue") {
+        V::StringValue(
+            text.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| text.to_string()),
+        )
+    } else if let Some(flag) = map.get("boolValue") {
+        V::BoolValue(
+            flag.as_bool()
+                .unwrap_or_else(|| flag.as_str() == Some("true")),
+        )
+    } else if let Some(int) = map.get("intValue") {
+        match int {
+            Value::String(text) => V::IntValue(text.trim().parse().unwrap_or(0)),
+            Value::Number(number) => V::IntValue(number.as_i64().unwrap_or(0)),
+            _ => V::IntValue(json_u64(Some(int)) as i64),
+        }
+    } else if let Some(double) = map.get("doubleValue") {
+        V::DoubleValue(match double {
+            Value::Number(number) => number.as_f64().unwrap_or(0.0),
+            Value::String(text) => text.parse().unwrap_or(f64::NAN),
+            _ => f64::NAN,
+        })
+    } else if let Some(Value::Object(array)) = map.get("arrayValue") {
+        let values = array.get("values").and_then(Value::as_array);
+        V::ArrayValue(ArrayValue {
+            values: values.into_iter().flatten().map(json_any_value).collect(),
+        })
+    } else if let Some(Value::Object(list)) = map.get("kvlistValue") {
+        let values = list.get("values").and_then(Value::as_array);
+        V::KvlistValue(KeyValueList {
+            values: values
+                .into_iter()
+                .flatten()
+                .filter_map(|pair| {
+                    Some(KeyValue {
+                        key: pair.get("key")?.as_str()?.to_owned(),
+                        value: pair.get("value").map(json_any_value),
+                    })
+                })
+                .collect(),
+        })
+    } else if let Some(bytes) = map.get("bytesValue") {
+        V::StringValue(bytes.as_str().unwrap_or_default().to_owned())
+    } else {
+        return AnyValue { value: None };
+    };
+    AnyValue { value: Some(inner) }
+}
+
+fn json_span(map: &Map<String, Value>) -> Result<Span, OtlpError> {
+    let mut events = Vec::new();
+    for event in optional_array(map, "events")? {
+        let event = object(event, "events[]")?;
+        events.push(span::Event {
+            time_unix_nano: json_u64(event.get("timeUnixNano")),
+            name: string_field(event, "name"),
+            attributes: json_attributes(event)?,
+            dropped_attributes_count: 0,
+        });
+    }
+    let status = map
+        .get("status")
+        .and_then(Value::as_object)
+        .map(|status| Status {
+            message: string_field(status, "message"),
+            code: match status.get("code") {
+                Some(Value::String(name)) if name.ends_with("ERROR") => 2,
+                Some(Value::String(name)) if name.ends_with("OK") => 1,
+                other => json_u64(other) as i32,
+            },
+        });
+    Ok(Span {
+        trace_id: json_id(map, "traceId", true)?,
+        span_id: json_id(map, "spanId", true)?,
+        parent_span_id: json_id(map, "parentSpanId", false)?,
+        name: string_field(map, "name"),
+        kind: json_u64(map.get("kind")) as i32,
+        start_time_unix_nano: json_u64(map.get("startTimeUnixNano")),
+        end_time_unix_nano: json_u64(map.get("endTimeUnixNano")),
+        attributes: json_attributes(map)?,
+        events,
+        status,
+        ..Default::default()
+    })
+}
+
+/// An OTLP attribute value as JSON: arrays and key-value lists become arrays and objects,
+/// non-finite doubles become their string names.
+pub fn any_value_to_json(value: &AnyValue) -> Value {
+    use any_value::Value as V;
+    match &value.value {
+        None => Value::Null,
+        Some(V::StringValue(text)) => Value::String(text.clone()),
+        Some(V::BoolValue(flag)) => Value::Bool(*flag),
+        Some(V::IntValue(int)) => Value::from(*int),
+        Some(V::DoubleValue(double)) => serde_json::Number::from_f64(*double)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(double.to_string())),
+        Some(V::ArrayValue(array)) => array.values.iter().map(any_value_to_json).collect(),
+        Some(V::KvlistValue(list)) => Value::Object(
+            list.values
+                .iter()
+                .map(|pair| {
+                    let value = pair.value.as_ref().map(any_value_to_json);
+                    (pair.key.clone(), value.unwrap_or(Value::Null))
+                })
+                .collect(),
+        ),
+        Some(V::BytesValue(bytes)) => Value::String(to_hex(bytes)),
+    }
+}
+
+/// A JSON-encoded string attribute decoded; anything else (or unparsable text) as is.
+fn decoded(value: &Value) -> Value {
+    match value {
+        Value::String(text) => {
+            let trimmed = text.trim_start();
+            let looks_json = trimmed.starts_with(['{', '[', '"'])
+                || matches!(trimmed, "true" | "false" | "null")
+                || trimmed.parse::<f64>().is_ok();
+            if looks_json {
+                serde_json::from_str(text).unwrap_or_else(|_| value.clone())
+            } else {
+                value.clone()
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+fn iso_from_nanos(nanos: u64) -> String {
+    let seconds = (nanos / 1_000_000_000) as i64;
+    let sub = (nanos % 1_000_000_000) as u32;
+    Utc.timestamp_opt(seconds, sub)
+        .single()
+        .unwrap_or_else(Utc::now)
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+struct Attributes<'a> {
+    values: HashMap<&'a str, Value>,
+}
+
+impl<'a> Attributes<'a> {
+    fn new(pairs: &'a [KeyValue]) -> Self {
+        let values = pairs
+            .iter()
+            .map(|pair| {
+                let value = pair.value.as_ref().map(any_value_to_json);
+                (pair.key.as_str(), value.unwrap_or(Value::Null))
+            })
+            .collect();
+        Self { values }
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.values.get(key).filter(|value| !value.is_null())
+    }
+
+    fn first(&self, keys: &[&str]) -> Option<&Value> {
+        keys.iter().find_map(|key| self.get(key))
+    }
+
+    fn first_string(&self, keys: &[&str]) -> Option<String> {
+        self.first(keys).and_then(|value| match value {
+            Value::String(text) if !text.is_empty() => Some(text.clone()),
+            Value::String(_) => None,
+            other => Some(other.to_string()),
+        })
+    }
+
+    fn truthy(&self, keys: &[&str]) -> Option<bool> {
+        self.first(keys).map(|value| match value {
+            Value::Bool(flag) => *flag,
+            Value::String(text) => text.eq_ignore_ascii_case("true"),
+            _ => false,
+        })
+    }
+
+    /// `prefix.<key>` entries as a map `key → decoded value`.
+    fn with_prefix(&self, prefix: &str, into: &mut JsonMap) {
+        for (key, value) in &self.values {
+            if let Some(rest) = key.strip_prefix(prefix) {
+                if let Some(rest) = rest.strip_prefix('.') {
+                    if !rest.is_empty() {
+                        into.insert(rest.to_owned(), decoded(value));
+                    }
+                }
+            }
+        }
+    }
+
+    fn object(&self, key: &str) -> Option<JsonMap> {
+        match self.get(key).map(decoded) {
+            Some(Value::Object(map)) => Some(map),
+            _ => None,
+        }
+    }
+}
+
+const TRACE_NAME: &[&str] = &["langfuse.trace.name"];
+const USER_ID: &[&str] = &[
+    "langfuse.user.id",
+    "user.id",
+    "langfuse.observation.metadata.langfuse_user_id",
+    "langfuse.trace.metadata.langfuse_user_id",
+    "ai.telemetry.metadata.userId",
+];
+const SESSION_ID: &[&str] = &[
+    "langfuse.session.id",
+    "session.id",
+    "gen_ai.conversation.id",
+    "langfuse.observation.metadata.langfuse_session_id",
+    "langfuse.trace.metadata.langfuse_session_id",
+    "ai.telemetry.metadata.sessionId",
+];
+const TAGS: &[&str] = &[
+    "langfuse.trace.tags",
+    "langfuse.tags",
+    "langfuse.observation.metadata.langfuse_tags",
+    "langfuse.trace.metadata.langfuse_tags",
+    "ai.telemetry.metadata.tags",
+    "tag.tags",
+];
+const PUBLIC: &[&str] = &["langfuse.trace.public", "langfuse.public"];
+const ENVIRONMENT: &[&str] = &[
+    "langfuse.environment",
+    "deployment.environment.name",
+    "deployment.environment",
+];
+const MODEL: &[&str] = &[
+    "langfuse.observation.model.name",
+    "gen_ai.response.model",
+    "ai.model.id",
+    "gen_ai.request.model",
+    "llm.response.model",
+    "llm.model_name",
+    "model",
+];
+const OBSERVATION_NAME: &[&str] = &[
+    "gen_ai.tool.name",
+    "genkit:name",
+    "logfire.msg",
+    "ai.toolCall.name",
+];
+
+fn tags_from(value: &Value) -> Vec<String> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| item.to_string())
+            })
+            .collect(),
+        Value::String(text) => {
+            let trimmed = text.trim();
+            if trimmed.starts_with('[') {
+                if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(trimmed) {
+                    return tags_from(&Value::Array(items));
+                }
+            }
+            trimmed
+                .split(',')
+                .map(str::trim)
+                .filter(|tag| !tag.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }
+        other => vec![other.to_string()],
+    }
+}
+
+fn has_trace_updates(attributes: &Attributes<'_>) -> bool {
+    const KEYS: &[&str] = &[
+        "langfuse.trace.name",
+        "langfuse.trace.input",
+        "langfuse.trace.output",
+        "langfuse.trace.metadata",
+        "langfuse.trace.public",
+        "langfuse.trace.tags",
+        "user.id",
+        "session.id",
+        "langfuse.user.id",
+        "langfuse.session.id",
+        "langfuse.observation.metadata.langfuse_user_id",
+        "langfuse.observation.metadata.langfuse_session_id",
+        "langfuse.observation.metadata.langfuse_tags",
+        "ai.telemetry.metadata.userId",
+        "ai.telemetry.metadata.sessionId",
+        "ai.telemetry.metadata.tags",
+        "tag.tags",
+    ];
+    KEYS.iter().any(|key| attributes.get(key).is_some())
+        || attributes
+            .values
+            .keys()
+            .any(|key| key.starts_with("langfuse.trace.metadata"))
+}
+
+fn observation_type(attributes: &Attributes<'_>) -> &'static str {
+    if let Some(Value::String(kind)) = attributes.get("langfuse.observation.type") {
+        if let Ok(kind) = kind.parse::<crate::ObservationType>() {
+            return kind.as_str();
+        }
+    }
+    if let Some(Value::String(kind)) = attributes.get("openinference.span.kind") {
+        match kind.to_ascii_uppercase().as_str() {
+            "LLM" => return "GENERATION",
+            "CHAIN" => return "CHAIN",
+            "RETRIEVER" => return "RETRIEVER",
+            "EMBEDDING" => return "EMBEDDING",
+            "AGENT" => return "AGENT",
+            "TOOL" => return "TOOL",
+            "GUARDRAIL" => return "GUARDRAIL",
+            "EVALUATOR" => return "EVALUATOR",
+            _ => {}
+        }
+    }
+    if let Some(Value::String(operation)) = attributes.get("gen_ai.operation.name") {
+        match operation.as_str() {
+            "chat" | "completion" | "text_completion" | "generate_content" | "generate" => {
+                return "GENERATION"
+            }
+            "embeddings" => return "EMBEDDING",
+            "invoke_agent" | "create_agent" => return "AGENT",
+            "execute_tool" => return "TOOL",
+            _ => {}
+        }
+    }
+    if attributes
+        .first(&["gen_ai.tool.name", "gen_ai.tool.call.id"])
+        .is_some()
+    {
+        return "TOOL";
+    }
+    if attributes.first(MODEL).is_some() {
+        return "GENERATION";
+    }
+    "SPAN"
+}
+
+fn level(attributes: &Attributes<'_>, span: &Span) -> &'static str {
+    if let Some(Value::String(level)) = attributes.get("langfuse.observation.level") {
+        match level.to_ascii_uppercase().as_str() {
+            "DEBUG" | "TRACE" | "VERBOSE" => return "DEBUG",
+            "DEFAULT" | "INFO" | "LOG" | "NOTICE" | "OK" | "SUCCESS" => return "DEFAULT",
+            "WARNING" | "WARN" => return "WARNING",
+            "ERROR" | "FATAL" | "CRITICAL" => return "ERROR",
+            _ => {}
+        }
+    }
+    match &span.status {
+        Some(status) if status.code == status::StatusCode::Error as i32 => "ERROR",
+        _ => "DEFAULT",
+    }
+}
+
+/// Flattened `prefix.N.field` attributes as `[{field: value}, …]` ordered by N.
+fn indexed_messages(attributes: &Attributes<'_>, prefix: &str) -> Option<Value> {
+    let mut messages: BTreeMap<usize, JsonMap> = BTreeMap::new();
+    for (key, value) in &attributes.values {
+        let Some(rest) = key
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('.'))
+        else {
+            continue;
+        };
+        let Some((index, field)) = rest.split_once('.') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        let field = field.strip_prefix("message.").unwrap_or(field);
+        messages
+            .entry(index)
+            .or_default()
+            .insert(field.to_owned(), decoded(value));
+    }
+    (!messages.is_empty()).then(|| messages.into_values().map(Value::Object).collect())
+}
+
+fn event_messages(span: &Span, names: &[&str]) -> Option<Value> {
+    let messages: Vec<Value> = span
+        .events
+        .iter()
+        .filter(|event| names.contains(&event.name.as_str()))
+        .map(|event| {
+            let mut message: JsonMap = event
+                .attributes
+                .iter()
+                .map(|pair| {
+                    let value = pair.value.as_ref().map(any_value_to_json);
+                    (pair.key.clone(), decoded(&value.unwrap_or(Value::Null)))
+                })
+                .collect();
+            if !message.contains_key("role") {
+                if let Some(role) = event
+                    .name
+                    .strip_prefix("gen_ai.")
+                    .and_then(|rest| rest.strip_suffix(".message"))
+                {
+                    message.insert("role".into(), Value::String(role.to_owned()));
+                }
+            }
+            Value::Object(message)
+        })
+        .collect();
+    (!messages.is_empty()).then_some(Value::Array(messages))
+}
+
+fn input_output(attributes: &Attributes<'_>, span: &Span) -> (Option<Value>, Option<Value>) {
+    const PAIRS: &[(&str, &str)] = &[
+        ("langfuse.observation.input", "langfuse.observation.output"),
+        ("gen_ai.input.messages", "gen_ai.output.messages"),
+        ("gen_ai.tool.call.arguments", "gen_ai.tool.call.result"),
+        ("input.value", "output.value"),
+        ("traceloop.entity.input", "traceloop.entity.output"),
+        ("mlflow.spanInputs", "mlflow.spanOutputs"),
+        ("ai.prompt.messages", "ai.response.text"),
+        ("ai.prompt", "ai.result.text"),
+    ];
+    for (input_key, output_key) in PAIRS {
+        let input = attributes.get(input_key).map(decoded);
+        let output = attributes.get(output_key).map(decoded);
+        if input.is_some() || output.is_some() {
+            return (input, output);
+        }
+    }
+    let input = indexed_messages(attributes, "gen_ai.prompt")
+        .or_else(|| indexed_messages(attributes, "llm.input_messages"))
+        .or_else(|| {
+            event_messages(
+                span,
+                &[
+                    "gen_ai.system.message",
+                    "gen_ai.user.message",
+                    "gen_ai.assistant.message",
+                    "gen_ai.tool.message",
+                ],
+            )
+        });
+    let output = indexed_messages(attributes, "gen_ai.completion")
+        .or_else(|| indexed_messages(attributes, "llm.output_messages"))
+        .or_else(|| event_messages(span, &["gen_ai.choice"]));
+    (input, output)
+}
+
+fn as_count(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(number) => number.as_u64().or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| *f >= 0.0)
+                .map(|f| f.round() as u64)
+        }),
+        Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn usage_details(attributes: &Attributes<'_>) -> Option<JsonMap> {
+    if let Some(usage) = attributes.object("langfuse.observation.usage_details") {
+        return Some(usage);
+    }
+    let mut usage: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut cached, mut cache_write, mut reasoning, mut audio) = (0u64, 0u64, 0u64, 0u64);
+    for (key, value) in &attributes.values {
+        let Some(rest) = key
+            .strip_prefix("gen_ai.usage.")
+            .or_else(|| key.strip_prefix("llm.token_count."))
+        else {
+            continue;
+        };
+        let Some(count) = as_count(value) else {
+            continue;
+        };
+        let rest = rest.strip_prefix("details.").unwrap_or(rest);
+        let target = match rest {
+            "cost" => continue,
+            "prompt_tokens" | "input_tokens" | "prompt" => "input",
+            "completion_tokens" | "output_tokens" | "completion" => "output",
+            "total_tokens" | "total" => "total",
+            key if key.contains("cache_read") || key.ends_with("cached_tokens") => {
+                cached += count;
+                "input_cached_tokens"
+            }
+            key if key.contains("cache_creation") || key.contains("cache_write") => {
+                cache_write += count;
+                "input_cache_creation"
+            }
+            key if key.contains("reasoning") => {
+                reasoning += count;
+                "output_reasoning_tokens"
+            }
+            key if key.contains("audio") && !key.contains("input") && !key.contains("prompt") => {
+                audio += count;
+                "output_audio_tokens"
+            }
+            other => other,
+        };
+        *usage.entry(target.to_owned()).or_default() += count;
+    }
+    if usage.is_empty() {
+        return None;
+    }
+    if let Some(input) = usage.get_mut("input") {
+        *input = input.saturating_sub(cached + cache_write);
+    }
+    if let Some(output) = usage.get_mut("output") {
+        *output = output.saturating_sub(reasoning + audio);
+    }
+    Some(
+        usage
+            .into_iter()
+            .map(|(key, count)| (key, Value::from(count)))
+            .collect(),
+    )
+}
+
+fn cost_details(attributes: &Attributes<'_>) -> Option<JsonMap> {
+    if let Some(cost) = attributes.object("langfuse.observation.cost_details") {
+        return Some(cost);
+    }
+    let total = attributes.first(&["gen_ai.usage.cost", "llm.cost.total"])?;
+    let total = match total {
+        Value::Number(_) => total.clone(),
+        Value::String(text) => Value::from(text.trim().parse::<f64>().ok()?),
+        _ => return None,
+    };
+    Some(JsonMap::from_iter([("total".to_owned(), total)]))
+}
+
+fn model_parameters(attributes: &Attributes<'_>) -> Option<JsonMap> {
+    for key in [
+        "langfuse.observation.model.parameters",
+        "llm.invocation_parameters",
+        "model_config",
+    ] {
+        if let Some(parameters) = attributes.object(key) {
+            return Some(parameters);
+        }
+    }
+    let mut parameters = JsonMap::new();
+    for (key, value) in &attributes.values {
+        let Some(name) = key
+            .strip_prefix("gen_ai.request.")
+            .or_else(|| key.strip_prefix("llm.invocation_parameters."))
+        else {
+            continue;
+        };
+        if name == "model" {
+            continue;
+        }
+        let value = match value {
+            Value::String(_) | Value::Number(_) => value.clone(),
+            other => Value::String(other.to_string()),
+        };
+        parameters.insert(name.to_owned(), value);
+    }
+    (!parameters.is_empty()).then_some(parameters)
+}
+
+fn environment(attributes: &Attributes<'_>, resource: &Attributes<'_>) -> String {
+    attributes
+        .first_string(ENVIRONMENT)
+        .or_else(|| resource.first_string(ENVIRONMENT))
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+fn scope_json(scope: Option<&InstrumentationScope>) -> Value {
+    let Some(scope) = scope else {
+        return json!({});
+    };
+    let attributes: JsonMap = scope
+        .attributes
+        .iter()
+        .map(|pair| {
+            let value = pair.value.as_ref().map(any_value_to_json);
+            (pair.key.clone(), value.unwrap_or(Value::Null))
+        })
+        .collect();
+    json!({"name": scope.name, "version": scope.version, "attributes": attributes})
+}
+
+fn insert_some(map: &mut JsonMap, key: &str, value: Option<impl Into<Value>>) {
+    if let Some(value) = value {
+        map.insert(key.to_owned(), value.into());
+    }
+}
+
+/// Maps every span of an export to Langfuse ingestion events: per span one `<type>-create`
+/// observation event, preceded by a `trace-create` when the span is a root, carries trace
+/// attributes, or is the first span seen of its trace in this export.
+pub fn to_ingestion_events(request: &ExportTraceServiceRequest) -> Vec<IngestionEvent> {
+    let mut events = Vec::new();
+    let mut traces_with_full_event: HashSet<String> = HashSet::new();
+    let mut shallow: Vec<(usize, String)> = Vec::new();
+    for resource_spans in &request.resource_spans {
+        let resource_pairs = resource_spans
+            .resource
+            .as_ref()
+            .map(|resource| resource.attributes.as_slice())
+            .unwrap_or_default();
+        let resource = Attributes::new(resource_pairs);
+        let resource_json: JsonMap = resource
+            .values
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .collect();
+        for scope_spans in &resource_spans.scope_spans {
+            let scope = scope_spans.scope.as_ref();
+            let scope_json = scope_json(scope);
+            let is_langfuse_scope =
+                scope.is_some_and(|scope| scope.name.starts_with("langfuse-sdk"));
+            for span in &scope_spans.spans {
+                let mapped = map_span(
+                    span,
+                    &resource,
+                    &resource_json,
+                    &scope_json,
+                    is_langfuse_scope,
+                );
+                match mapped.trace {
+                    TraceEvent::Full(body) | TraceEvent::Update(body) => {
+                        traces_with_full_event.insert(mapped.trace_id.clone());
+                        events.push(event("trace-create", &mapped.timestamp, body));
+                    }
+                    TraceEvent::Shallow(body) => {
+                        shallow.push((events.len(), mapped.trace_id.clone()));
+                        events.push(event("trace-create", &mapped.timestamp, body));
+                    }
+                }
+                events.push(event(
+                    &mapped.observation_kind,
+                    &mapped.timestamp,
+                    mapped.observation,
+                ));
+            }
+        }
+    }
+    // A shallow trace only matters when nothing else in this export names the trace.
+    let mut seen_shallow = HashSet::new();
+    let drop: HashSet<usize> = shallow
+        .into_iter()
+        .filter(|(_, trace_id)| {
+            traces_with_full_event.contains(trace_id) || !seen_shallow.insert(trace_id.clone())
+        })
+        .map(|(index, _)| index)
+        .collect();
+    if drop.is_empty() {
+        return events;
+    }
+    events
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| !drop.contains(index))
+        .map(|(_, event)| event)
+        .collect()
+}
+
+fn event(kind: &str, timestamp: &str, body: JsonMap) -> IngestionEvent {
+    let mut event = IngestionEvent::new(kind, Value::Object(body));
+    event.timestamp = timestamp.to_owned();
+    event
+}
+
+enum TraceEvent {
+    Full(JsonMap),
+    Update(JsonMap),
+    Shallow(JsonMap),
+}
+
+struct MappedSpan {
+    trace_id: String,
+    timestamp: String,
+    observation_kind: String,
+    observation: JsonMap,
+    trace: TraceEvent,
+}
+
+fn map_span(
+    span: &Span,
+    resource: &Attributes<'_>,
+    resource_json: &JsonMap,
+    scope_json: &Value,
+    is_langfuse_scope: bool,
+) -> MappedSpan {
+    let attributes = Attributes::new(&span.attributes);
+    let trace_id = to_hex(&span.trace_id);
+    let span_id = to_hex(&span.span_id);
+    let parent_id = (!span.parent_span_id.is_empty()).then(|| to_hex(&span.parent_span_id));
+    let (start, end) = match (span.start_time_unix_nano, span.end_time_unix_nano) {
+        (0, 0) => {
+            let now = Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
+            (now, now)
+        }
+        (0, end) => (end, end),
+        (start, 0) => (start, start),
+        both => both,
+    };
+    let start_time = iso_from_nanos(start);
+    let end_time = iso_from_nanos(end.max(start));
+    let environment = environment(&attributes, resource);
+    let kind = observation_type(&attributes);
+
+    let mut metadata = attributes
+        .object("langfuse.observation.metadata")
+        .unwrap_or_default();
+    attributes.with_prefix("langfuse.observation.metadata", &mut metadata);
+    attributes.with_prefix("langfuse.metadata", &mut metadata);
+    attributes.with_prefix("ai.telemetry.metadata", &mut metadata);
+    metadata.insert(
+        "resourceAttributes".into(),
+        Value::Object(resource_json.clone()),
+    );
+    metadata.insert("scope".into(), scope_json.clone());
+    if !is_langfuse_scope {
+        let others: JsonMap = attributes
+            .values
+            .iter()
+            .filter(|(key, _)| !key.starts_with("langfuse."))
+            .map(|(key, value)| {
+                let value = match value {
+                    Value::String(_) => value.clone(),
+                    other => Value::String(other.to_string()),
+                };
+                ((*key).to_owned(), value)
+            })
+            .collect();
+        metadata.insert("attributes".into(), Value::Object(others));
+    }
+
+    let (input, output) = input_output(&attributes, span);
+    let version = attributes
+        .first_string(&["langfuse.version"])
+        .or_else(|| resource.first_string(&["service.version"]));
+    let name = attributes
+        .first_string(OBSERVATION_NAME)
+        .unwrap_or_else(|| span.name.clone());
+
+    let mut observation = JsonMap::new();
+    observation.insert("id".into(), Value::String(span_id));
+    observation.insert("traceId".into(), Value::String(trace_id.clone()));
+    insert_some(&mut observation, "parentObservationId", parent_id.clone());
+    observation.insert("name".into(), Value::String(name.clone()));
+    observation.insert("startTime".into(), Value::String(start_time.clone()));
+    if kind != "EVENT" {
+        observation.insert("endTime".into(), Value::String(end_time));
+    }
+    observation.insert("environment".into(), Value::String(environment.clone()));
+    observation.insert(
+        "level".into(),
+        Value::String(level(&attributes, span).into()),
+    );
+    insert_some(
+        &mut observation,
+        "statusMessage",
+        attributes
+            .first_string(&["langfuse.observation.status_message"])
+            .or_else(|| {
+                span.status
+                    .as_ref()
+                    .map(|status| status.message.clone())
+                    .filter(|message| !message.is_empty())
+            }),
+    );
+    insert_some(&mut observation, "version", version.clone());
+    observation.insert("metadata".into(), Value::Object(metadata.clone()));
+    insert_some(&mut observation, "input", input.clone());
+    insert_some(&mut observation, "output", output.clone());
+    insert_some(&mut observation, "model", attributes.first_string(MODEL));
+    insert_some(
+        &mut observation,
+        "modelParameters",
+        model_parameters(&attributes),
+    );
+    insert_some(&mut observation, "usageDetails", usage_details(&attributes));
+    insert_some(&mut observation, "costDetails", cost_details(&attributes));
+    if let Some(completion_start) = attributes.get("langfuse.observation.completion_start_time") {
+        if let Value::String(iso) = decoded(completion_start) {
+            observation.insert("completionStartTime".into(), Value::String(iso));
+        }
+    }
+    if kind == "GENERATION" {
+        insert_some(
+            &mut observation,
+            "promptName",
+            attributes.first_string(&["langfuse.observation.prompt.name", "langfuse.prompt.name"]),
+        );
+        if let Some(version) = attributes
+            .first(&[
+                "langfuse.observation.prompt.version",
+                "langfuse.prompt.version",
+            ])
+            .and_then(as_count)
+        {
+            observation.insert("promptVersion".into(), Value::from(version));
+        }
+    }
+
+    // The trace.
+    let is_root =
+        parent_id.is_none() || attributes.truthy(&["langfuse.internal.as_root"]) == Some(true);
+    let mut trace = JsonMap::new();
+    trace.insert("id".into(), Value::String(trace_id.clone()));
+    trace.insert("timestamp".into(), Value::String(start_time.clone()));
+    trace.insert("environment".into(), Value::String(environment));
+    let trace_event = if is_root || has_trace_updates(&attributes) {
+        let mut trace_metadata = attributes
+            .object("langfuse.trace.metadata")
+            .unwrap_or_default();
+        if let Some(extra) = attributes.object("langfuse.metadata") {
+            trace_metadata.extend(extra);
+        }
+        for prefix in [
+            "langfuse.trace.metadata",
+            "langfuse.metadata",
+            "ai.telemetry.metadata",
+        ] {
+            resource.with_prefix(prefix, &mut trace_metadata);
+            attributes.with_prefix(prefix, &mut trace_metadata);
+        }
+        let trace_name = attributes.first_string(TRACE_NAME);
+        let trace_input = attributes.get("langfuse.trace.input").map(decoded);
+        let trace_output = attributes.get("langfuse.trace.output").map(decoded);
+        if is_root {
+            for (key, value) in &metadata {
+                trace_metadata
+                    .entry(key.clone())
+                    .or_insert_with(|| value.clone());
+            }
+            insert_some(&mut trace, "name", trace_name.or(Some(name)));
+            insert_some(&mut trace, "input", trace_input.or(input));
+            insert_some(&mut trace, "output", trace_output.or(output));
+        } else {
+            insert_some(&mut trace, "name", trace_name);
+            insert_some(&mut trace, "input", trace_input);
+            insert_some(&mut trace, "output", trace_output);
+        }
+        if !trace_metadata.is_empty() {
+            trace.insert("metadata".into(), Value::Object(trace_metadata));
+        }
+        insert_some(&mut trace, "userId", attributes.first_string(USER_ID));
+        insert_some(&mut trace, "sessionId", attributes.first_string(SESSION_ID));
+        if let Some(tags) = attributes.first(TAGS) {
+            trace.insert("tags".into(), tags_from(tags).into());
+        }
+        insert_some(&mut trace, "public", attributes.truthy(PUBLIC));
+        insert_some(&mut trace, "version", version);
+        insert_some(
+            &mut trace,
+            "release",
+            attributes
+                .first_string(&["langfuse.release"])
+                .or_else(|| resource.first_string(&["langfuse.release"])),
+        );
+        if is_root {
+            TraceEvent::Full(trace)
+        } else {
+            TraceEvent::Update(trace)
+        }
+    } else {
+        TraceEvent::Shallow(trace)
+    };
+
+    MappedSpan {
+        trace_id,
+        timestamp: start_time,
+        observation_kind: format!("{}-create", kind.to_ascii_lowercase()),
+        observation,
+        trace: trace_event,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span_json(attributes: Value, parent: Option<&str>) -> Vec<u8> {
+        let mut span = json!({
+            "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
+            "name": "op", "kind": 1, "startTimeUnixNano": "1700000000000000000",
+            "endTimeUnixNano": {"high": 395812250, "low": 1342177280u64},
+            "attributes": attributes, "status": {"code": 2, "message": "boom"}
+        });
+        if let Some(parent) = parent {
+            span["parentSpanId"] = json!(parent);
+        }
+        serde_json::to_vec(&json!({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.version", "value": {"stringValue": "9"}}]},
+            "scopeSpans": [{"scope": {"name": "my-lib"}, "spans": [span]}]}]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn usage_is_normalised_and_status_sets_level() {
+        let body = span_json(
+            json!([
+                {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "100"}},
+                {"key": "gen_ai.usage.output_tokens", "value": {"intValue": 40}},
+                {"key": "gen_ai.usage.cache_read_input_tokens", "value": {"intValue": "30"}},
+                {"key": "gen_ai.request.temperature", "value": {"doubleValue": 0.5}},
+                {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                {"key": "input.value", "value": {"stringValue": "{\"q\": 1}"}}
+            ]),
+            Some("00f067aa0ba902b7"),
+        );
+        let events = to_ingestion_events(&decode_json(&body).unwrap());
+        assert_eq!(events.len(), 2, "a shallow trace plus the generation");
+        let generation = &events[1];
+        assert_eq!(generation.kind, "generation-create");
+        assert_eq!(
+            generation.body["usageDetails"],
+            json!({"input": 70, "output": 40, "input_cached_tokens": 30})
+        );
+        assert_eq!(
+            generation.body["modelParameters"],
+            json!({"temperature": 0.5})
+        );
+        assert_eq!(generation.body["level"], "ERROR");
+        assert_eq!(generation.body["statusMessage"], "boom");
+        assert_eq!(generation.body["input"], json!({"q": 1}));
+        assert_eq!(generation.body["version"], "9");
+        assert_eq!(generation.body["parentObservationId"], "00f067aa0ba902b7");
+        assert_eq!(generation.body["metadata"]["scope"]["name"], "my-lib");
+        assert_eq!(
+            generation.body["metadata"]["attributes"]["gen_ai.operation.name"],
+            "chat"
+        );
+        assert_eq!(
+            events[0].body.len(),
+            3,
+            "shallow trace: id, timestamp, environment"
+        );
+    }
+
+    #[test]
+    fn root_span_makes_a_full_trace_and_tags_parse_from_strings() {
+        let body = span_json(
+            json!([
+                {"key": "langfuse.trace.tags", "value": {"stringValue": "a, b"}},
+                {"key": "langfuse.trace.metadata.team", "value": {"stringValue": "\"rust\""}},
+                {"key": "langfuse.observation.level", "value": {"stringValue": "warn"}},
+                {"key": "session.id", "value": {"stringValue": "s1"}}
+            ]),
+            None,
+        );
+        let events = to_ingestion_events(&decode_json(&body).unwrap());
+        let trace = &events[0].body;
+        assert_eq!(trace["name"], "op");
+        assert_eq!(trace["tags"], json!(["a", "b"]));
+        assert_eq!(trace["sessionId"], "s1");
+        assert_eq!(trace["metadata"]["team"], "rust");
+        assert_eq!(events[1].body["level"], "WARNING");
+        assert!(
+            events[1].body["endTime"].as_str().unwrap()
+                > events[1].body["startTime"].as_str().unwrap()
+        );
+    }
+
+    #[test]
+    fn protobuf_and_json_decode_to_the_same_request() {
+        let body = span_json(json!([{"key": "k", "value": {"boolValue": true}}]), None);
+        let request = decode_json(&body).unwrap();
+        let bytes = request.encode_to_vec();
+        assert_eq!(decode_protobuf(&bytes).unwrap(), request);
+        assert!(matches!(
+            decode_protobuf(b"\xff\xff"),
+            Err(OtlpError::Protobuf(_))
+        ));
+    }
+
+    #[test]
+    fn bad_shapes_are_rejected_as_a_whole() {
+        let error = decode_json(br#"{"resourceSpans": {}}"#).unwrap_err();
+        assert!(
+            error.to_string().contains("resourceSpans must be an array"),
+            "{error}"
+        );
+        let error =
+            decode_json(br#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "01"}]}]}]}"#)
+                .unwrap_err();
+        assert!(error.to_string().contains("traceId"), "{error}");
+        assert!(decode_json(br#"{}"#).unwrap().resource_spans.is_empty());
+    }
+}

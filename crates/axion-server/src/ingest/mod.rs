@@ -1,0 +1,750 @@
+//! Every write path ends here: Langfuse ingestion events (sent directly, or mapped from OTLP
+//! spans, or built from `POST /scores` bodies) are validated and normalised one by one into a
+//! [`WriteBatch`] of upserts that any [`Store`](crate::store::Store) can merge.
+//!
+//! One invalid event fails alone; the rest of its batch is stored.
+
+pub mod langfuse_batch;
+pub mod otlp;
+pub mod scores;
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use axion_model::IngestionEvent;
+
+use crate::JsonMap;
+
+/// A change to one entity: the fields to merge into the stored record with the same id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upsert {
+    /// The entity id (`body.id`).
+    pub id: String,
+    /// Normalised fields, in Langfuse's camelCase names; absent keys leave stored values alone.
+    pub patch: JsonMap,
+    /// A placeholder trace (id, timestamp, environment) made for an observation whose trace was
+    /// not sent: it creates the trace when missing and otherwise only widens its time range.
+    pub shallow: bool,
+}
+
+/// Everything one request writes, applied atomically and in order by a store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteBatch {
+    /// Trace upserts.
+    pub traces: Vec<Upsert>,
+    /// Observation upserts.
+    pub observations: Vec<Upsert>,
+    /// Score upserts.
+    pub scores: Vec<Upsert>,
+}
+
+impl WriteBatch {
+    /// Whether nothing is to be written.
+    pub fn is_empty(&self) -> bool {
+        self.traces.is_empty() && self.observations.is_empty() && self.scores.is_empty()
+    }
+
+    /// Number of upserts.
+    pub fn len(&self) -> usize {
+        self.traces.len() + self.observations.len() + self.scores.len()
+    }
+
+    /// Appends another batch.
+    pub fn extend(&mut self, other: WriteBatch) {
+        self.traces.extend(other.traces);
+        self.observations.extend(other.observations);
+        self.scores.extend(other.scores);
+    }
+}
+
+/// Why one event was rejected; becomes an entry of the 207 `errors` list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventError {
+    /// HTTP-like status for this event (400 invalid, 401 scope).
+    pub status: u16,
+    /// Short message (`Invalid request data`, `Access Scope Denied`).
+    pub message: String,
+    /// Details naming the offending field.
+    pub error: String,
+}
+
+impl EventError {
+    pub(crate) fn invalid(detail: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            message: "Invalid request data".into(),
+            error: detail.into(),
+        }
+    }
+}
+
+/// What a credential may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Basic auth with a project key pair: everything.
+    Project,
+    /// Bearer public key: scores only.
+    ScoresOnly,
+}
+
+/// Parses an ISO-8601 datetime that carries an offset (naive datetimes are rejected).
+pub fn parse_time(value: &Value, field: &str) -> Result<DateTime<Utc>, EventError> {
+    let text = value.as_str().ok_or_else(|| {
+        EventError::invalid(format!("{field}: expected an ISO-8601 datetime string"))
+    })?;
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|error| {
+            EventError::invalid(format!(
+                "{field}: {text:?} is not an ISO-8601 datetime with offset ({error})"
+            ))
+        })
+}
+
+/// The canonical stored form of a time: RFC 3339, microseconds, `Z`.
+pub fn format_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Microseconds since the epoch of a stored time string (0 when unreadable).
+pub fn time_micros(value: Option<&Value>) -> Option<i64> {
+    let text = value?.as_str()?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|time| time.timestamp_micros())
+}
+
+/// Langfuse's environment rule: lower-case, `langfuse` prefixes stripped, ≤ 40 characters of
+/// `[a-z0-9-_]`, else `default`.
+pub fn normalize_environment(value: Option<&Value>) -> String {
+    let Some(text) = value.and_then(Value::as_str) else {
+        return "default".into();
+    };
+    let lower = text.trim().to_lowercase();
+    let mut name = lower.as_str();
+    for prefix in ["langfuse-", "langfuse_", "langfuse"] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            name = rest;
+            break;
+        }
+    }
+    let name: String = name.chars().take(40).collect();
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if valid {
+        name
+    } else {
+        "default".into()
+    }
+}
+
+fn valid_id(value: &Value, field: &str) -> Result<String, EventError> {
+    match value {
+        Value::String(id) if !id.is_empty() && id.len() <= 800 && !id.contains('\r') => {
+            Ok(id.clone())
+        }
+        Value::String(_) => Err(EventError::invalid(format!(
+            "{field}: must be 1..800 characters without carriage returns"
+        ))),
+        _ => Err(EventError::invalid(format!("{field}: expected a string"))),
+    }
+}
+
+fn optional_string(body: &JsonMap, key: &str) -> Result<Option<String>, EventError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(Value::Number(number)) => Ok(Some(number.to_string())),
+        Some(_) => Err(EventError::invalid(format!("{key}: expected a string"))),
+    }
+}
+
+fn copy_string(body: &JsonMap, key: &str, patch: &mut JsonMap) -> Result<(), EventError> {
+    if let Some(text) = optional_string(body, key)? {
+        patch.insert(key.into(), Value::String(text));
+    }
+    Ok(())
+}
+
+fn copy_json(body: &JsonMap, key: &str, patch: &mut JsonMap) {
+    if let Some(value) = body.get(key).filter(|value| !value.is_null()) {
+        patch.insert(key.into(), value.clone());
+    }
+}
+
+fn copy_time(
+    body: &JsonMap,
+    key: &str,
+    patch: &mut JsonMap,
+) -> Result<Option<DateTime<Utc>>, EventError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => {
+            let time = parse_time(value, key)?;
+            patch.insert(key.into(), Value::String(format_time(time)));
+            Ok(Some(time))
+        }
+    }
+}
+
+/// Metadata as an object (a non-object becomes `{"metadata": value}`).
+fn copy_metadata(body: &JsonMap, patch: &mut JsonMap) {
+    match body.get("metadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            patch.insert("metadata".into(), Value::Object(map.clone()));
+        }
+        Some(other) => {
+            let mut map = Map::new();
+            map.insert("metadata".into(), other.clone());
+            patch.insert("metadata".into(), Value::Object(map));
+        }
+    }
+}
+
+/// Normalises a `trace-create` body.
+pub fn trace_upsert(body: &JsonMap, envelope_time: DateTime<Utc>) -> Result<Upsert, EventError> {
+    let id = valid_id(body.get("id").unwrap_or(&Value::Null), "body.id")?;
+    let mut patch = JsonMap::new();
+    patch.insert("id".into(), Value::String(id.clone()));
+    let timestamp = copy_time(body, "timestamp", &mut patch)?;
+    if timestamp.is_none() {
+        patch.insert(
+            "timestamp".into(),
+            Value::String(format_time(envelope_time)),
+        );
+    }
+    if let Some(name) = optional_string(body, "name")? {
+        if name.chars().count() > 1000 {
+            return Err(EventError::invalid("name: at most 1000 characters"));
+        }
+        patch.insert("name".into(), Value::String(name));
+    }
+    for key in ["userId", "sessionId", "release", "version"] {
+        copy_string(body, key, &mut patch)?;
+    }
+    for key in ["input", "output"] {
+        copy_json(body, key, &mut patch);
+    }
+    copy_metadata(body, &mut patch);
+    match body.get("public") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(flag)) => {
+            patch.insert("public".into(), Value::Bool(*flag));
+        }
+        Some(_) => return Err(EventError::invalid("public: expected a boolean")),
+    }
+    match body.get("tags") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(tags)) => {
+            let tags: Option<Vec<Value>> = tags
+                .iter()
+                .map(|tag| tag.as_str().map(|tag| Value::String(tag.to_owned())))
+                .collect();
+            let tags =
+                tags.ok_or_else(|| EventError::invalid("tags: expected an array of strings"))?;
+            patch.insert("tags".into(), Value::Array(tags));
+        }
+        Some(_) => return Err(EventError::invalid("tags: expected an array of strings")),
+    }
+    if body
+        .get("environment")
+        .is_some_and(|value| !value.is_null())
+    {
+        patch.insert(
+            "environment".into(),
+            Value::String(normalize_environment(body.get("environment"))),
+        );
+    }
+    Ok(Upsert {
+        id,
+        patch,
+        shallow: false,
+    })
+}
+
+/// A placeholder trace for an observation.
+pub fn shallow_trace(trace_id: &str, timestamp: &Value, environment: &Value) -> Upsert {
+    let mut patch = JsonMap::new();
+    patch.insert("id".into(), Value::String(trace_id.to_owned()));
+    patch.insert("timestamp".into(), timestamp.clone());
+    patch.insert("environment".into(), environment.clone());
+    Upsert {
+        id: trace_id.to_owned(),
+        patch,
+        shallow: true,
+    }
+}
+
+/// The observation type a `<kind>-create`/`-update` event writes; `None` for other kinds.
+pub fn observation_kind(kind: &str) -> Option<(&'static str, bool)> {
+    let (name, is_update) = match kind.strip_suffix("-create") {
+        Some(name) => (name, false),
+        None => (kind.strip_suffix("-update")?, true),
+    };
+    let observation_type = match name {
+        "span" => "SPAN",
+        "generation" => "GENERATION",
+        "event" if !is_update => "EVENT",
+        "agent" if !is_update => "AGENT",
+        "tool" if !is_update => "TOOL",
+        "chain" if !is_update => "CHAIN",
+        "retriever" if !is_update => "RETRIEVER",
+        "evaluator" if !is_update => "EVALUATOR",
+        "embedding" if !is_update => "EMBEDDING",
+        "guardrail" if !is_update => "GUARDRAIL",
+        "observation" => "",
+        _ => return None,
+    };
+    Some((observation_type, is_update))
+}
+
+/// Normalises an observation event body. `observation_type` is empty for the legacy
+/// `observation-*` events, whose body names the type.
+pub fn observation_upsert(
+    body: &JsonMap,
+    observation_type: &str,
+    is_update: bool,
+    envelope_time: DateTime<Utc>,
+) -> Result<(Upsert, Option<Upsert>), EventError> {
+    let id = valid_id(body.get("id").unwrap_or(&Value::Null), "body.id")?;
+    let mut patch = JsonMap::new();
+    patch.insert("id".into(), Value::String(id.clone()));
+    let observation_type = if observation_type.is_empty() {
+        let named = body.get("type").and_then(Value::as_str).unwrap_or("SPAN");
+        named
+            .parse::<axion_model::ObservationType>()
+            .map_err(|error| EventError::invalid(format!("type: {error}")))?
+            .as_str()
+    } else {
+        observation_type
+    };
+    patch.insert("type".into(), Value::String(observation_type.into()));
+    let trace_id = match body.get("traceId") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(valid_id(value, "body.traceId")?),
+    };
+    if let Some(trace_id) = &trace_id {
+        patch.insert("traceId".into(), Value::String(trace_id.clone()));
+    }
+    for key in [
+        "name",
+        "statusMessage",
+        "parentObservationId",
+        "version",
+        "model",
+        "promptName",
+    ] {
+        copy_string(body, key, &mut patch)?;
+    }
+    let start = copy_time(body, "startTime", &mut patch)?;
+    if start.is_none() && !is_update {
+        patch.insert(
+            "startTime".into(),
+            Value::String(format_time(envelope_time)),
+        );
+    }
+    copy_time(body, "endTime", &mut patch)?;
+    copy_time(body, "completionStartTime", &mut patch)?;
+    for key in ["input", "output"] {
+        copy_json(body, key, &mut patch);
+    }
+    copy_metadata(body, &mut patch);
+    if let Some(level) = body.get("level").filter(|value| !value.is_null()) {
+        let level = level
+            .as_str()
+            .ok_or_else(|| EventError::invalid("level: expected a string"))?
+            .parse::<axion_model::ObservationLevel>()
+            .map_err(|error| EventError::invalid(format!("level: {error}")))?;
+        patch.insert("level".into(), Value::String(level.as_str().into()));
+    }
+    if body
+        .get("environment")
+        .is_some_and(|value| !value.is_null())
+        || !is_update
+    {
+        patch.insert(
+            "environment".into(),
+            Value::String(normalize_environment(body.get("environment"))),
+        );
+    }
+    match body.get("modelParameters") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(parameters)) => {
+            patch.insert("modelParameters".into(), Value::Object(parameters.clone()));
+        }
+        Some(_) => return Err(EventError::invalid("modelParameters: expected an object")),
+    }
+    match body.get("promptVersion") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(number)) if number.is_u64() || number.is_i64() => {
+            patch.insert("promptVersion".into(), Value::Number(number.clone()));
+        }
+        Some(_) => return Err(EventError::invalid("promptVersion: expected an integer")),
+    }
+    let (usage, cost) = usage_and_cost(body)?;
+    if !usage.is_empty() {
+        patch.insert("usageDetails".into(), Value::Object(usage));
+    }
+    if !cost.is_empty() {
+        patch.insert("costDetails".into(), Value::Object(cost));
+    }
+    let shallow = match &trace_id {
+        Some(trace_id) if !is_update => Some(shallow_trace(
+            trace_id,
+            &patch["startTime"],
+            &patch["environment"],
+        )),
+        _ => None,
+    };
+    Ok((
+        Upsert {
+            id,
+            patch,
+            shallow: false,
+        },
+        shallow,
+    ))
+}
+
+fn count(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(number) => number.as_u64().or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                .map(|f| f as u64)
+        }),
+        Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn amount(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(number) => number.as_f64().filter(|f| *f >= 0.0),
+        Value::String(text) => text.trim().parse().ok().filter(|f: &f64| *f >= 0.0),
+        _ => None,
+    }
+}
+
+/// Langfuse's usage rules: the legacy `usage` object (Langfuse or OpenAI style) first, then
+/// `usageDetails` (free map or OpenAI Chat/Responses usage) and `costDetails` overwrite.
+pub fn usage_and_cost(body: &JsonMap) -> Result<(JsonMap, JsonMap), EventError> {
+    let mut usage = JsonMap::new();
+    let mut cost = JsonMap::new();
+    if let Some(Value::Object(legacy)) = body.get("usage") {
+        let field = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|name| legacy.get(*name).and_then(count))
+        };
+        let input = field(&["input", "promptTokens"]);
+        let output = field(&["output", "completionTokens"]);
+        let total = field(&["total", "totalTokens"]);
+        if let Some(input) = input {
+            usage.insert("input".into(), input.into());
+        }
+        if let Some(output) = output {
+            usage.insert("output".into(), output.into());
+        }
+        match total {
+            Some(total) => {
+                usage.insert("total".into(), total.into());
+            }
+            None if (input.is_some() || output.is_some()) && !body.contains_key("usageDetails") => {
+                usage.insert(
+                    "total".into(),
+                    (input.unwrap_or(0) + output.unwrap_or(0)).into(),
+                );
+            }
+            None => {}
+        }
+        for (key, target) in [
+            ("inputCost", "input"),
+            ("outputCost", "output"),
+            ("totalCost", "total"),
+        ] {
+            if let Some(value) = legacy.get(key).and_then(amount) {
+                cost.insert(target.into(), value.into());
+            }
+        }
+    }
+    match body.get("usageDetails") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(details)) => {
+            let openai = [
+                "prompt_tokens",
+                "completion_tokens",
+                "input_tokens",
+                "output_tokens",
+            ]
+            .iter()
+            .any(|key| details.contains_key(*key));
+            if openai {
+                openai_usage(details, &mut usage);
+            } else {
+                for (key, value) in details {
+                    if let Some(units) = count(value) {
+                        usage.insert(key.clone(), units.into());
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(EventError::invalid("usageDetails: expected an object")),
+    }
+    match body.get("costDetails") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(details)) => {
+            for (key, value) in details {
+                if let Some(value) = amount(value) {
+                    cost.insert(key.clone(), value.into());
+                }
+            }
+        }
+        Some(_) => return Err(EventError::invalid("costDetails: expected an object")),
+    }
+    Ok((usage, cost))
+}
+
+/// OpenAI Chat (`prompt_tokens`, …) and Responses (`input_tokens`, …) usage objects: details
+/// become `input_<k>`/`output_<k>` and are subtracted from input/output.
+fn openai_usage(details: &JsonMap, usage: &mut JsonMap) {
+    let get = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|name| details.get(*name).and_then(count))
+    };
+    let mut input = get(&["prompt_tokens", "input_tokens"]);
+    let mut output = get(&["completion_tokens", "output_tokens"]);
+    if let Some(total) = get(&["total_tokens"]) {
+        usage.insert("total".into(), total.into());
+    }
+    for (details_key, prefix) in [
+        ("prompt_tokens_details", "input"),
+        ("input_tokens_details", "input"),
+        ("completion_tokens_details", "output"),
+        ("output_tokens_details", "output"),
+    ] {
+        if let Some(Value::Object(parts)) = details.get(details_key) {
+            for (key, value) in parts {
+                if let Some(units) = count(value) {
+                    usage.insert(format!("{prefix}_{key}"), units.into());
+                    let side = if prefix == "input" {
+                        &mut input
+                    } else {
+                        &mut output
+                    };
+                    if let Some(side) = side.as_mut() {
+                        *side = side.saturating_sub(units);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(input) = input {
+        usage.insert("input".into(), input.into());
+    }
+    if let Some(output) = output {
+        usage.insert("output".into(), output.into());
+    }
+}
+
+/// Orders events as Langfuse processes them: creates before updates, each by envelope time.
+pub fn processing_order(events: &mut [(usize, IngestionEvent, DateTime<Utc>)]) {
+    events.sort_by(|a, b| {
+        let a_update = a.1.kind.ends_with("-update");
+        let b_update = b.1.kind.ends_with("-update");
+        match a_update.cmp(&b_update) {
+            Ordering::Equal => a.2.cmp(&b.2).then(a.0.cmp(&b.0)),
+            other => other,
+        }
+    });
+}
+
+/// Merges `patch` into `stored` with Langfuse's rules: present values overwrite, empty objects
+/// don't, `metadata` is deep-merged, `tags` are unioned and sorted, and fields fixed by the
+/// first write (`immutable`) keep their stored value. Trace timestamps keep the earliest.
+pub fn merge_into(stored: &mut JsonMap, patch: &JsonMap, immutable: &[&str]) {
+    for (key, value) in patch {
+        if value.is_null() {
+            continue;
+        }
+        if let Value::Object(map) = value {
+            if map.is_empty() {
+                continue;
+            }
+        }
+        match key.as_str() {
+            "metadata" => match (stored.get_mut("metadata"), value) {
+                (Some(Value::Object(old)), Value::Object(new)) => deep_merge(old, new),
+                _ => {
+                    stored.insert(key.clone(), value.clone());
+                }
+            },
+            "tags" => {
+                let mut tags: Vec<String> = stored
+                    .get("tags")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .chain(value.as_array().into_iter().flatten())
+                    .filter_map(|tag| tag.as_str().map(str::to_owned))
+                    .collect();
+                tags.sort();
+                tags.dedup();
+                stored.insert(key.clone(), tags.into_iter().map(Value::String).collect());
+            }
+            "timestamp" if stored.contains_key("timestamp") => {
+                let earlier = match (
+                    time_micros(stored.get("timestamp")),
+                    time_micros(Some(value)),
+                ) {
+                    (Some(old), Some(new)) => new < old,
+                    _ => false,
+                };
+                if earlier {
+                    stored.insert(key.clone(), value.clone());
+                }
+            }
+            "environment"
+                if stored.get("environment").and_then(Value::as_str) == Some("default") =>
+            {
+                stored.insert(key.clone(), value.clone());
+            }
+            key if immutable.contains(&key) && stored.contains_key(key) => {}
+            _ => {
+                stored.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn deep_merge(old: &mut JsonMap, new: &JsonMap) {
+    for (key, value) in new {
+        match (old.get_mut(key), value) {
+            (Some(Value::Object(old_child)), Value::Object(new_child)) => {
+                deep_merge(old_child, new_child)
+            }
+            _ => {
+                old.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// Fields a trace keeps from its first write.
+pub const TRACE_IMMUTABLE: &[&str] = &["id", "environment"];
+/// Fields an observation keeps from its first write.
+pub const OBSERVATION_IMMUTABLE: &[&str] = &["id", "traceId", "startTime", "environment"];
+/// Fields a score keeps from its first write.
+pub const SCORE_IMMUTABLE: &[&str] = &["id", "timestamp", "traceId", "environment"];
+
+/// Clamps an `endTime` earlier than `startTime` to the start.
+pub fn clamp_end_time(observation: &mut JsonMap) {
+    let (Some(start), Some(end)) = (
+        time_micros(observation.get("startTime")),
+        time_micros(observation.get("endTime")),
+    ) else {
+        return;
+    };
+    if end < start {
+        let start = observation["startTime"].clone();
+        observation.insert("endTime".into(), start);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(value: Value) -> JsonMap {
+        value.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn environment_rules() {
+        assert_eq!(normalize_environment(Some(&json!("Langfuse-Prod"))), "prod");
+        assert_eq!(normalize_environment(Some(&json!("has space"))), "default");
+        assert_eq!(normalize_environment(None), "default");
+        assert_eq!(
+            normalize_environment(Some(&json!("x".repeat(50)))).len(),
+            40
+        );
+    }
+
+    #[test]
+    fn merge_keeps_first_writes_and_unions_tags() {
+        let mut stored = map(
+            json!({"id": "t", "timestamp": "2024-01-01T00:00:01Z", "tags": ["b"],
+            "metadata": {"a": {"x": 1}}, "environment": "prod", "name": "old"}),
+        );
+        merge_into(
+            &mut stored,
+            &map(
+                json!({"id": "t", "timestamp": "2024-01-01T00:00:00Z", "tags": ["a", "b"],
+                "metadata": {"a": {"y": 2}}, "environment": "dev", "name": "new", "input": {}}),
+            ),
+            TRACE_IMMUTABLE,
+        );
+        assert_eq!(stored["tags"], json!(["a", "b"]));
+        assert_eq!(stored["metadata"], json!({"a": {"x": 1, "y": 2}}));
+        assert_eq!(stored["environment"], "prod");
+        assert_eq!(stored["name"], "new");
+        assert_eq!(stored["timestamp"], "2024-01-01T00:00:00Z");
+        assert!(
+            !stored.contains_key("input"),
+            "empty objects don't overwrite"
+        );
+    }
+
+    #[test]
+    fn legacy_and_openai_usage() {
+        let (usage, cost) = usage_and_cost(&map(json!({
+            "usage": {"input": 12, "output": 3, "unit": "TOKENS", "inputCost": 3e-05, "outputCost": 3e-05}
+        })))
+        .unwrap();
+        assert_eq!(
+            Value::Object(usage),
+            json!({"input": 12, "output": 3, "total": 15})
+        );
+        assert_eq!(
+            Value::Object(cost),
+            json!({"input": 3e-05, "output": 3e-05})
+        );
+        let (usage, _) = usage_and_cost(&map(json!({"usageDetails": {
+            "prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+            "prompt_tokens_details": {"cached_tokens": 30}}})))
+        .unwrap();
+        assert_eq!(
+            Value::Object(usage),
+            json!({"input": 70, "output": 20, "total": 120, "input_cached_tokens": 30})
+        );
+    }
+
+    #[test]
+    fn naive_datetimes_and_bad_levels_are_rejected() {
+        let now = Utc::now();
+        let error = observation_upsert(
+            &map(json!({"id": "o", "startTime": "2024-01-01T00:00:00"})),
+            "SPAN",
+            false,
+            now,
+        )
+        .unwrap_err();
+        assert!(error.error.contains("startTime"), "{error:?}");
+        let error = observation_upsert(
+            &map(json!({"id": "o", "level": "LOUD"})),
+            "SPAN",
+            false,
+            now,
+        )
+        .unwrap_err();
+        assert!(error.error.contains("level"), "{error:?}");
+    }
+}

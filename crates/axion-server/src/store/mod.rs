@@ -1,0 +1,365 @@
+//! Storage: one trait, shaped so SQLite (embedded, the default) and PostgreSQL can both
+//! implement it, and one conformance suite (`tests/store_conformance.rs`) every store passes.
+//!
+//! Calls block; the HTTP layer runs them on tokio's blocking pool. A returned `Ok` from
+//! [`Store::write`] means the data is durable.
+
+pub mod sqlite;
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::ingest::WriteBatch;
+use crate::JsonMap;
+
+pub use sqlite::SqliteStore;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The writer thread is gone (the server is shutting down).
+    #[error("the store is closed")]
+    Closed,
+    /// Stored data could not be read back.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Database(error.to_string())
+    }
+}
+
+/// A project: the unit of isolation; every key belongs to exactly one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// Stable id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Creation time, microseconds since the epoch.
+    pub created_at: i64,
+}
+
+/// A stored API key (the secret only as its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// `pk-lf-…`
+    pub public_key: String,
+    /// Hex SHA-256 of the secret key.
+    pub secret_hash: String,
+    /// The project the key opens.
+    pub project_id: String,
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Ascending.
+    Asc,
+    /// Descending (the default everywhere).
+    #[default]
+    Desc,
+}
+
+/// Offset (v1) or keyset (v2/v3 cursor) pagination.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pagination {
+    /// `page` from 1, `limit` items per page; the total is counted.
+    Offset {
+        /// 1-based page.
+        page: u32,
+        /// Items per page.
+        limit: u32,
+    },
+    /// Items strictly after `after` (time in µs, id) in descending order; no total.
+    Keyset {
+        /// Items per page.
+        limit: u32,
+        /// The last item of the previous page.
+        after: Option<(i64, String)>,
+    },
+}
+
+impl Pagination {
+    pub(crate) fn limit(&self) -> u32 {
+        match self {
+            Self::Offset { limit, .. } | Self::Keyset { limit, .. } => *limit,
+        }
+    }
+}
+
+/// Filters of `GET /traces`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceQuery {
+    /// Exact user id.
+    pub user_id: Option<String>,
+    /// Exact name.
+    pub name: Option<String>,
+    /// Exact session id.
+    pub session_id: Option<String>,
+    /// Exact version.
+    pub version: Option<String>,
+    /// Exact release.
+    pub release: Option<String>,
+    /// The trace must carry all of these.
+    pub tags: Vec<String>,
+    /// Any of these environments.
+    pub environments: Vec<String>,
+    /// Timestamp ≥ (µs).
+    pub from_timestamp: Option<i64>,
+    /// Timestamp < (µs).
+    pub to_timestamp: Option<i64>,
+    /// Column (`timestamp`, `name`, `userId`, …) and direction.
+    pub order_by: Option<(String, Direction)>,
+}
+
+/// A trace as stored: the merged Langfuse-shaped body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRecord {
+    /// Owning project.
+    pub project_id: String,
+    /// Merged fields (`id`, `timestamp`, `name`, `tags`, `metadata`, …).
+    pub body: JsonMap,
+    /// First write, µs.
+    pub created_at: i64,
+    /// Last write, µs.
+    pub updated_at: i64,
+}
+
+/// Aggregates of a trace's observations and scores.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceMetrics {
+    /// Seconds from the earliest observation start to the latest end.
+    pub latency: f64,
+    /// Sum of the observations' total cost, USD.
+    pub total_cost: f64,
+    /// Observation ids.
+    pub observation_ids: Vec<String>,
+    /// Score ids.
+    pub score_ids: Vec<String>,
+}
+
+/// Filters of `GET /observations` and `GET /v2/observations`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObservationQuery {
+    /// Exact name.
+    pub name: Option<String>,
+    /// The trace's user id.
+    pub user_id: Option<String>,
+    /// The trace's session id.
+    pub session_id: Option<String>,
+    /// Observation type (`GENERATION`, …).
+    pub observation_type: Option<String>,
+    /// Trace id.
+    pub trace_id: Option<String>,
+    /// Level.
+    pub level: Option<String>,
+    /// Parent observation id.
+    pub parent_observation_id: Option<String>,
+    /// Only roots (true) or only children (false).
+    pub is_root: Option<bool>,
+    /// Exact version.
+    pub version: Option<String>,
+    /// Any of these environments.
+    pub environments: Vec<String>,
+    /// Start ≥ (µs).
+    pub from_start_time: Option<i64>,
+    /// Start < (µs).
+    pub to_start_time: Option<i64>,
+}
+
+/// An observation as stored, with what the price table derived from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservationRecord {
+    /// Owning project.
+    pub project_id: String,
+    /// Merged fields.
+    pub body: JsonMap,
+    /// Usage with `total`.
+    pub usage: BTreeMap<String, f64>,
+    /// Cost per key with `total` (provided or computed).
+    pub cost: BTreeMap<String, f64>,
+    /// Matched model id.
+    pub model_id: Option<String>,
+    /// Matched tier's unit prices (`input`, `output`, `total`).
+    pub prices: BTreeMap<String, f64>,
+    /// First write, µs.
+    pub created_at: i64,
+    /// Last write, µs.
+    pub updated_at: i64,
+}
+
+/// A session: made by the first trace that names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    /// Session id.
+    pub id: String,
+    /// Owning project.
+    pub project_id: String,
+    /// Environment of its first trace.
+    pub environment: String,
+    /// First trace's time, µs.
+    pub created_at: i64,
+}
+
+/// Filters of `GET /sessions`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionQuery {
+    /// Created ≥ (µs).
+    pub from_timestamp: Option<i64>,
+    /// Created < (µs).
+    pub to_timestamp: Option<i64>,
+    /// Any of these environments.
+    pub environments: Vec<String>,
+}
+
+/// Filters of the score list endpoints.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScoreQuery {
+    /// Score ids.
+    pub ids: Vec<String>,
+    /// Any of these names.
+    pub names: Vec<String>,
+    /// The trace's user id.
+    pub user_id: Option<String>,
+    /// Any of these data types.
+    pub data_types: Vec<String>,
+    /// Any of these sources.
+    pub sources: Vec<String>,
+    /// Config id.
+    pub config_id: Option<String>,
+    /// Queue id.
+    pub queue_id: Option<String>,
+    /// The trace must carry all of these tags.
+    pub trace_tags: Vec<String>,
+    /// Any of these environments.
+    pub environments: Vec<String>,
+    /// Comparison on `value` (`<`, `>`, `<=`, `>=`, `=`, `!=`).
+    pub value: Option<(String, f64)>,
+    /// value ≥.
+    pub value_min: Option<f64>,
+    /// value ≤.
+    pub value_max: Option<f64>,
+    /// Timestamp ≥ (µs).
+    pub from_timestamp: Option<i64>,
+    /// Timestamp < (µs).
+    pub to_timestamp: Option<i64>,
+    /// Any of these trace ids.
+    pub trace_ids: Vec<String>,
+    /// Any of these observation ids.
+    pub observation_ids: Vec<String>,
+    /// Any of these session ids.
+    pub session_ids: Vec<String>,
+    /// Dataset run id.
+    pub dataset_run_id: Option<String>,
+}
+
+/// A score as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreRecord {
+    /// Owning project.
+    pub project_id: String,
+    /// Merged fields.
+    pub body: JsonMap,
+    /// First write, µs.
+    pub created_at: i64,
+    /// Last write, µs.
+    pub updated_at: i64,
+}
+
+/// A page of results; `total` only for offset pagination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Total matching items (offset pagination only).
+    pub total: Option<u64>,
+}
+
+/// Everything the server needs from storage.
+pub trait Store: Send + Sync + 'static {
+    /// Merges a batch of upserts; `Ok` means durable.
+    fn write(&self, project_id: &str, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// Creates a project.
+    fn create_project(&self, name: &str) -> Result<Project, StoreError>;
+    /// All projects, oldest first.
+    fn projects(&self) -> Result<Vec<Project>, StoreError>;
+    /// Stores a key (replacing one with the same public key).
+    fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    /// The key with this public key.
+    fn api_key(&self, public_key: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// How many keys exist (the first start generates one when there are none).
+    fn api_key_count(&self) -> Result<usize, StoreError>;
+
+    /// Traces matching `query`.
+    fn list_traces(
+        &self,
+        project_id: &str,
+        query: &TraceQuery,
+        page: &Pagination,
+    ) -> Result<Page<TraceRecord>, StoreError>;
+    /// One trace.
+    fn trace(&self, project_id: &str, id: &str) -> Result<Option<TraceRecord>, StoreError>;
+    /// Latency, cost and child ids of these traces.
+    fn trace_metrics(
+        &self,
+        project_id: &str,
+        trace_ids: &[String],
+    ) -> Result<HashMap<String, TraceMetrics>, StoreError>;
+    /// Deletes traces with their observations and scores; returns how many traces existed.
+    fn delete_traces(&self, project_id: &str, ids: &[String]) -> Result<usize, StoreError>;
+
+    /// Observations matching `query`, newest start first.
+    fn list_observations(
+        &self,
+        project_id: &str,
+        query: &ObservationQuery,
+        page: &Pagination,
+    ) -> Result<Page<ObservationRecord>, StoreError>;
+    /// One observation.
+    fn observation(
+        &self,
+        project_id: &str,
+        id: &str,
+    ) -> Result<Option<ObservationRecord>, StoreError>;
+    /// All observations of a trace, by start time.
+    fn trace_observations(
+        &self,
+        project_id: &str,
+        trace_id: &str,
+    ) -> Result<Vec<ObservationRecord>, StoreError>;
+
+    /// Sessions, newest first.
+    fn list_sessions(
+        &self,
+        project_id: &str,
+        query: &SessionQuery,
+        page: &Pagination,
+    ) -> Result<Page<SessionRecord>, StoreError>;
+    /// One session.
+    fn session(&self, project_id: &str, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Traces of a session, oldest first.
+    fn session_traces(
+        &self,
+        project_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<TraceRecord>, StoreError>;
+
+    /// Scores matching `query`, newest first.
+    fn list_scores(
+        &self,
+        project_id: &str,
+        query: &ScoreQuery,
+        page: &Pagination,
+    ) -> Result<Page<ScoreRecord>, StoreError>;
+    /// One score.
+    fn score(&self, project_id: &str, id: &str) -> Result<Option<ScoreRecord>, StoreError>;
+    /// Deletes a score; whether it existed.
+    fn delete_score(&self, project_id: &str, id: &str) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,1087 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One writer thread owns the only write connection. Requests queue their batches to it; it
+//! drains whatever is waiting, applies it in one transaction (group commit, `synchronous=FULL`)
+//! and only then answers, so a 2xx always means the data is on disk. Reads use a small pool of
+//! read-only connections and never wait for the writer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Transaction};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::cost::{numeric_map, Pricing};
+use crate::ingest::{
+    clamp_end_time, merge_into, time_micros, Upsert, OBSERVATION_IMMUTABLE, SCORE_IMMUTABLE,
+    TRACE_IMMUTABLE,
+};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE projects (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE api_keys (
+    public_key TEXT PRIMARY KEY, secret_hash TEXT NOT NULL,
+    project_id TEXT NOT NULL REFERENCES projects(id), created_at INTEGER NOT NULL);
+CREATE TABLE traces (
+    project_id TEXT NOT NULL, id TEXT NOT NULL, timestamp INTEGER NOT NULL,
+    name TEXT, user_id TEXT, session_id TEXT, release TEXT, version TEXT,
+    environment TEXT NOT NULL, public INTEGER NOT NULL DEFAULT 0,
+    body TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+    PRIMARY KEY (project_id, id));
+CREATE INDEX traces_by_time ON traces (project_id, timestamp);
+CREATE INDEX traces_by_user ON traces (project_id, user_id, timestamp);
+CREATE INDEX traces_by_session ON traces (project_id, session_id, timestamp);
+CREATE INDEX traces_by_name ON traces (project_id, name, timestamp);
+CREATE INDEX traces_by_release ON traces (project_id, release, timestamp);
+CREATE INDEX traces_by_version ON traces (project_id, version, timestamp);
+CREATE INDEX traces_by_environment ON traces (project_id, environment, timestamp);
+CREATE TABLE trace_tags (
+    project_id TEXT NOT NULL, trace_id TEXT NOT NULL, tag TEXT NOT NULL,
+    PRIMARY KEY (project_id, trace_id, tag)) WITHOUT ROWID;
+CREATE INDEX trace_tags_by_tag ON trace_tags (project_id, tag);
+CREATE TABLE observations (
+    project_id TEXT NOT NULL, id TEXT NOT NULL, trace_id TEXT,
+    parent_observation_id TEXT, type TEXT NOT NULL, name TEXT, level TEXT NOT NULL,
+    version TEXT, environment TEXT NOT NULL, model TEXT,
+    start_time INTEGER, end_time INTEGER, total_cost REAL,
+    body TEXT NOT NULL, derived TEXT NOT NULL,
+    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+    PRIMARY KEY (project_id, id));
+CREATE INDEX observations_by_trace ON observations (project_id, trace_id, start_time);
+CREATE INDEX observations_by_start ON observations (project_id, start_time, id);
+CREATE INDEX observations_by_type ON observations (project_id, type, start_time);
+CREATE INDEX observations_by_name ON observations (project_id, name, start_time);
+CREATE INDEX observations_by_parent ON observations (project_id, parent_observation_id);
+CREATE TABLE scores (
+    project_id TEXT NOT NULL, id TEXT NOT NULL, trace_id TEXT, observation_id TEXT,
+    session_id TEXT, dataset_run_id TEXT, name TEXT NOT NULL, value REAL,
+    data_type TEXT NOT NULL, source TEXT NOT NULL, config_id TEXT, queue_id TEXT,
+    environment TEXT NOT NULL, timestamp INTEGER NOT NULL,
+    body TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+    PRIMARY KEY (project_id, id));
+CREATE INDEX scores_by_time ON scores (project_id, timestamp, id);
+CREATE INDEX scores_by_trace ON scores (project_id, trace_id);
+CREATE INDEX scores_by_observation ON scores (project_id, observation_id);
+CREATE INDEX scores_by_session ON scores (project_id, session_id);
+CREATE INDEX scores_by_name ON scores (project_id, name, timestamp);
+CREATE TABLE sessions (
+    project_id TEXT NOT NULL, id TEXT NOT NULL, environment TEXT NOT NULL,
+    created_at INTEGER NOT NULL, PRIMARY KEY (project_id, id));
+CREATE INDEX sessions_by_time ON sessions (project_id, created_at);
+"#];
+
+/// The most jobs folded into one transaction.
+const MAX_GROUP: usize = 256;
+
+type Reply = mpsc::SyncSender<Result<(), StoreError>>;
+
+struct Job {
+    project_id: String,
+    batch: WriteBatch,
+    reply: Reply,
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    connection.pragma_update(None, "cache_size", -32_000)?;
+    if !read_only {
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+    }
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let applied: usize = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = connection.transaction()?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating when needed) the database at `path`.
+    pub fn open(path: impl AsRef<Path>, pricing: Arc<Pricing>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut connection = open(&path, false)?;
+        migrate(&mut connection)?;
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let writer = std::thread::Builder::new()
+            .name("axion-sqlite-writer".into())
+            .spawn(move || writer_loop(connection, receiver, pricing))
+            .map_err(|error| StoreError::Database(error.to_string()))?;
+        Ok(Self {
+            path,
+            jobs: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops accepting writes, finishes the queued ones and waits for the writer.
+    pub fn close(&self) {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = writer.join();
+        }
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => open(&self.path, true)?,
+        };
+        let result = f(&connection);
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if readers.len() < 8 {
+            readers.push(connection);
+        }
+        result
+    }
+
+    fn submit(&self, project_id: &str, batch: WriteBatch) -> Result<(), StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
+            sender
+                .send(Job {
+                    project_id: project_id.to_owned(),
+                    batch,
+                    reply,
+                })
+                .map_err(|_| StoreError::Closed)?;
+        }
+        answer.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn execute(&self, sql: &str, values: Vec<SqlValue>) -> Result<usize, StoreError> {
+        // Management writes are rare: a separate connection is fine (WAL serialises writers).
+        let connection = open(&self.path, false)?;
+        Ok(connection.execute(sql, params_from_iter(values))?)
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_loop(mut connection: Connection, jobs: mpsc::Receiver<Job>, pricing: Arc<Pricing>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        match apply_group(&mut connection, &pricing, &group) {
+            Ok(()) => {
+                for job in group {
+                    let _ = job.reply.send(Ok(()));
+                }
+            }
+            Err(_) if group.len() > 1 => {
+                // Isolate the failing job: everybody else still gets written.
+                for job in group {
+                    let result = apply_group(&mut connection, &pricing, std::slice::from_ref(&job));
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(error) => {
+                for job in group {
+                    let _ = job.reply.send(Err(StoreError::Database(error.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn apply_group(
+    connection: &mut Connection,
+    pricing: &Pricing,
+    group: &[Job],
+) -> Result<(), StoreError> {
+    let tx = connection.transaction()?;
+    let now = now_micros();
+    for job in group {
+        apply_batch(&tx, pricing, &job.project_id, &job.batch, now)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Folds upserts of the same id together, keeping first-seen order.
+fn coalesce<'a>(upserts: &'a [Upsert], immutable: &[&str]) -> Vec<(&'a str, JsonMap)> {
+    let mut order: Vec<(&str, JsonMap)> = Vec::with_capacity(upserts.len());
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(upserts.len());
+    for upsert in upserts {
+        match index.get(upsert.id.as_str()) {
+            Some(&at) => merge_into(&mut order[at].1, &upsert.patch, immutable),
+            None => {
+                index.insert(&upsert.id, order.len());
+                order.push((&upsert.id, upsert.patch.clone()));
+            }
+        }
+    }
+    order
+}
+
+fn load_body(
+    tx: &Transaction<'_>,
+    sql: &str,
+    project_id: &str,
+    id: &str,
+) -> Result<Option<JsonMap>, StoreError> {
+    let text: Option<String> = tx
+        .prepare_cached(sql)?
+        .query_row(params![project_id, id], |row| row.get(0))
+        .optional()?;
+    text.map(|text| parse_body(&text)).transpose()
+}
+
+fn parse_body(text: &str) -> Result<JsonMap, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+fn text(body: &JsonMap, key: &str) -> Option<String> {
+    body.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn string_list(body: &JsonMap, key: &str) -> Vec<String> {
+    body.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.as_str().map(str::to_owned))
+        .collect()
+}
+
+fn apply_batch(
+    tx: &Transaction<'_>,
+    pricing: &Pricing,
+    project: &str,
+    batch: &WriteBatch,
+    now: i64,
+) -> Result<(), StoreError> {
+    for (id, patch) in coalesce(&batch.traces, TRACE_IMMUTABLE) {
+        let stored = load_body(
+            tx,
+            "SELECT body FROM traces WHERE project_id = ?1 AND id = ?2",
+            project,
+            id,
+        )?;
+        let is_new = stored.is_none();
+        let old_tags = stored
+            .as_ref()
+            .map(|body| string_list(body, "tags"))
+            .unwrap_or_default();
+        let mut body = stored.unwrap_or_default();
+        merge_into(&mut body, &patch, TRACE_IMMUTABLE);
+        body.entry("environment")
+            .or_insert_with(|| json!("default"));
+        let timestamp = time_micros(body.get("timestamp")).unwrap_or(now);
+        let tags = string_list(&body, "tags");
+        tx.prepare_cached(
+            "INSERT INTO traces (project_id, id, timestamp, name, user_id, session_id, release, version,
+                                 environment, public, body, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
+             ON CONFLICT (project_id, id) DO UPDATE SET timestamp = excluded.timestamp, name = excluded.name,
+                 user_id = excluded.user_id, session_id = excluded.session_id, release = excluded.release,
+                 version = excluded.version, environment = excluded.environment, public = excluded.public,
+                 body = excluded.body, updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            project,
+            id,
+            timestamp,
+            text(&body, "name"),
+            text(&body, "userId"),
+            text(&body, "sessionId"),
+            text(&body, "release"),
+            text(&body, "version"),
+            text(&body, "environment"),
+            body.get("public").and_then(Value::as_bool).unwrap_or(false),
+            Value::Object(body.clone()).to_string(),
+            now,
+        ])?;
+        if is_new || tags != old_tags {
+            tx.prepare_cached("DELETE FROM trace_tags WHERE project_id = ?1 AND trace_id = ?2")?
+                .execute(params![project, id])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO trace_tags (project_id, trace_id, tag) VALUES (?1, ?2, ?3)",
+            )?;
+            for tag in &tags {
+                insert.execute(params![project, id, tag])?;
+            }
+        }
+        if let Some(session_id) = text(&body, "sessionId") {
+            tx.prepare_cached(
+                "INSERT INTO sessions (project_id, id, environment, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (project_id, id) DO UPDATE SET created_at = min(created_at, excluded.created_at)",
+            )?
+            .execute(params![project, session_id, text(&body, "environment"), timestamp])?;
+        }
+    }
+
+    for (id, patch) in coalesce(&batch.observations, OBSERVATION_IMMUTABLE) {
+        let stored = load_body(
+            tx,
+            "SELECT body FROM observations WHERE project_id = ?1 AND id = ?2",
+            project,
+            id,
+        )?;
+        let mut body = stored.unwrap_or_default();
+        merge_into(&mut body, &patch, OBSERVATION_IMMUTABLE);
+        clamp_end_time(&mut body);
+        body.entry("environment")
+            .or_insert_with(|| json!("default"));
+        body.entry("level").or_insert_with(|| json!("DEFAULT"));
+        body.entry("type").or_insert_with(|| json!("SPAN"));
+        let priced = pricing.price(&body);
+        let derived = json!({
+            "usage": priced.usage, "cost": priced.cost, "modelId": priced.model_id, "prices": priced.prices,
+        });
+        tx.prepare_cached(
+            "INSERT INTO observations (project_id, id, trace_id, parent_observation_id, type, name, level, version,
+                                       environment, model, start_time, end_time, total_cost, body, derived,
+                                       created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)
+             ON CONFLICT (project_id, id) DO UPDATE SET trace_id = excluded.trace_id,
+                 parent_observation_id = excluded.parent_observation_id, type = excluded.type, name = excluded.name,
+                 level = excluded.level, version = excluded.version, environment = excluded.environment,
+                 model = excluded.model, start_time = excluded.start_time, end_time = excluded.end_time,
+                 total_cost = excluded.total_cost, body = excluded.body, derived = excluded.derived,
+                 updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            project,
+            id,
+            text(&body, "traceId"),
+            text(&body, "parentObservationId"),
+            text(&body, "type"),
+            text(&body, "name"),
+            text(&body, "level"),
+            text(&body, "version"),
+            text(&body, "environment"),
+            text(&body, "model"),
+            time_micros(body.get("startTime")),
+            time_micros(body.get("endTime")),
+            priced.cost.get("total").copied(),
+            Value::Object(body).to_string(),
+            derived.to_string(),
+            now,
+        ])?;
+    }
+
+    for (id, patch) in coalesce(&batch.scores, SCORE_IMMUTABLE) {
+        let stored = load_body(
+            tx,
+            "SELECT body FROM scores WHERE project_id = ?1 AND id = ?2",
+            project,
+            id,
+        )?;
+        let mut body = stored.unwrap_or_default();
+        merge_into(&mut body, &patch, SCORE_IMMUTABLE);
+        tx.prepare_cached(
+            "INSERT INTO scores (project_id, id, trace_id, observation_id, session_id, dataset_run_id, name, value,
+                                 data_type, source, config_id, queue_id, environment, timestamp, body,
+                                 created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)
+             ON CONFLICT (project_id, id) DO UPDATE SET trace_id = excluded.trace_id,
+                 observation_id = excluded.observation_id, session_id = excluded.session_id,
+                 dataset_run_id = excluded.dataset_run_id, name = excluded.name, value = excluded.value,
+                 data_type = excluded.data_type, source = excluded.source, config_id = excluded.config_id,
+                 queue_id = excluded.queue_id, environment = excluded.environment, timestamp = excluded.timestamp,
+                 body = excluded.body, updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            project,
+            id,
+            text(&body, "traceId"),
+            text(&body, "observationId"),
+            text(&body, "sessionId"),
+            text(&body, "datasetRunId"),
+            text(&body, "name").unwrap_or_default(),
+            body.get("value").and_then(Value::as_f64),
+            text(&body, "dataType").unwrap_or_else(|| "NUMERIC".into()),
+            text(&body, "source").unwrap_or_else(|| "API".into()),
+            text(&body, "configId"),
+            text(&body, "queueId"),
+            text(&body, "environment").unwrap_or_else(|| "default".into()),
+            time_micros(body.get("timestamp")).unwrap_or(now),
+            Value::Object(body).to_string(),
+            now,
+        ])?;
+    }
+    Ok(())
+}
+
+/// A WHERE clause under construction, with its parameters in order.
+#[derive(Default)]
+struct Filter {
+    clauses: Vec<String>,
+    values: Vec<SqlValue>,
+}
+
+impl Filter {
+    fn new(project_column: &str, project_id: &str) -> Self {
+        let mut filter = Self::default();
+        filter.push(format!("{project_column} = ?"), project_id.to_owned());
+        filter
+    }
+
+    fn push(&mut self, clause: String, value: impl Into<SqlValue>) {
+        self.clauses.push(clause);
+        self.values.push(value.into());
+    }
+
+    fn eq(&mut self, column: &str, value: &Option<String>) {
+        if let Some(value) = value {
+            self.push(format!("{column} = ?"), value.clone());
+        }
+    }
+
+    fn any(&mut self, column: &str, values: &[String]) {
+        if values.is_empty() {
+            return;
+        }
+        let marks = vec!["?"; values.len()].join(", ");
+        self.clauses.push(format!("{column} IN ({marks})"));
+        self.values
+            .extend(values.iter().cloned().map(SqlValue::from));
+    }
+
+    fn range(&mut self, column: &str, from: Option<i64>, to: Option<i64>) {
+        if let Some(from) = from {
+            self.push(format!("{column} >= ?"), from);
+        }
+        if let Some(to) = to {
+            self.push(format!("{column} < ?"), to);
+        }
+    }
+
+    fn keyset(&mut self, time_column: &str, id_column: &str, page: &Pagination) {
+        if let Pagination::Keyset {
+            after: Some((time, id)),
+            ..
+        } = page
+        {
+            self.clauses.push(format!(
+                "({time_column} < ? OR ({time_column} = ? AND {id_column} < ?))"
+            ));
+            self.values.extend([
+                SqlValue::from(*time),
+                SqlValue::from(*time),
+                SqlValue::from(id.clone()),
+            ]);
+        }
+    }
+
+    fn sql(&self) -> String {
+        self.clauses.join(" AND ")
+    }
+}
+
+fn page_clause(page: &Pagination) -> String {
+    match page {
+        Pagination::Offset { page, limit } => {
+            format!(
+                "LIMIT {limit} OFFSET {}",
+                u64::from(page.saturating_sub(1)) * u64::from(*limit)
+            )
+        }
+        Pagination::Keyset { limit, .. } => format!("LIMIT {limit}"),
+    }
+}
+
+fn count(
+    connection: &Connection,
+    table: &str,
+    filter: &Filter,
+    page: &Pagination,
+) -> Result<Option<u64>, StoreError> {
+    if !matches!(page, Pagination::Offset { .. }) {
+        return Ok(None);
+    }
+    let sql = format!("SELECT COUNT(*) FROM {table} WHERE {}", filter.sql());
+    let total: i64 = connection.query_row(&sql, params_from_iter(filter.values.iter()), |row| {
+        row.get(0)
+    })?;
+    Ok(Some(total as u64))
+}
+
+fn tags_clause(filter: &mut Filter, trace_id_column: &str, project_column: &str, tags: &[String]) {
+    for tag in tags {
+        filter.push(
+            format!(
+                "EXISTS (SELECT 1 FROM trace_tags g WHERE g.project_id = {project_column} \
+                 AND g.trace_id = {trace_id_column} AND g.tag = ?)"
+            ),
+            tag.clone(),
+        );
+    }
+}
+
+fn trace_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn to_trace(
+    (project_id, body, created_at, updated_at): (String, String, i64, i64),
+) -> Result<TraceRecord, StoreError> {
+    Ok(TraceRecord {
+        project_id,
+        body: parse_body(&body)?,
+        created_at,
+        updated_at,
+    })
+}
+
+fn observation_row(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, i64, i64)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn to_observation(
+    (project_id, body, derived, created_at, updated_at): (String, String, String, i64, i64),
+) -> Result<ObservationRecord, StoreError> {
+    let derived: Value =
+        serde_json::from_str(&derived).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    Ok(ObservationRecord {
+        project_id,
+        body: parse_body(&body)?,
+        usage: numeric_map(derived.get("usage")),
+        cost: numeric_map(derived.get("cost")),
+        model_id: derived
+            .get("modelId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        prices: numeric_map(derived.get("prices")),
+        created_at,
+        updated_at,
+    })
+}
+
+fn to_score(
+    (project_id, body, created_at, updated_at): (String, String, i64, i64),
+) -> Result<ScoreRecord, StoreError> {
+    Ok(ScoreRecord {
+        project_id,
+        body: parse_body(&body)?,
+        created_at,
+        updated_at,
+    })
+}
+
+fn collect<R, T>(
+    connection: &Connection,
+    sql: &str,
+    values: &[SqlValue],
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<R>,
+    convert: impl Fn(R) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let rows = statement.query_map(params_from_iter(values.iter()), row)?;
+    rows.map(|row| convert(row?)).collect()
+}
+
+const OBSERVATION_COLUMNS: &str = "o.project_id, o.body, o.derived, o.created_at, o.updated_at";
+
+impl Store for SqliteStore {
+    fn write(&self, project_id: &str, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.submit(project_id, batch)
+    }
+
+    fn create_project(&self, name: &str) -> Result<Project, StoreError> {
+        let project = Project {
+            id: format!(
+                "project-{}",
+                &axion_model::random_event_id()[..13].replace('-', "")
+            ),
+            name: name.to_owned(),
+            created_at: now_micros(),
+        };
+        self.execute(
+            "INSERT INTO projects (id, name, created_at) VALUES (?1, ?2, ?3)",
+            vec![
+                project.id.clone().into(),
+                project.name.clone().into(),
+                project.created_at.into(),
+            ],
+        )?;
+        Ok(project)
+    }
+
+    fn projects(&self) -> Result<Vec<Project>, StoreError> {
+        self.read(|connection| {
+            collect(
+                connection,
+                "SELECT id, name, created_at FROM projects ORDER BY created_at, id",
+                &[],
+                |row| {
+                    Ok(Project {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        created_at: row.get(2)?,
+                    })
+                },
+                Ok,
+            )
+        })
+    }
+
+    fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO api_keys (public_key, secret_hash, project_id, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (public_key) DO UPDATE SET secret_hash = excluded.secret_hash, project_id = excluded.project_id",
+            vec![
+                key.public_key.clone().into(),
+                key.secret_hash.clone().into(),
+                key.project_id.clone().into(),
+                now_micros().into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn api_key(&self, public_key: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT public_key, secret_hash, project_id FROM api_keys WHERE public_key = ?1")?
+                .query_row([public_key], |row| {
+                    Ok(ApiKey { public_key: row.get(0)?, secret_hash: row.get(1)?, project_id: row.get(2)? })
+                })
+                .optional()?)
+        })
+    }
+
+    fn api_key_count(&self) -> Result<usize, StoreError> {
+        self.read(|connection| {
+            let count: i64 =
+                connection.query_row("SELECT COUNT(*) FROM api_keys", [], |row| row.get(0))?;
+            Ok(count as usize)
+        })
+    }
+
+    fn list_traces(
+        &self,
+        project_id: &str,
+        query: &TraceQuery,
+        page: &Pagination,
+    ) -> Result<Page<TraceRecord>, StoreError> {
+        let mut filter = Filter::new("t.project_id", project_id);
+        filter.eq("t.user_id", &query.user_id);
+        filter.eq("t.name", &query.name);
+        filter.eq("t.session_id", &query.session_id);
+        filter.eq("t.version", &query.version);
+        filter.eq("t.release", &query.release);
+        filter.any("t.environment", &query.environments);
+        filter.range("t.timestamp", query.from_timestamp, query.to_timestamp);
+        tags_clause(&mut filter, "t.id", "t.project_id", &query.tags);
+        let (column, direction) = match &query.order_by {
+            Some((field, direction)) => (
+                match field.as_str() {
+                    "id" => "t.id",
+                    "name" => "t.name",
+                    "userId" => "t.user_id",
+                    "release" => "t.release",
+                    "version" => "t.version",
+                    "public" => "t.public",
+                    "sessionId" => "t.session_id",
+                    _ => "t.timestamp",
+                },
+                *direction,
+            ),
+            None => ("t.timestamp", Direction::Desc),
+        };
+        let direction = if direction == Direction::Asc {
+            "ASC"
+        } else {
+            "DESC"
+        };
+        let sql = format!(
+            "SELECT t.project_id, t.body, t.created_at, t.updated_at FROM traces t WHERE {} \
+             ORDER BY {column} {direction}, t.id {direction} {}",
+            filter.sql(),
+            page_clause(page)
+        );
+        self.read(|connection| {
+            let items = collect(connection, &sql, &filter.values, trace_row, to_trace)?;
+            let total = count(connection, "traces t", &filter, page)?;
+            Ok(Page { items, total })
+        })
+    }
+
+    fn trace(&self, project_id: &str, id: &str) -> Result<Option<TraceRecord>, StoreError> {
+        self.read(|connection| {
+            let row = connection
+                .prepare_cached("SELECT project_id, body, created_at, updated_at FROM traces WHERE project_id = ?1 AND id = ?2")?
+                .query_row([project_id, id], trace_row)
+                .optional()?;
+            row.map(to_trace).transpose()
+        })
+    }
+
+    fn trace_metrics(
+        &self,
+        project_id: &str,
+        trace_ids: &[String],
+    ) -> Result<HashMap<String, TraceMetrics>, StoreError> {
+        if trace_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let marks = vec!["?"; trace_ids.len()].join(", ");
+        let mut values: Vec<SqlValue> = vec![project_id.to_owned().into()];
+        values.extend(trace_ids.iter().cloned().map(SqlValue::from));
+        self.read(|connection| {
+            let mut metrics: HashMap<String, TraceMetrics> =
+                trace_ids.iter().map(|id| (id.clone(), TraceMetrics::default())).collect();
+            let sql = format!(
+                "SELECT trace_id, min(start_time), max(coalesce(end_time, start_time)), total(total_cost),
+                        group_concat(id, char(31))
+                 FROM observations WHERE project_id = ? AND trace_id IN ({marks}) GROUP BY trace_id"
+            );
+            let mut statement = connection.prepare(&sql)?;
+            let mut rows = statement.query(params_from_iter(values.iter()))?;
+            while let Some(row) = rows.next()? {
+                let id: String = row.get(0)?;
+                let start: Option<i64> = row.get(1)?;
+                let end: Option<i64> = row.get(2)?;
+                let entry = metrics.entry(id).or_default();
+                entry.latency = match (start, end) {
+                    (Some(start), Some(end)) => (end - start) as f64 / 1e6,
+                    _ => 0.0,
+                };
+                entry.total_cost = row.get(3)?;
+                let ids: Option<String> = row.get(4)?;
+                entry.observation_ids = ids.unwrap_or_default().split('\u{1f}').map(str::to_owned).collect();
+            }
+            let sql = format!(
+                "SELECT trace_id, group_concat(id, char(31)) FROM scores
+                 WHERE project_id = ? AND trace_id IN ({marks}) GROUP BY trace_id"
+            );
+            let mut statement = connection.prepare(&sql)?;
+            let mut rows = statement.query(params_from_iter(values.iter()))?;
+            while let Some(row) = rows.next()? {
+                let id: String = row.get(0)?;
+                let ids: Option<String> = row.get(1)?;
+                metrics.entry(id).or_default().score_ids =
+                    ids.unwrap_or_default().split('\u{1f}').map(str::to_owned).collect();
+            }
+            Ok(metrics)
+        })
+    }
+
+    fn delete_traces(&self, project_id: &str, ids: &[String]) -> Result<usize, StoreError> {
+        let mut connection = open(&self.path, false)?;
+        let tx = connection.transaction()?;
+        let mut deleted = 0;
+        for id in ids {
+            deleted += tx.execute(
+                "DELETE FROM traces WHERE project_id = ?1 AND id = ?2",
+                [project_id, id],
+            )?;
+            for table in ["observations", "scores", "trace_tags"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE project_id = ?1 AND trace_id = ?2"),
+                    [project_id, id],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    fn list_observations(
+        &self,
+        project_id: &str,
+        query: &ObservationQuery,
+        page: &Pagination,
+    ) -> Result<Page<ObservationRecord>, StoreError> {
+        let mut filter = Filter::new("o.project_id", project_id);
+        filter.eq("o.name", &query.name);
+        filter.eq("o.type", &query.observation_type);
+        filter.eq("o.trace_id", &query.trace_id);
+        filter.eq("o.level", &query.level);
+        filter.eq("o.parent_observation_id", &query.parent_observation_id);
+        filter.eq("o.version", &query.version);
+        filter.any("o.environment", &query.environments);
+        filter.range("o.start_time", query.from_start_time, query.to_start_time);
+        match query.is_root {
+            Some(true) => filter
+                .clauses
+                .push("o.parent_observation_id IS NULL".into()),
+            Some(false) => filter
+                .clauses
+                .push("o.parent_observation_id IS NOT NULL".into()),
+            None => {}
+        }
+        for (column, value) in [
+            ("user_id", &query.user_id),
+            ("session_id", &query.session_id),
+        ] {
+            if let Some(value) = value {
+                filter.push(
+                    format!(
+                        "EXISTS (SELECT 1 FROM traces t WHERE t.project_id = o.project_id AND t.id = o.trace_id \
+                         AND t.{column} = ?)"
+                    ),
+                    value.clone(),
+                );
+            }
+        }
+        let count_filter_len = filter.values.len();
+        filter.keyset("o.start_time", "o.id", page);
+        let sql = format!(
+            "SELECT {OBSERVATION_COLUMNS} FROM observations o WHERE {} ORDER BY o.start_time DESC, o.id DESC {}",
+            filter.sql(),
+            page_clause(page)
+        );
+        self.read(|connection| {
+            let items = collect(
+                connection,
+                &sql,
+                &filter.values,
+                observation_row,
+                to_observation,
+            )?;
+            let total = if count_filter_len == filter.values.len() {
+                count(connection, "observations o", &filter, page)?
+            } else {
+                None
+            };
+            Ok(Page { items, total })
+        })
+    }
+
+    fn observation(
+        &self,
+        project_id: &str,
+        id: &str,
+    ) -> Result<Option<ObservationRecord>, StoreError> {
+        self.read(|connection| {
+            let sql = format!("SELECT {OBSERVATION_COLUMNS} FROM observations o WHERE o.project_id = ?1 AND o.id = ?2");
+            let row = connection.prepare_cached(&sql)?.query_row([project_id, id], observation_row).optional()?;
+            row.map(to_observation).transpose()
+        })
+    }
+
+    fn trace_observations(
+        &self,
+        project_id: &str,
+        trace_id: &str,
+    ) -> Result<Vec<ObservationRecord>, StoreError> {
+        self.read(|connection| {
+            let sql = format!(
+                "SELECT {OBSERVATION_COLUMNS} FROM observations o WHERE o.project_id = ?1 AND o.trace_id = ?2
+                 ORDER BY o.start_time, o.id"
+            );
+            collect(
+                connection,
+                &sql,
+                &[project_id.to_owned().into(), trace_id.to_owned().into()],
+                observation_row,
+                to_observation,
+            )
+        })
+    }
+
+    fn list_sessions(
+        &self,
+        project_id: &str,
+        query: &SessionQuery,
+        page: &Pagination,
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        let mut filter = Filter::new("s.project_id", project_id);
+        filter.range("s.created_at", query.from_timestamp, query.to_timestamp);
+        filter.any("s.environment", &query.environments);
+        let sql = format!(
+            "SELECT s.id, s.project_id, s.environment, s.created_at FROM sessions s WHERE {}
+             ORDER BY s.created_at DESC, s.id DESC {}",
+            filter.sql(),
+            page_clause(page)
+        );
+        self.read(|connection| {
+            let items = collect(
+                connection,
+                &sql,
+                &filter.values,
+                |row| {
+                    Ok(SessionRecord {
+                        id: row.get(0)?,
+                        project_id: row.get(1)?,
+                        environment: row.get(2)?,
+                        created_at: row.get(3)?,
+                    })
+                },
+                Ok,
+            )?;
+            let total = count(connection, "sessions s", &filter, page)?;
+            Ok(Page { items, total })
+        })
+    }
+
+    fn session(&self, project_id: &str, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT id, project_id, environment, created_at FROM sessions WHERE project_id = ?1 AND id = ?2")?
+                .query_row([project_id, id], |row| {
+                    Ok(SessionRecord { id: row.get(0)?, project_id: row.get(1)?, environment: row.get(2)?, created_at: row.get(3)? })
+                })
+                .optional()?)
+        })
+    }
+
+    fn session_traces(
+        &self,
+        project_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<TraceRecord>, StoreError> {
+        self.read(|connection| {
+            collect(
+                connection,
+                "SELECT project_id, body, created_at, updated_at FROM traces WHERE project_id = ?1 AND session_id = ?2
+                 ORDER BY timestamp, id",
+                &[project_id.to_owned().into(), session_id.to_owned().into()],
+                trace_row,
+                to_trace,
+            )
+        })
+    }
+
+    fn list_scores(
+        &self,
+        project_id: &str,
+        query: &ScoreQuery,
+        page: &Pagination,
+    ) -> Result<Page<ScoreRecord>, StoreError> {
+        let mut filter = Filter::new("s.project_id", project_id);
+        filter.any("s.id", &query.ids);
+        filter.any("s.name", &query.names);
+        filter.any("s.data_type", &query.data_types);
+        filter.any("s.source", &query.sources);
+        filter.eq("s.config_id", &query.config_id);
+        filter.eq("s.queue_id", &query.queue_id);
+        filter.any("s.environment", &query.environments);
+        filter.any("s.trace_id", &query.trace_ids);
+        filter.any("s.observation_id", &query.observation_ids);
+        filter.any("s.session_id", &query.session_ids);
+        filter.eq("s.dataset_run_id", &query.dataset_run_id);
+        filter.range("s.timestamp", query.from_timestamp, query.to_timestamp);
+        if let Some((operator, value)) = &query.value {
+            let operator = match operator.as_str() {
+                "<" | ">" | "<=" | ">=" | "=" | "!=" => operator.as_str(),
+                _ => "=",
+            };
+            filter.push(format!("s.value {operator} ?"), *value);
+        }
+        if let Some(min) = query.value_min {
+            filter.push("s.value >= ?".into(), min);
+        }
+        if let Some(max) = query.value_max {
+            filter.push("s.value <= ?".into(), max);
+        }
+        if let Some(user_id) = &query.user_id {
+            filter.push(
+                "EXISTS (SELECT 1 FROM traces t WHERE t.project_id = s.project_id AND t.id = s.trace_id AND t.user_id = ?)"
+                    .into(),
+                user_id.clone(),
+            );
+        }
+        tags_clause(&mut filter, "s.trace_id", "s.project_id", &query.trace_tags);
+        let count_filter_len = filter.values.len();
+        filter.keyset("s.timestamp", "s.id", page);
+        let sql = format!(
+            "SELECT s.project_id, s.body, s.created_at, s.updated_at FROM scores s WHERE {}
+             ORDER BY s.timestamp DESC, s.id DESC {}",
+            filter.sql(),
+            page_clause(page)
+        );
+        self.read(|connection| {
+            let items = collect(connection, &sql, &filter.values, trace_row, to_score)?;
+            let total = if count_filter_len == filter.values.len() {
+                count(connection, "scores s", &filter, page)?
+            } else {
+                None
+            };
+            Ok(Page { items, total })
+        })
+    }
+
+    fn score(&self, project_id: &str, id: &str) -> Result<Option<ScoreRecord>, StoreError> {
+        self.read(|connection| {
+            let row = connection
+                .prepare_cached("SELECT project_id, body, created_at, updated_at FROM scores WHERE project_id = ?1 AND id = ?2")?
+                .query_row([project_id, id], trace_row)
+                .optional()?;
+            row.map(to_score).transpose()
+        })
+    }
+
+    fn delete_score(&self, project_id: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute(
+            "DELETE FROM scores WHERE project_id = ?1 AND id = ?2",
+            vec![project_id.to_owned().into(), id.to_owned().into()],
+        )? > 0)
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}

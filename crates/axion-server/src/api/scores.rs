@@ -75,18 +75,21 @@ fn to_v3(record: &ScoreRecord, groups: &[String]) -> Value {
         json!({"kind": "experiment", "id": get("datasetRunId")})
     };
     let mut score = json!({
-        "id": get("id"), "name": get("name"), "value": value, "dataType": data_type,
+        "id": get("id"), "projectId": record.project_id, "name": get("name"), "value": value,
+        "dataType": data_type,
         "source": body.get("source").cloned().unwrap_or_else(|| json!("API")),
         "timestamp": get("timestamp"),
         "environment": body.get("environment").cloned().unwrap_or_else(|| json!("default")),
-        "subject": subject,
+        "createdAt": iso(record.created_at),
+        "updatedAt": iso(record.updated_at),
     });
+    if groups.iter().any(|group| group == "subject") {
+        score["subject"] = subject;
+    }
     let has = |name: &str| groups.iter().any(|group| group == name);
     if has("details") {
         score["comment"] = get("comment");
         score["metadata"] = body.get("metadata").cloned().unwrap_or_else(|| json!({}));
-        score["createdAt"] = json!(iso(record.created_at));
-        score["updatedAt"] = json!(iso(record.updated_at));
     }
     if has("annotation") {
         score["configId"] = get("configId");

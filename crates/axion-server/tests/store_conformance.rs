@@ -1,0 +1,291 @@
+//! The storage contract: every `Store` implementation must pass these checks. Each check takes a
+//! fresh store; `conformance!` instantiates them per implementation (SQLite today).
+
+use std::sync::Arc;
+
+use axion_server::cost::Pricing;
+use axion_server::ingest::{Upsert, WriteBatch};
+use axion_server::store::*;
+use serde_json::{json, Value};
+
+fn upsert(body: Value) -> Upsert {
+    let patch = body.as_object().unwrap().clone();
+    Upsert {
+        id: patch["id"].as_str().unwrap().to_owned(),
+        patch,
+        shallow: false,
+    }
+}
+
+fn traces(items: Vec<Value>) -> WriteBatch {
+    WriteBatch {
+        traces: items.into_iter().map(upsert).collect(),
+        ..WriteBatch::default()
+    }
+}
+
+const P: &str = "project-a";
+
+fn offset(limit: u32) -> Pagination {
+    Pagination::Offset { page: 1, limit }
+}
+
+fn ids<T>(items: &[T], body: impl Fn(&T) -> &axion_server::JsonMap) -> Vec<String> {
+    items
+        .iter()
+        .map(|item| body(item)["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+pub fn writes_merge_and_read_back(store: &dyn Store) {
+    store.write(P, traces(vec![json!({"id": "t1", "timestamp": "2024-01-01T00:00:05Z", "tags": ["b"], "name": "first"})])).unwrap();
+    store.write(P, traces(vec![json!({"id": "t1", "timestamp": "2024-01-01T00:00:01Z", "tags": ["a"], "userId": "u"})])).unwrap();
+    let trace = store.trace(P, "t1").unwrap().unwrap();
+    assert_eq!(trace.body["tags"], json!(["a", "b"]));
+    assert_eq!(trace.body["name"], "first");
+    assert_eq!(trace.body["userId"], "u");
+    assert_eq!(
+        trace.body["timestamp"], "2024-01-01T00:00:01Z",
+        "the earliest timestamp wins"
+    );
+    assert!(
+        store.trace("project-b", "t1").unwrap().is_none(),
+        "projects are isolated"
+    );
+}
+
+pub fn trace_filters_sort_and_count(store: &dyn Store) {
+    let batch = traces(
+        (0..30)
+            .map(|i| {
+                json!({"id": format!("t{i:02}"), "timestamp": format!("2024-01-01T00:{i:02}:00Z"),
+                       "userId": if i % 2 == 0 { "even" } else { "odd" },
+                       "tags": if i % 3 == 0 { json!(["x", "y"]) } else { json!(["x"]) },
+                       "environment": if i < 10 { "dev" } else { "prod" }, "sessionId": format!("s{}", i % 4)})
+            })
+            .collect(),
+    );
+    store.write(P, batch).unwrap();
+    let query = TraceQuery {
+        user_id: Some("even".into()),
+        tags: vec!["x".into(), "y".into()],
+        ..TraceQuery::default()
+    };
+    let page = store.list_traces(P, &query, &offset(100)).unwrap();
+    assert_eq!(
+        ids(&page.items, |t| &t.body),
+        ["t24", "t18", "t12", "t06", "t00"]
+    );
+    assert_eq!(page.total, Some(5));
+    let query = TraceQuery {
+        environments: vec!["prod".into()],
+        from_timestamp: Some(1_704_067_200_000_000 + 20 * 60_000_000),
+        to_timestamp: Some(1_704_067_200_000_000 + 25 * 60_000_000),
+        order_by: Some(("timestamp".into(), Direction::Asc)),
+        ..TraceQuery::default()
+    };
+    let page = store
+        .list_traces(P, &query, &Pagination::Offset { page: 2, limit: 2 })
+        .unwrap();
+    assert_eq!(ids(&page.items, |t| &t.body), ["t22", "t23"]);
+    assert_eq!(page.total, Some(5));
+    let sessions = store
+        .list_sessions(P, &SessionQuery::default(), &offset(10))
+        .unwrap();
+    assert_eq!(sessions.total, Some(4));
+    assert_eq!(store.session_traces(P, "s1").unwrap().len(), 8);
+}
+
+pub fn observations_cost_metrics_and_cascade(store: &dyn Store) {
+    let batch = WriteBatch {
+        traces: vec![upsert(
+            json!({"id": "t", "timestamp": "2024-01-01T00:00:00Z"}),
+        )],
+        observations: vec![
+            upsert(
+                json!({"id": "root", "traceId": "t", "type": "SPAN", "startTime": "2024-01-01T00:00:00Z", "endTime": "2024-01-01T00:00:03Z"}),
+            ),
+            upsert(
+                json!({"id": "gen", "traceId": "t", "parentObservationId": "root", "type": "GENERATION",
+                          "startTime": "2024-01-01T00:00:01Z", "endTime": "2024-01-01T00:00:02Z",
+                          "model": "gpt-4o", "usageDetails": {"input": 1000, "output": 100}}),
+            ),
+        ],
+        scores: vec![upsert(
+            json!({"id": "sc", "traceId": "t", "name": "q", "value": 1.0, "dataType": "NUMERIC",
+                                   "source": "API", "timestamp": "2024-01-01T00:00:04Z", "environment": "default"}),
+        )],
+    };
+    store.write(P, batch).unwrap();
+    let generation = store.observation(P, "gen").unwrap().unwrap();
+    assert_eq!(generation.cost["total"], 0.0035);
+    assert_eq!(generation.usage["total"], 1100.0);
+    let metrics = store.trace_metrics(P, &["t".into()]).unwrap();
+    assert_eq!(metrics["t"].latency, 3.0);
+    assert_eq!(metrics["t"].total_cost, 0.0035);
+    assert_eq!(metrics["t"].score_ids, ["sc"]);
+    let roots = store
+        .list_observations(
+            P,
+            &ObservationQuery {
+                is_root: Some(true),
+                ..Default::default()
+            },
+            &offset(10),
+        )
+        .unwrap();
+    assert_eq!(ids(&roots.items, |o| &o.body), ["root"]);
+    let after = Pagination::Keyset {
+        limit: 10,
+        after: Some((1_704_067_201_000_000, "gen".into())),
+    };
+    let rest = store
+        .list_observations(P, &ObservationQuery::default(), &after)
+        .unwrap();
+    assert_eq!(ids(&rest.items, |o| &o.body), ["root"]);
+    assert_eq!(
+        store
+            .delete_traces(P, &["t".into(), "missing".into()])
+            .unwrap(),
+        1
+    );
+    assert!(store.observation(P, "gen").unwrap().is_none());
+    assert!(store.score(P, "sc").unwrap().is_none());
+}
+
+pub fn scores_filter(store: &dyn Store) {
+    let scores: Vec<Upsert> = (0..6)
+        .map(|i| {
+            upsert(json!({"id": format!("s{i}"), "traceId": "t", "name": if i < 3 { "a" } else { "b" },
+                          "value": i as f64, "dataType": "NUMERIC", "source": "API",
+                          "timestamp": format!("2024-01-01T00:00:0{i}Z"), "environment": "default"}))
+        })
+        .collect();
+    store
+        .write(
+            P,
+            WriteBatch {
+                scores,
+                ..WriteBatch::default()
+            },
+        )
+        .unwrap();
+    let query = ScoreQuery {
+        names: vec!["b".into()],
+        value: Some((">=".into(), 4.0)),
+        ..ScoreQuery::default()
+    };
+    let page = store.list_scores(P, &query, &offset(10)).unwrap();
+    assert_eq!(ids(&page.items, |s| &s.body), ["s5", "s4"]);
+    assert!(store.delete_score(P, "s5").unwrap());
+    assert!(!store.delete_score(P, "s5").unwrap());
+}
+
+pub fn keys_and_projects(store: &dyn Store) {
+    let project = store.create_project("demo").unwrap();
+    let key = ApiKey {
+        public_key: "pk".into(),
+        secret_hash: "hash".into(),
+        project_id: project.id.clone(),
+    };
+    store.put_api_key(&key).unwrap();
+    assert_eq!(store.api_key("pk").unwrap(), Some(key));
+    assert_eq!(store.api_key_count().unwrap(), 1);
+    assert!(store.projects().unwrap().iter().any(|p| p.id == project.id));
+}
+
+macro_rules! conformance {
+    ($module:ident, $make:expr) => {
+        mod $module {
+            use super::*;
+            #[test]
+            fn writes_merge_and_read_back() {
+                let (store, _guard) = $make;
+                super::writes_merge_and_read_back(&store);
+            }
+            #[test]
+            fn trace_filters_sort_and_count() {
+                let (store, _guard) = $make;
+                super::trace_filters_sort_and_count(&store);
+            }
+            #[test]
+            fn observations_cost_metrics_and_cascade() {
+                let (store, _guard) = $make;
+                super::observations_cost_metrics_and_cascade(&store);
+            }
+            #[test]
+            fn scores_filter() {
+                let (store, _guard) = $make;
+                super::scores_filter(&store);
+            }
+            #[test]
+            fn keys_and_projects() {
+                let (store, _guard) = $make;
+                super::keys_and_projects(&store);
+            }
+        }
+    };
+}
+
+fn sqlite() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        dir.path().join("axion.db"),
+        Arc::new(Pricing::langfuse_defaults()),
+    )
+    .unwrap();
+    (store, dir)
+}
+
+conformance!(sqlite_store, sqlite());
+
+#[test]
+fn sqlite_acknowledged_writes_survive_a_restart() {
+    let (store, dir) = sqlite();
+    store
+        .write(
+            P,
+            traces(vec![
+                json!({"id": "durable", "timestamp": "2024-01-01T00:00:00Z"}),
+            ]),
+        )
+        .unwrap();
+    store.close();
+    drop(store);
+    let reopened = SqliteStore::open(
+        dir.path().join("axion.db"),
+        Arc::new(Pricing::langfuse_defaults()),
+    )
+    .unwrap();
+    assert!(reopened.trace(P, "durable").unwrap().is_some());
+    assert!(matches!(store_closed_write(), Err(StoreError::Closed)));
+}
+
+fn store_closed_write() -> Result<(), StoreError> {
+    let (store, _dir) = sqlite();
+    store.close();
+    store.write(P, traces(vec![json!({"id": "late"})]))
+}
+
+#[test]
+fn concurrent_writers_are_group_committed_without_loss() {
+    let (store, _dir) = sqlite();
+    let store = Arc::new(store);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    store.write(P, traces(vec![json!({"id": format!("t{t}-{i}"), "timestamp": "2024-01-01T00:00:00Z"})])).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let page = store
+        .list_traces(P, &TraceQuery::default(), &offset(1))
+        .unwrap();
+    assert_eq!(page.total, Some(400));
+}

@@ -37,7 +37,7 @@ fn ids<T>(items: &[T], body: impl Fn(&T) -> &axion_server::JsonMap) -> Vec<Strin
         .collect()
 }
 
-pub fn writes_merge_and_read_back(store: &dyn Store) {
+fn writes_merge_and_read_back(store: &dyn Store) {
     store.write(P, traces(vec![json!({"id": "t1", "timestamp": "2024-01-01T00:00:05Z", "tags": ["b"], "name": "first"})])).unwrap();
     store.write(P, traces(vec![json!({"id": "t1", "timestamp": "2024-01-01T00:00:01Z", "tags": ["a"], "userId": "u"})])).unwrap();
     let trace = store.trace(P, "t1").unwrap().unwrap();
@@ -54,7 +54,7 @@ pub fn writes_merge_and_read_back(store: &dyn Store) {
     );
 }
 
-pub fn trace_filters_sort_and_count(store: &dyn Store) {
+fn trace_filters_sort_and_count(store: &dyn Store) {
     let batch = traces(
         (0..30)
             .map(|i| {
@@ -96,7 +96,7 @@ pub fn trace_filters_sort_and_count(store: &dyn Store) {
     assert_eq!(store.session_traces(P, "s1").unwrap().len(), 8);
 }
 
-pub fn observations_cost_metrics_and_cascade(store: &dyn Store) {
+fn observations_cost_metrics_and_cascade(store: &dyn Store) {
     let batch = WriteBatch {
         traces: vec![upsert(
             json!({"id": "t", "timestamp": "2024-01-01T00:00:00Z"}),
@@ -153,7 +153,7 @@ pub fn observations_cost_metrics_and_cascade(store: &dyn Store) {
     assert!(store.score(P, "sc").unwrap().is_none());
 }
 
-pub fn scores_filter(store: &dyn Store) {
+fn scores_filter(store: &dyn Store) {
     let scores: Vec<Upsert> = (0..6)
         .map(|i| {
             upsert(json!({"id": format!("s{i}"), "traceId": "t", "name": if i < 3 { "a" } else { "b" },
@@ -181,7 +181,7 @@ pub fn scores_filter(store: &dyn Store) {
     assert!(!store.delete_score(P, "s5").unwrap());
 }
 
-pub fn keys_and_projects(store: &dyn Store) {
+fn keys_and_projects(store: &dyn Store) {
     let project = store.create_project("demo").unwrap();
     let key = ApiKey {
         public_key: "pk".into(),

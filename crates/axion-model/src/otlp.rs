@@ -650,13 +650,21 @@ fn usage_details(attributes: &Attributes<'_>) -> Option<JsonMap> {
     if let Some(usage) = attributes.object("langfuse.observation.usage_details") {
         return Some(usage);
     }
+    // GenAI keys win; OpenInference's `llm.token_count.*` only count when there are none (an
+    // exporter that writes both conventions must not be counted twice).
+    for prefix in ["gen_ai.usage.", "llm.token_count."] {
+        if let Some(usage) = usage_with_prefix(attributes, prefix) {
+            return Some(usage);
+        }
+    }
+    None
+}
+
+fn usage_with_prefix(attributes: &Attributes<'_>, prefix: &str) -> Option<JsonMap> {
     let mut usage: BTreeMap<String, u64> = BTreeMap::new();
     let (mut cached, mut cache_write, mut reasoning, mut audio) = (0u64, 0u64, 0u64, 0u64);
     for (key, value) in &attributes.values {
-        let Some(rest) = key
-            .strip_prefix("gen_ai.usage.")
-            .or_else(|| key.strip_prefix("llm.token_count."))
-        else {
+        let Some(rest) = key.strip_prefix(prefix) else {
             continue;
         };
         let Some(count) = as_count(value) else {
@@ -1060,6 +1068,437 @@ fn map_span(
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Export direction: model → OTLP spans.
+// ---------------------------------------------------------------------------------------------
+
+/// Which attribute vocabulary exported spans carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Convention {
+    /// Langfuse's own `langfuse.*` attributes (what the official Langfuse SDKs send).
+    Langfuse,
+    /// OpenTelemetry GenAI (`gen_ai.*`) plus OpenInference (`openinference.span.kind`,
+    /// `input.value`, `llm.*`), which Langfuse, Phoenix, Opik and Logfire all read.
+    GenAi,
+}
+
+/// Resource and scope of an export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportResource {
+    /// `service.name`.
+    pub service_name: String,
+    /// Deployment environment (`langfuse.environment` / `deployment.environment.name`).
+    pub environment: Option<String>,
+    /// Release (`langfuse.release` / `service.version`).
+    pub release: Option<String>,
+    /// More resource attributes (`OTEL_RESOURCE_ATTRIBUTES`).
+    pub attributes: Vec<(String, String)>,
+    /// Instrumentation scope name and version.
+    pub scope: (String, String),
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+    }
+}
+
+fn kv_string(key: &str, value: impl Into<String>) -> KeyValue {
+    kv(key, any_value::Value::StringValue(value.into()))
+}
+
+fn kv_int(key: &str, value: i64) -> KeyValue {
+    kv(key, any_value::Value::IntValue(value))
+}
+
+/// A JSON value as the attribute text the Python SDKs send: strings raw only where noted.
+fn json_text(value: &Value) -> String {
+    value.to_string()
+}
+
+fn nanos(time: &crate::Timestamp) -> u64 {
+    time.timestamp_nanos_opt().unwrap_or(0).max(0) as u64
+}
+
+fn id_bytes<const N: usize>(hex: &str) -> Vec<u8> {
+    match crate::from_hex(hex) {
+        Some(bytes) if bytes.len() == N && bytes.iter().any(|b| *b != 0) => bytes,
+        _ => {
+            // Not a W3C id (a user-chosen trace id): derive stable bytes from its text.
+            let mut out = vec![0u8; N];
+            let mut state: u64 = 0xcbf2_9ce4_8422_2325;
+            for (i, byte) in hex.bytes().cycle().take(hex.len().max(1) * 4).enumerate() {
+                state = (state ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+                out[i % N] ^= (state >> 24) as u8;
+            }
+            out
+        }
+    }
+}
+
+fn openinference_kind(kind: crate::ObservationType) -> &'static str {
+    use crate::ObservationType as T;
+    match kind {
+        T::Generation => "LLM",
+        T::Tool => "TOOL",
+        T::Agent => "AGENT",
+        T::Retriever => "RETRIEVER",
+        T::Embedding => "EMBEDDING",
+        T::Guardrail => "GUARDRAIL",
+        T::Evaluator => "EVALUATOR",
+        _ => "CHAIN",
+    }
+}
+
+/// Attributes that make a span carry its trace's fields.
+fn trace_attributes(trace: &crate::Trace, convention: Convention, out: &mut Vec<KeyValue>) {
+    if let Some(name) = &trace.name {
+        out.push(kv_string("langfuse.trace.name", name.clone()));
+    }
+    if let Some(user) = &trace.user_id {
+        out.push(kv_string("user.id", user.clone()));
+    }
+    if let Some(session) = &trace.session_id {
+        out.push(kv_string("session.id", session.clone()));
+    }
+    if !trace.tags.is_empty() {
+        let values = trace
+            .tags
+            .iter()
+            .map(|tag| AnyValue {
+                value: Some(any_value::Value::StringValue(tag.clone())),
+            })
+            .collect();
+        let key = if convention == Convention::Langfuse {
+            "langfuse.trace.tags"
+        } else {
+            "tag.tags"
+        };
+        out.push(kv(key, any_value::Value::ArrayValue(ArrayValue { values })));
+    }
+    if let Some(Value::Object(metadata)) = &trace.metadata {
+        for (key, value) in metadata {
+            out.push(kv_string(
+                &format!("langfuse.trace.metadata.{key}"),
+                json_text(value),
+            ));
+        }
+    }
+    if let Some(input) = &trace.input {
+        out.push(kv_string("langfuse.trace.input", json_text(input)));
+    }
+    if let Some(output) = &trace.output {
+        out.push(kv_string("langfuse.trace.output", json_text(output)));
+    }
+    if let Some(public) = trace.public {
+        out.push(kv(
+            "langfuse.trace.public",
+            any_value::Value::BoolValue(public),
+        ));
+    }
+    if let Some(release) = &trace.release {
+        out.push(kv_string("langfuse.release", release.clone()));
+    }
+    if let Some(version) = &trace.version {
+        out.push(kv_string("langfuse.version", version.clone()));
+    }
+}
+
+/// One observation as an OTLP span; `trace` (when given) rides on it as trace attributes.
+pub fn observation_to_span(
+    observation: &crate::Observation,
+    trace: Option<&crate::Trace>,
+    convention: Convention,
+) -> Span {
+    use crate::{ObservationLevel, ObservationType};
+    let mut attributes = Vec::with_capacity(16);
+    let start = observation.start_time.as_ref().map(nanos).unwrap_or(0);
+    let end = observation.end_time.as_ref().map(nanos).unwrap_or(start);
+    let is_generation = observation.r#type == ObservationType::Generation;
+    match convention {
+        Convention::Langfuse => {
+            attributes.push(kv_string(
+                "langfuse.observation.type",
+                observation.r#type.as_str().to_ascii_lowercase(),
+            ));
+            if let Some(input) = &observation.input {
+                attributes.push(kv_string("langfuse.observation.input", json_text(input)));
+            }
+            if let Some(output) = &observation.output {
+                attributes.push(kv_string("langfuse.observation.output", json_text(output)));
+            }
+            if let Some(Value::Object(metadata)) = &observation.metadata {
+                for (key, value) in metadata {
+                    attributes.push(kv_string(
+                        &format!("langfuse.observation.metadata.{key}"),
+                        json_text(value),
+                    ));
+                }
+            }
+            if observation.level != ObservationLevel::Default {
+                attributes.push(kv_string(
+                    "langfuse.observation.level",
+                    observation.level.as_str(),
+                ));
+            }
+            if let Some(message) = &observation.status_message {
+                attributes.push(kv_string(
+                    "langfuse.observation.status_message",
+                    message.clone(),
+                ));
+            }
+            if let Some(model) = &observation.model {
+                attributes.push(kv_string("langfuse.observation.model.name", model.clone()));
+            }
+            if let Some(parameters) = &observation.model_parameters {
+                attributes.push(kv_string(
+                    "langfuse.observation.model.parameters",
+                    Value::Object(parameters.clone()).to_string(),
+                ));
+            }
+            if let Some(usage) = &observation.usage_details {
+                attributes.push(kv_string(
+                    "langfuse.observation.usage_details",
+                    json!(usage).to_string(),
+                ));
+            }
+            if let Some(cost) = &observation.cost_details {
+                attributes.push(kv_string(
+                    "langfuse.observation.cost_details",
+                    json!(cost).to_string(),
+                ));
+            }
+            if let Some(time) = &observation.completion_start_time {
+                let iso = time.to_rfc3339_opts(SecondsFormat::Micros, true);
+                attributes.push(kv_string(
+                    "langfuse.observation.completion_start_time",
+                    json!(iso).to_string(),
+                ));
+            }
+            if let Some(version) = &observation.version {
+                attributes.push(kv_string("langfuse.version", version.clone()));
+            }
+            if let Some(environment) = &observation.environment {
+                attributes.push(kv_string("langfuse.environment", environment.clone()));
+            }
+        }
+        Convention::GenAi => {
+            attributes.push(kv_string(
+                "openinference.span.kind",
+                openinference_kind(observation.r#type),
+            ));
+            if let Some(input) = &observation.input {
+                attributes.push(kv_string("input.value", json_text(input)));
+                attributes.push(kv_string("input.mime_type", "application/json"));
+            }
+            if let Some(output) = &observation.output {
+                attributes.push(kv_string("output.value", json_text(output)));
+                attributes.push(kv_string("output.mime_type", "application/json"));
+            }
+            if let Some(Value::Object(metadata)) = &observation.metadata {
+                for (key, value) in metadata {
+                    let text = match value {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    attributes.push(kv_string(key, text));
+                }
+            }
+            if let Some(model) = &observation.model {
+                attributes.push(kv_string("gen_ai.request.model", model.clone()));
+                attributes.push(kv_string("gen_ai.response.model", model.clone()));
+                attributes.push(kv_string("llm.model_name", model.clone()));
+            }
+            if is_generation {
+                attributes.push(kv_string("gen_ai.operation.name", "chat"));
+                let provider = observation
+                    .metadata
+                    .as_ref()
+                    .and_then(|metadata| metadata.get("provider"))
+                    .and_then(Value::as_str);
+                if let Some(provider) = provider {
+                    attributes.push(kv_string("gen_ai.provider.name", provider));
+                    attributes.push(kv_string("gen_ai.system", provider));
+                }
+            }
+            if observation.r#type == ObservationType::Tool {
+                attributes.push(kv_string("gen_ai.operation.name", "execute_tool"));
+                if let Some(name) = &observation.name {
+                    attributes.push(kv_string("gen_ai.tool.name", name.clone()));
+                }
+            }
+            if let Some(parameters) = &observation.model_parameters {
+                for (key, value) in parameters {
+                    let value = match value {
+                        Value::Number(number) if number.is_i64() => {
+                            any_value::Value::IntValue(number.as_i64().unwrap_or(0))
+                        }
+                        Value::Number(number) => {
+                            any_value::Value::DoubleValue(number.as_f64().unwrap_or(0.0))
+                        }
+                        Value::Bool(flag) => any_value::Value::BoolValue(*flag),
+                        Value::String(text) => any_value::Value::StringValue(text.clone()),
+                        other => any_value::Value::StringValue(other.to_string()),
+                    };
+                    attributes.push(kv(&format!("gen_ai.request.{key}"), value));
+                }
+                attributes.push(kv_string(
+                    "llm.invocation_parameters",
+                    Value::Object(parameters.clone()).to_string(),
+                ));
+            }
+            if let Some(usage) = &observation.usage_details {
+                let get = |key: &str| usage.get(key).copied();
+                if let Some(input) = get("input") {
+                    attributes.push(kv_int("gen_ai.usage.input_tokens", input as i64));
+                    attributes.push(kv_int("llm.token_count.prompt", input as i64));
+                }
+                if let Some(output) = get("output") {
+                    attributes.push(kv_int("gen_ai.usage.output_tokens", output as i64));
+                    attributes.push(kv_int("llm.token_count.completion", output as i64));
+                }
+                let total = get("total").or_else(|| Some(get("input")? + get("output")?));
+                if let Some(total) = total {
+                    attributes.push(kv_int("llm.token_count.total", total as i64));
+                }
+            }
+            if let Some(total) = observation.cost_details.as_ref().and_then(|cost| {
+                cost.get("total")
+                    .copied()
+                    .or_else(|| (!cost.is_empty()).then(|| cost.values().sum()))
+            }) {
+                attributes.push(kv(
+                    "gen_ai.usage.cost",
+                    any_value::Value::DoubleValue(total),
+                ));
+            }
+            if let Some(version) = &observation.version {
+                attributes.push(kv_string("langfuse.version", version.clone()));
+            }
+            if observation.level != ObservationLevel::Default {
+                attributes.push(kv_string(
+                    "langfuse.observation.level",
+                    observation.level.as_str(),
+                ));
+            }
+        }
+    }
+    if let Some(trace) = trace {
+        trace_attributes(trace, convention, &mut attributes);
+    }
+    let status = match (observation.level, &observation.status_message) {
+        (ObservationLevel::Error, message) => Some(Status {
+            code: status::StatusCode::Error as i32,
+            message: message.clone().unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Span {
+        trace_id: id_bytes::<16>(&observation.trace_id),
+        span_id: id_bytes::<8>(&observation.id),
+        parent_span_id: observation
+            .parent_observation_id
+            .as_deref()
+            .map(id_bytes::<8>)
+            .unwrap_or_default(),
+        name: observation
+            .name
+            .clone()
+            .unwrap_or_else(|| observation.r#type.as_str().to_ascii_lowercase()),
+        kind: span::SpanKind::Internal as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: end.max(start),
+        attributes,
+        status,
+        flags: 0x100,
+        ..Default::default()
+    }
+}
+
+/// A span that only carries a trace's fields (for trace updates whose spans were already sent):
+/// zero duration, named after the trace, marked so Langfuse treats it as the trace's root.
+pub fn trace_update_span(trace: &crate::Trace, convention: Convention) -> Span {
+    let now = chrono::Utc::now();
+    let start = trace
+        .timestamp
+        .as_ref()
+        .map(nanos)
+        .unwrap_or_else(|| nanos(&now));
+    let mut attributes = Vec::new();
+    attributes.push(kv(
+        "langfuse.internal.as_root",
+        any_value::Value::BoolValue(false),
+    ));
+    trace_attributes(trace, convention, &mut attributes);
+    let trace_bytes = id_bytes::<16>(&trace.id);
+    let mut span_id = trace_bytes[8..].to_vec();
+    span_id[0] ^= 0x5a;
+    Span {
+        trace_id: trace_bytes,
+        span_id,
+        parent_span_id: vec![0xff; 8],
+        name: "trace-update".into(),
+        kind: span::SpanKind::Internal as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start,
+        attributes,
+        ..Default::default()
+    }
+}
+
+/// Wraps spans in an export request with the resource and scope.
+pub fn export_request(
+    spans: Vec<Span>,
+    resource: &ExportResource,
+    convention: Convention,
+) -> ExportTraceServiceRequest {
+    let mut attributes = vec![
+        kv_string("service.name", resource.service_name.clone()),
+        kv_string("telemetry.sdk.name", "axion"),
+        kv_string("telemetry.sdk.language", "rust"),
+        kv_string("telemetry.sdk.version", resource.scope.1.clone()),
+    ];
+    if let Some(environment) = &resource.environment {
+        let key = if convention == Convention::Langfuse {
+            "langfuse.environment"
+        } else {
+            "deployment.environment.name"
+        };
+        attributes.push(kv_string(key, environment.clone()));
+    }
+    if let Some(release) = &resource.release {
+        let key = if convention == Convention::Langfuse {
+            "langfuse.release"
+        } else {
+            "service.version"
+        };
+        attributes.push(kv_string(key, release.clone()));
+    }
+    for (key, value) in &resource.attributes {
+        attributes.push(kv_string(key, value.clone()));
+    }
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: resource.scope.0.clone(),
+                    version: resource.scope.1.clone(),
+                    ..Default::default()
+                }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1170,5 +1609,115 @@ mod tests {
                 .unwrap_err();
         assert!(error.to_string().contains("traceId"), "{error}");
         assert!(decode_json(br#"{}"#).unwrap().resource_spans.is_empty());
+    }
+
+    fn sample() -> (crate::Observation, crate::Trace) {
+        let mut observation =
+            crate::Observation::new("b7ad6b7169203331", "0af7651916cd43dd8448eb211c80319c");
+        observation.r#type = crate::ObservationType::Generation;
+        observation.name = Some("generate".into());
+        observation.parent_observation_id = Some("00f067aa0ba902b7".into());
+        observation.start_time = Some("2024-05-01T10:00:00.000001Z".parse().unwrap());
+        observation.end_time = Some("2024-05-01T10:00:01.5Z".parse().unwrap());
+        observation.completion_start_time = Some("2024-05-01T10:00:00.5Z".parse().unwrap());
+        observation.input = Some(json!([{"role": "user", "content": "hi"}]));
+        observation.output = Some(json!("hello"));
+        observation.metadata = Some(json!({"provider": "openai", "n": 2}));
+        observation.level = crate::ObservationLevel::Error;
+        observation.status_message = Some("boom".into());
+        observation.version = Some("v3".into());
+        observation.environment = Some("prod".into());
+        observation.model = Some("gpt-4o".into());
+        observation.model_parameters = json!({"temperature": 0.2}).as_object().cloned();
+        observation.usage_details =
+            Some([("input".to_owned(), 10), ("output".to_owned(), 5)].into());
+        observation.cost_details = Some([("total".to_owned(), 0.5)].into());
+        let mut trace = crate::Trace::new("0af7651916cd43dd8448eb211c80319c");
+        trace.name = Some("chat".into());
+        trace.user_id = Some("u1".into());
+        trace.session_id = Some("s1".into());
+        trace.tags = vec!["a".into(), "b".into()];
+        trace.metadata = Some(json!({"team": "rust"}));
+        trace.input = Some(json!({"q": 1}));
+        trace.release = Some("r1".into());
+        (observation, trace)
+    }
+
+    fn round_trip(convention: Convention) -> (JsonMap, JsonMap) {
+        let (observation, trace) = sample();
+        let span = observation_to_span(&observation, Some(&trace), convention);
+        let resource = ExportResource {
+            service_name: "svc".into(),
+            environment: None,
+            release: None,
+            attributes: vec![],
+            scope: ("langfuse-sdk-compatible".into(), "1".into()),
+        };
+        let request = export_request(vec![span], &resource, convention);
+        let bytes = request.encode_to_vec();
+        let events = to_ingestion_events(&decode_protobuf(&bytes).unwrap());
+        assert_eq!(events.len(), 2);
+        (events[0].body.clone(), events[1].body.clone())
+    }
+
+    #[test]
+    fn langfuse_convention_round_trips_every_field() {
+        let (trace, observation) = round_trip(Convention::Langfuse);
+        let (original, original_trace) = sample();
+        let expected = serde_json::to_value(&original).unwrap();
+        for key in [
+            "id",
+            "traceId",
+            "parentObservationId",
+            "name",
+            "input",
+            "output",
+            "level",
+            "statusMessage",
+            "version",
+            "environment",
+            "model",
+            "modelParameters",
+            "usageDetails",
+            "costDetails",
+        ] {
+            assert_eq!(observation[key], expected[key], "{key}");
+        }
+        assert_eq!(observation["startTime"], "2024-05-01T10:00:00.000001Z");
+        assert_eq!(observation["endTime"], "2024-05-01T10:00:01.500000Z");
+        assert_eq!(
+            observation["completionStartTime"],
+            "2024-05-01T10:00:00.500000Z"
+        );
+        assert_eq!(observation["metadata"]["provider"], "openai");
+        assert_eq!(observation["metadata"]["n"], 2);
+        assert_eq!(trace["name"], "chat");
+        assert_eq!(trace["userId"], "u1");
+        assert_eq!(trace["sessionId"], "s1");
+        assert_eq!(trace["tags"], json!(original_trace.tags));
+        assert_eq!(trace["metadata"]["team"], "rust");
+        assert_eq!(trace["input"], json!({"q": 1}));
+        assert_eq!(trace["release"], "r1");
+    }
+
+    #[test]
+    fn genai_convention_round_trips_what_backends_read() {
+        let (trace, observation) = round_trip(Convention::GenAi);
+        assert_eq!(observation["model"], "gpt-4o");
+        assert_eq!(
+            observation["usageDetails"],
+            json!({"input": 10, "output": 5}),
+            "the server adds the total"
+        );
+        assert_eq!(observation["costDetails"], json!({"total": 0.5}));
+        assert_eq!(
+            observation["input"],
+            json!([{"role": "user", "content": "hi"}])
+        );
+        assert_eq!(observation["output"], "hello");
+        assert_eq!(observation["level"], "ERROR");
+        assert_eq!(observation["modelParameters"]["temperature"], 0.2);
+        assert_eq!(trace["userId"], "u1");
+        assert_eq!(trace["tags"], json!(["a", "b"]));
     }
 }

@@ -18,7 +18,12 @@ const DEFAULT_PRICES: &str = include_str!("../data/model-prices.json");
 #[derive(Debug)]
 pub struct Pricing {
     models: Vec<Model>,
+    /// Model name → index of the first matching model; the regexes run once per name.
+    matched: std::sync::RwLock<std::collections::HashMap<String, Option<usize>>>,
 }
+
+/// Distinct model names remembered before the cache starts over.
+const MATCH_CACHE_SIZE: usize = 4096;
 
 #[derive(Debug)]
 struct Model {
@@ -85,7 +90,10 @@ pub struct Priced {
 impl Pricing {
     /// Langfuse's default table (167 models).
     pub fn langfuse_defaults() -> Self {
-        Self::from_json(DEFAULT_PRICES).unwrap_or(Self { models: Vec::new() })
+        Self::from_json(DEFAULT_PRICES).unwrap_or_else(|_| Self {
+            models: Vec::new(),
+            matched: Default::default(),
+        })
     }
 
     /// A table in Langfuse's JSON format. Models whose pattern does not compile are skipped.
@@ -115,7 +123,35 @@ impl Pricing {
                 })
             })
             .collect();
-        Ok(Self { models })
+        Ok(Self {
+            models,
+            matched: Default::default(),
+        })
+    }
+
+    fn find_model(&self, name: &str) -> Option<&Model> {
+        let cached = self
+            .matched
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied();
+        let index = match cached {
+            Some(index) => index,
+            None => {
+                let index = self
+                    .models
+                    .iter()
+                    .position(|model| model.pattern.is_match(name));
+                let mut matched = self.matched.write().unwrap_or_else(|e| e.into_inner());
+                if matched.len() >= MATCH_CACHE_SIZE {
+                    matched.clear();
+                }
+                matched.insert(name.to_owned(), index);
+                index
+            }
+        };
+        index.map(|index| &self.models[index])
     }
 
     /// Number of models in the table.
@@ -140,11 +176,7 @@ impl Pricing {
         let model = observation
             .get("model")
             .and_then(Value::as_str)
-            .and_then(|name| {
-                self.models
-                    .iter()
-                    .find(|model| model.pattern.is_match(name))
-            });
+            .and_then(|name| self.find_model(name));
         let tier = model.and_then(|model| {
             if usage.is_empty() {
                 return None;

@@ -232,6 +232,10 @@ impl Server {
         .map_err(std::io::Error::other)?;
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
+        // Without TCP_NODELAY a multi-segment answer waits on the client's delayed ACK (~40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+            let _ = stream.set_nodelay(true);
+        });
         let app = router(AppState::new(store.clone() as Arc<dyn Store>));
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

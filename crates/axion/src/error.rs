@@ -39,6 +39,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A backend refused a batch, or could not be reached within the retry budget.
+    #[error("export to {backend} failed: {reason}")]
+    Export {
+        /// The provider.
+        backend: String,
+        /// What happened (status and body, or the connection error).
+        reason: String,
+    },
     /// `flush` ran out of time with records still queued.
     #[error("flush timed out after {timeout:?} with {pending} records still queued")]
     FlushTimeout {

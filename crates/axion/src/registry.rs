@@ -133,11 +133,7 @@ fn builtins() -> Vec<ProviderFactory> {
     vec![
         entry("noop", |_| Ok(Arc::new(NoopTracer))),
         entry("console", console_provider),
-        entry("langfuse", |settings| {
-            settings.require("langfuse", "LANGFUSE_PUBLIC_KEY")?;
-            settings.require("langfuse", "LANGFUSE_SECRET_KEY")?;
-            Err(not_yet("langfuse"))
-        }),
+        entry("langfuse", crate::export::langfuse::langfuse_provider),
         entry("opik", |settings| {
             // A self-hosted Opik (OPIK_URL_OVERRIDE) needs no API key; Comet's cloud does.
             if settings.get("OPIK_URL_OVERRIDE").is_none() {
@@ -149,12 +145,7 @@ fn builtins() -> Vec<ProviderFactory> {
             settings.require("logfire", "LOGFIRE_TOKEN")?;
             Err(not_yet("logfire"))
         }),
-        entry("otel", |settings| {
-            if settings.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none() {
-                settings.require("otel", "OTEL_EXPORTER_OTLP_ENDPOINT")?;
-            }
-            Err(not_yet("otel"))
-        }),
+        entry("otel", crate::export::otel::otel_provider),
     ]
 }
 
@@ -213,15 +204,21 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(error.contains("LANGFUSE_PUBLIC_KEY"), "{error}");
-        let keys =
-            Settings::from_pairs([("LANGFUSE_SECRET_KEY", "sk"), ("LANGFUSE_PUBLIC_KEY", "pk")]);
+        let bad_host = Settings::from_pairs([
+            ("LANGFUSE_SECRET_KEY", "sk"),
+            ("LANGFUSE_PUBLIC_KEY", "pk"),
+            ("LANGFUSE_HOST", "cloud.langfuse.com"),
+        ]);
         let error = TracerRegistry::get("langfuse")
             .unwrap()
-            .create(&keys)
+            .create(&bad_host)
             .err()
             .unwrap()
             .to_string();
-        assert!(error.contains("not available yet"), "{error}");
+        assert!(
+            error.contains("LANGFUSE_HOST") && error.contains("http"),
+            "{error}"
+        );
         let local_opik = Settings::from_pairs([("OPIK_URL_OVERRIDE", "http://127.0.0.1:5173/api")]);
         let error = TracerRegistry::get("opik")
             .unwrap()

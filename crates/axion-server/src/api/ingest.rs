@@ -138,7 +138,7 @@ pub async fn scores(
     match value {
         Value::Object(score) => {
             let upsert =
-                score_upsert(&score, now).map_err(|error| ApiError::BadRequest(error.error))?;
+                score_upsert(score, now).map_err(|error| ApiError::BadRequest(error.error))?;
             let id = upsert.id.clone();
             let batch = WriteBatch {
                 scores: vec![upsert],
@@ -154,7 +154,7 @@ pub async fn scores(
             let mut errors: Vec<EventError> = Vec::new();
             for item in &items {
                 let result = match item {
-                    Value::Object(score) => score_upsert(score, now),
+                    Value::Object(score) => score_upsert(score.clone(), now),
                     _ => Err(EventError::invalid("each score must be an object")),
                 };
                 match result {
@@ -205,7 +205,7 @@ pub async fn legacy_trace(
     trace
         .entry("id")
         .or_insert_with(|| Value::String(axion_model::random_event_id()));
-    let upsert = trace_upsert(&trace, chrono::Utc::now())
+    let upsert = trace_upsert(trace, chrono::Utc::now())
         .map_err(|error| ApiError::BadRequest(error.error))?;
     let id = upsert.id.clone();
     let project_id = caller.project_id;

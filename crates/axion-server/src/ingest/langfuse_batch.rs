@@ -78,10 +78,11 @@ pub fn process_events(
     processing_order(&mut events);
     let mut accepted: Vec<(usize, String)> = Vec::with_capacity(events.len());
     for (index, event, time) in events {
-        match apply(&event, time, scope, &mut outcome.writes) {
-            Ok(true) => accepted.push((index, event.id)),
+        let IngestionEvent { id, kind, body, .. } = event;
+        match apply(&kind, body, time, scope, &mut outcome.writes) {
+            Ok(true) => accepted.push((index, id)),
             Ok(false) => {}
-            Err(error) => outcome.errors.push((event.id, error)),
+            Err(error) => outcome.errors.push((id, error)),
         }
     }
     accepted.sort_by_key(|(index, _)| *index);
@@ -92,12 +93,12 @@ pub fn process_events(
 
 /// Adds one event's writes; `Ok(false)` for events that are accepted but not stored (`sdk-log`).
 fn apply(
-    event: &IngestionEvent,
+    kind: &str,
+    body: crate::JsonMap,
     time: DateTime<Utc>,
     scope: Scope,
     writes: &mut WriteBatch,
 ) -> Result<bool, EventError> {
-    let kind = event.kind.as_str();
     if scope == Scope::ScoresOnly && !matches!(kind, "score-create" | "sdk-log") {
         return Err(EventError {
             status: 401,
@@ -106,10 +107,10 @@ fn apply(
         });
     }
     match kind {
-        "trace-create" => writes.traces.push(trace_upsert(&event.body, time)?),
-        "score-create" => writes.scores.push(scores::score_upsert(&event.body, time)?),
+        "trace-create" => writes.traces.push(trace_upsert(body, time)?),
+        "score-create" => writes.scores.push(scores::score_upsert(body, time)?),
         "sdk-log" => {
-            log::debug!("sdk-log: {}", Value::Object(event.body.clone()));
+            log::debug!("sdk-log: {}", Value::Object(body));
             return Ok(false);
         }
         _ => {
@@ -121,7 +122,7 @@ fn apply(
                 ))
             })?;
             let (observation, shallow) =
-                observation_upsert(&event.body, observation_type, is_update, time)?;
+                observation_upsert(body, observation_type, is_update, time)?;
             if let Some(shallow) = shallow {
                 writes.traces.push(shallow);
             }

@@ -170,9 +170,9 @@ fn copy_string(body: &JsonMap, key: &str, patch: &mut JsonMap) -> Result<(), Eve
     Ok(())
 }
 
-fn copy_json(body: &JsonMap, key: &str, patch: &mut JsonMap) {
-    if let Some(value) = body.get(key).filter(|value| !value.is_null()) {
-        patch.insert(key.into(), value.clone());
+fn move_json(body: &mut JsonMap, key: &str, patch: &mut JsonMap) {
+    if let Some(value) = body.remove(key).filter(|value| !value.is_null()) {
+        patch.insert(key.into(), value);
     }
 }
 
@@ -192,45 +192,46 @@ fn copy_time(
 }
 
 /// Metadata as an object (a non-object becomes `{"metadata": value}`).
-fn copy_metadata(body: &JsonMap, patch: &mut JsonMap) {
-    match body.get("metadata") {
+fn move_metadata(body: &mut JsonMap, patch: &mut JsonMap) {
+    match body.remove("metadata") {
         None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
-            patch.insert("metadata".into(), Value::Object(map.clone()));
+            patch.insert("metadata".into(), Value::Object(map));
         }
         Some(other) => {
             let mut map = Map::new();
-            map.insert("metadata".into(), other.clone());
+            map.insert("metadata".into(), other);
             patch.insert("metadata".into(), Value::Object(map));
         }
     }
 }
 
 /// Normalises a `trace-create` body.
-pub fn trace_upsert(body: &JsonMap, envelope_time: DateTime<Utc>) -> Result<Upsert, EventError> {
+pub fn trace_upsert(mut body: JsonMap, envelope_time: DateTime<Utc>) -> Result<Upsert, EventError> {
     let id = valid_id(body.get("id").unwrap_or(&Value::Null), "body.id")?;
     let mut patch = JsonMap::new();
     patch.insert("id".into(), Value::String(id.clone()));
-    let timestamp = copy_time(body, "timestamp", &mut patch)?;
+    let timestamp = copy_time(&body, "timestamp", &mut patch)?;
     if timestamp.is_none() {
         patch.insert(
             "timestamp".into(),
             Value::String(format_time(envelope_time)),
         );
     }
-    if let Some(name) = optional_string(body, "name")? {
+    if let Some(name) = optional_string(&body, "name")? {
         if name.chars().count() > 1000 {
             return Err(EventError::invalid("name: at most 1000 characters"));
         }
         patch.insert("name".into(), Value::String(name));
     }
     for key in ["userId", "sessionId", "release", "version"] {
-        copy_string(body, key, &mut patch)?;
+        copy_string(&body, key, &mut patch)?;
     }
     for key in ["input", "output"] {
-        copy_json(body, key, &mut patch);
+        move_json(&mut body, key, &mut patch);
     }
-    copy_metadata(body, &mut patch);
+    move_metadata(&mut body, &mut patch);
+    let body = &body;
     match body.get("public") {
         None | Some(Value::Null) => {}
         Some(Value::Bool(flag)) => {
@@ -306,7 +307,7 @@ pub fn observation_kind(kind: &str) -> Option<(&'static str, bool)> {
 /// Normalises an observation event body. `observation_type` is empty for the legacy
 /// `observation-*` events, whose body names the type.
 pub fn observation_upsert(
-    body: &JsonMap,
+    mut body: JsonMap,
     observation_type: &str,
     is_update: bool,
     envelope_time: DateTime<Utc>,
@@ -339,21 +340,22 @@ pub fn observation_upsert(
         "model",
         "promptName",
     ] {
-        copy_string(body, key, &mut patch)?;
+        copy_string(&body, key, &mut patch)?;
     }
-    let start = copy_time(body, "startTime", &mut patch)?;
+    let start = copy_time(&body, "startTime", &mut patch)?;
     if start.is_none() && !is_update {
         patch.insert(
             "startTime".into(),
             Value::String(format_time(envelope_time)),
         );
     }
-    copy_time(body, "endTime", &mut patch)?;
-    copy_time(body, "completionStartTime", &mut patch)?;
+    copy_time(&body, "endTime", &mut patch)?;
+    copy_time(&body, "completionStartTime", &mut patch)?;
     for key in ["input", "output"] {
-        copy_json(body, key, &mut patch);
+        move_json(&mut body, key, &mut patch);
     }
-    copy_metadata(body, &mut patch);
+    move_metadata(&mut body, &mut patch);
+    let body = &body;
     if let Some(level) = body.get("level").filter(|value| !value.is_null()) {
         let level = level
             .as_str()
@@ -731,20 +733,16 @@ mod tests {
     fn naive_datetimes_and_bad_levels_are_rejected() {
         let now = Utc::now();
         let error = observation_upsert(
-            &map(json!({"id": "o", "startTime": "2024-01-01T00:00:00"})),
+            map(json!({"id": "o", "startTime": "2024-01-01T00:00:00"})),
             "SPAN",
             false,
             now,
         )
         .unwrap_err();
         assert!(error.error.contains("startTime"), "{error:?}");
-        let error = observation_upsert(
-            &map(json!({"id": "o", "level": "LOUD"})),
-            "SPAN",
-            false,
-            now,
-        )
-        .unwrap_err();
+        let error =
+            observation_upsert(map(json!({"id": "o", "level": "LOUD"})), "SPAN", false, now)
+                .unwrap_err();
         assert!(error.error.contains("level"), "{error:?}");
     }
 }

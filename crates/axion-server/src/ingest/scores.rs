@@ -4,26 +4,26 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{
-    copy_metadata, format_time, normalize_environment, optional_string, valid_id, EventError,
+    format_time, move_metadata, normalize_environment, optional_string, valid_id, EventError,
     Upsert,
 };
 use crate::JsonMap;
 
 /// Validates a score body and fills in what Langfuse derives: the data type from the value,
 /// `stringValue` for booleans and categories, a fresh id when none was sent.
-pub fn score_upsert(body: &JsonMap, time: DateTime<Utc>) -> Result<Upsert, EventError> {
+pub fn score_upsert(mut body: JsonMap, time: DateTime<Utc>) -> Result<Upsert, EventError> {
     let id = match body.get("id") {
         None | Some(Value::Null) => axion_model::random_event_id(),
         Some(value) => valid_id(value, "id")?,
     };
-    let name = optional_string(body, "name")?
+    let name = optional_string(&body, "name")?
         .filter(|name| !name.is_empty())
         .ok_or_else(|| EventError::invalid("name: required, non-empty"))?;
     let value = body
         .get("value")
         .filter(|value| !value.is_null())
         .ok_or_else(|| EventError::invalid("value: required (number or string)"))?;
-    let declared = optional_string(body, "dataType")?.map(|kind| kind.to_ascii_uppercase());
+    let declared = optional_string(&body, "dataType")?.map(|kind| kind.to_ascii_uppercase());
     let data_type = match (declared.as_deref(), value) {
         (Some(kind), _) => kind.to_owned(),
         (None, Value::String(_)) => "CATEGORICAL".into(),
@@ -82,12 +82,12 @@ pub fn score_upsert(body: &JsonMap, time: DateTime<Utc>) -> Result<Upsert, Event
         ));
     }
     for key in ["comment", "configId", "queueId"] {
-        if let Some(text) = optional_string(body, key)? {
+        if let Some(text) = optional_string(&body, key)? {
             patch.insert(key.into(), Value::String(text));
         }
     }
-    copy_metadata(body, &mut patch);
-    let source = optional_string(body, "source")?
+    move_metadata(&mut body, &mut patch);
+    let source = optional_string(&body, "source")?
         .map(|source| source.to_ascii_uppercase())
         .unwrap_or_else(|| "API".into());
     if !matches!(source.as_str(), "API" | "ANNOTATION" | "EVAL") {
@@ -118,7 +118,7 @@ mod tests {
     use serde_json::json;
 
     fn score(body: Value) -> Result<JsonMap, EventError> {
-        score_upsert(body.as_object().unwrap(), Utc::now()).map(|upsert| upsert.patch)
+        score_upsert(body.as_object().unwrap().clone(), Utc::now()).map(|upsert| upsert.patch)
     }
 
     #[test]

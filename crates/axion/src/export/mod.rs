@@ -2,6 +2,10 @@
 //! the exporters themselves.
 
 pub mod console;
+pub mod http;
+pub mod langfuse;
+pub mod otel;
+pub mod otlp;
 mod pipeline;
 
 pub use pipeline::{BatchPipeline, Exporter, PipelineConfig, PipelineTracer};

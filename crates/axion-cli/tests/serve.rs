@@ -1,0 +1,118 @@
+//! `axion serve` as a process: first start prints a key pair once, data survives SIGTERM and a
+//! restart, the second start prints no secret.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Serve {
+    child: Child,
+    base: String,
+    banner: Vec<String>,
+}
+
+fn start(data_dir: &std::path::Path, extra: &[&str]) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_axion"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let mut banner = vec![first];
+    // The key banner, when there is one, ends with the TRACING_MODE line.
+    if !extra.contains(&"--public-key") {
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let done = line.starts_with("export TRACING_MODE");
+            banner.push(line);
+            if done {
+                break;
+            }
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Serve {
+        child,
+        base,
+        banner,
+    }
+}
+
+fn terminate(mut serve: Serve) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(serve.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = serve.child.wait().unwrap();
+    assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
+}
+
+fn env_value(banner: &[String], name: &str) -> String {
+    banner
+        .iter()
+        .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+        .unwrap_or_else(|| panic!("{name} not in banner: {banner:#?}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_start_prints_keys_and_data_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start(dir.path(), &[]);
+    let public_key = env_value(&serve.banner, "LANGFUSE_PUBLIC_KEY");
+    let secret_key = env_value(&serve.banner, "LANGFUSE_SECRET_KEY");
+    assert_eq!(env_value(&serve.banner, "LANGFUSE_HOST"), serve.base);
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/api/public/ingestion", serve.base))
+        .basic_auth(&public_key, Some(&secret_key))
+        .json(&serde_json::json!({"batch": [{"id": "e1", "type": "trace-create",
+            "timestamp": "2024-01-01T00:00:00Z", "body": {"id": "kept", "name": "before restart"}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 207);
+    terminate(serve);
+
+    let serve = start(
+        dir.path(),
+        &["--public-key", "pk-extra", "--secret-key", "sk-extra"],
+    );
+    assert_eq!(
+        serve.banner.len(),
+        1,
+        "no secret printed after the first start: {:?}",
+        serve.banner
+    );
+    for (public, secret) in [
+        (public_key.as_str(), secret_key.as_str()),
+        ("pk-extra", "sk-extra"),
+    ] {
+        let trace: serde_json::Value = client
+            .get(format!("{}/api/public/traces/kept", serve.base))
+            .basic_auth(public, Some(secret))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(trace["name"], "before restart", "{public}");
+    }
+    let stored = std::fs::read(dir.path().join("axion.db")).unwrap();
+    let haystack = String::from_utf8_lossy(&stored);
+    assert!(
+        !haystack.contains(&secret_key),
+        "only the hash of the secret is stored"
+    );
+    terminate(serve);
+}

@@ -1,0 +1,399 @@
+//! `axion serve` end to end: this binary re-runs itself as the server process, then loads it
+//! from this (second) process over loopback HTTP, exactly as an SDK would.
+//!
+//! `cargo bench -p axion-server --bench server` runs the full set (100k and 1M stored traces;
+//! set `AXION_BENCH_TRACES=100000` for a shorter run). Under `cargo test --benches` it runs a
+//! smoke pass of a few batches so the harness itself stays tested. Results are in the README.
+//!
+//! Measured:
+//! * start-up: process spawn → first `200` from `/api/public/health` (fresh data dir);
+//! * OTLP protobuf ingest, 512 spans per request, 4 connections, durable (fsync'd) writes;
+//! * `GET /traces?userId&tags&fromTimestamp&toTimestamp` p50/p95 at 100k and 1M traces;
+//! * `GET /traces/{id}` with 100 observations, p50;
+//! * the server's peak RSS (`VmHWM`) after everything.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axion_model::otlp::{
+    any_value, AnyValue, ArrayValue, ExportTraceServiceRequest, InstrumentationScope, KeyValue,
+    Resource, ResourceSpans, ScopeSpans, Span,
+};
+use prost::Message;
+
+const ROLE: &str = "AXION_BENCH_ROLE";
+const BATCH: usize = 512;
+const BASE_NANOS: u64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+const DAY_NANOS: u64 = 86_400_000_000_000;
+
+fn main() {
+    if std::env::var(ROLE).as_deref() == Ok("server") {
+        return run_server();
+    }
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(load(full));
+}
+
+/// The server role: start on port 0, print the address, serve until stdin closes.
+fn run_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let server = axion_server::Server::start(axion_server::ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: std::env::var("AXION_DATA_DIR").unwrap().into(),
+            keys: Some(("pk-bench".into(), "sk-bench".into())),
+        })
+        .await
+        .unwrap();
+        println!("{}", server.local_addr());
+        tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin()
+                .read_line(&mut sink)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
+        })
+        .await
+        .unwrap();
+        server.shutdown().await;
+    });
+}
+
+struct ServerProcess {
+    child: Child,
+    base: String,
+}
+
+impl ServerProcess {
+    fn spawn(data_dir: &std::path::Path) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(ROLE, "server")
+            .env("AXION_DATA_DIR", data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Self {
+            child,
+            base: format!("http://{}", line.trim()),
+        }
+    }
+
+    fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|line| line.starts_with("VmHWM:"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn string(key: &str, value: impl Into<String>) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+    }
+}
+
+fn tags(values: &[String]) -> KeyValue {
+    let values = values
+        .iter()
+        .map(|tag| AnyValue {
+            value: Some(any_value::Value::StringValue(tag.clone())),
+        })
+        .collect();
+    KeyValue {
+        key: "langfuse.trace.tags".into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue { values })),
+        }),
+    }
+}
+
+fn id_bytes(n: u64, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    bytes[len - 8..].copy_from_slice(&n.to_be_bytes());
+    bytes[0] = 0xa5;
+    bytes
+}
+
+/// One export of `spans_per_trace`-span traces, Langfuse-SDK-like attributes on every span.
+fn export(first_trace: u64, traces: usize, spans_per_trace: usize) -> Vec<u8> {
+    let mut spans = Vec::with_capacity(traces * spans_per_trace);
+    for t in 0..traces as u64 {
+        let trace = first_trace + t;
+        let start = BASE_NANOS + trace.wrapping_mul(0x9e37_79b9_7f4a_7c15) % (30 * DAY_NANOS);
+        for s in 0..spans_per_trace as u64 {
+            let mut attributes = vec![
+                string("langfuse.trace.name", format!("chat-{}", trace % 50)),
+                string("user.id", format!("user-{}", trace % 1000)),
+                string("session.id", format!("session-{}", trace / 8)),
+                tags(&[format!("team-{}", trace % 20), "prod".into()]),
+                string(
+                    "langfuse.observation.input",
+                    r#"{"messages":[{"role":"user","content":"What is the capital of France? Answer briefly."}]}"#,
+                ),
+                string(
+                    "langfuse.observation.output",
+                    r#"{"role":"assistant","content":"Paris."}"#,
+                ),
+            ];
+            if s % 2 == 1 {
+                attributes.push(string("langfuse.observation.type", "generation"));
+                attributes.push(string("langfuse.observation.model.name", "gpt-4o-mini"));
+                attributes.push(string(
+                    "langfuse.observation.usage_details",
+                    r#"{"input": 120, "output": 30}"#,
+                ));
+            }
+            spans.push(Span {
+                trace_id: id_bytes(trace, 16),
+                span_id: id_bytes(trace * 1024 + s + 1, 8),
+                parent_span_id: if s == 0 {
+                    Vec::new()
+                } else {
+                    id_bytes(trace * 1024 + 1, 8)
+                },
+                name: if s == 0 {
+                    "root".into()
+                } else {
+                    format!("step-{s}")
+                },
+                kind: 1,
+                start_time_unix_nano: start + s * 1_000_000,
+                end_time_unix_nano: start + s * 1_000_000 + 500_000,
+                attributes,
+                ..Default::default()
+            });
+        }
+    }
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![string("service.name", "bench")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "langfuse-sdk".into(),
+                    version: "5.0.4".into(),
+                    ..Default::default()
+                }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn client() -> reqwest::Client {
+    use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+    let mut headers = HeaderMap::new();
+    // base64("pk-bench:sk-bench")
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_static("Basic cGstYmVuY2g6c2stYmVuY2g="),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// Sends exports over `connections` parallel connections; returns spans per second.
+async fn ingest(base: &str, exports: Vec<(Vec<u8>, usize)>, connections: usize) -> f64 {
+    let client = client();
+    let url = format!("{base}/api/public/otel/v1/traces");
+    let total: usize = exports.iter().map(|(_, spans)| spans).sum();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(exports));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, url, queue) = (client.clone(), url.clone(), queue.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = queue.lock().unwrap().pop();
+                    let Some((body, _)) = next else { break };
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/x-protobuf")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        response.status(),
+                        200,
+                        "{}",
+                        response.text().await.unwrap_or_default()
+                    );
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn percentiles(
+    mut sample: impl FnMut(usize) -> (String, reqwest::Client),
+    runs: usize,
+) -> (f64, f64) {
+    let mut times = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let (url, client) = sample(i);
+        let started = Instant::now();
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let _ = response.bytes().await.unwrap();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (times[runs / 2], times[runs * 95 / 100])
+}
+
+async fn startup_ms() -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let server = ServerProcess::spawn(dir.path());
+        let url = format!("{}/api/public/health", server.base);
+        loop {
+            if reqwest::get(&url)
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        server.stop();
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[times.len() / 2]
+}
+
+async fn list_query(base: &str, label: &str) {
+    let client = client();
+    let (p50, p95) = percentiles(
+        |i| {
+            let url = format!(
+                "{base}/api/public/traces?userId=user-{}&tags=team-{}&fromTimestamp=2026-01-05T00:00:00Z&toTimestamp=2026-01-25T00:00:00Z&limit=50",
+                i % 1000,
+                i % 20
+            );
+            (url, client.clone())
+        },
+        200,
+    )
+    .await;
+    println!("| list traces, tag + user + time range, {label} stored | p50 {p50:.2} ms, p95 {p95:.2} ms |");
+}
+
+async fn load(full: bool) {
+    println!("| benchmark | result |\n| --- | --- |");
+    let startup = startup_ms().await;
+    println!("| start-up to healthy (spawn → 200 /health), median of 5 | {startup:.1} ms |");
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn(dir.path());
+    let base = server.base.clone();
+
+    // Ingest throughput: 8-span traces, 512 spans per request.
+    let batches = if full { 400 } else { 4 };
+    let exports: Vec<(Vec<u8>, usize)> = (0..batches)
+        .map(|b| (export(10_000_000 + b as u64 * 64, 64, 8), BATCH))
+        .collect();
+    let rate = ingest(&base, exports, 4).await;
+    println!(
+        "| OTLP protobuf ingest, 512 spans/request, 4 connections, fsync'd | {rate:.0} spans/s |"
+    );
+
+    // Trace detail with 100 observations.
+    ingest(&base, vec![(export(1, 1, 100), 100)], 1).await;
+    let client = client();
+    let detail = format!(
+        "{base}/api/public/traces/{}",
+        axion_model::to_hex(&id_bytes(1, 16))
+    );
+    let (p50, _) = percentiles(
+        |_| (detail.clone(), client.clone()),
+        if full { 200 } else { 5 },
+    )
+    .await;
+    println!("| trace detail with 100 observations | p50 {p50:.2} ms |");
+
+    // Stored traces for the list query: one root span each, spread over 30 days.
+    let target: u64 = std::env::var("AXION_BENCH_TRACES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let checkpoints: Vec<u64> = if full {
+        [100_000, target]
+            .into_iter()
+            .filter(|n| *n <= target)
+            .collect()
+    } else {
+        vec![2_048]
+    };
+    let mut stored = 0u64;
+    let started = Instant::now();
+    for checkpoint in checkpoints {
+        while stored < checkpoint {
+            let requests = if full { 64 } else { 4 };
+            let chunk: Vec<(Vec<u8>, usize)> = (0..requests)
+                .map(|i| {
+                    (
+                        export(100_000_000 + stored + i * BATCH as u64, BATCH, 1),
+                        BATCH,
+                    )
+                })
+                .collect();
+            ingest(&base, chunk, 4).await;
+            stored += requests * BATCH as u64;
+        }
+        let label = if stored >= 1_000_000 {
+            format!("{}M", stored / 1_000_000)
+        } else {
+            format!("{}k", stored / 1000)
+        };
+        list_query(&base, &label).await;
+    }
+    let bulk_rate = stored as f64 / started.elapsed().as_secs_f64();
+    println!("| bulk load of single-span traces (includes the queries above) | {bulk_rate:.0} traces/s |");
+    println!(
+        "| server peak RSS (VmHWM) after all of the above | {:.0} MB |",
+        server.peak_rss_mb()
+    );
+    server.stop();
+}

@@ -1,0 +1,206 @@
+//! Sending a request body to a backend from the export worker: retries with jittered
+//! exponential backoff on connection errors and 429/502/503/504 (honouring `Retry-After`),
+//! never on other 4xx, and never longer than the retry budget.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// How long and how often a batch is retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Per-request timeout (`LANGFUSE_TIMEOUT` and friends).
+    pub request_timeout: Duration,
+    /// First backoff delay; doubles per attempt.
+    pub initial_backoff: Duration,
+    /// Largest backoff delay (a longer `Retry-After` is honoured up to `max_elapsed`).
+    pub max_backoff: Duration,
+    /// Total time a batch may spend being retried before it is dropped (and counted).
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            max_elapsed: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A body ready to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Full URL.
+    pub url: String,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Gzip-compressed already (adds `Content-Encoding: gzip`).
+    pub gzip: bool,
+    /// Extra headers (authorization, SDK identification).
+    pub headers: Vec<(String, String)>,
+    /// The bytes.
+    pub body: Vec<u8>,
+}
+
+/// What the backend answered, once it answered something final.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Response body (for 207 bookkeeping).
+    pub body: String,
+}
+
+/// A blocking HTTP client that lives on the export worker thread.
+pub struct HttpSender {
+    client: Option<reqwest::blocking::Client>,
+    policy: RetryPolicy,
+    backend: String,
+}
+
+impl std::fmt::Debug for HttpSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSender")
+            .field("backend", &self.backend)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+/// Gzip-compresses a body (default level: the CPU is on the worker, not the caller).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::fast(),
+    );
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+fn retryable(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
+}
+
+fn retry_after(response: &reqwest::blocking::Response) -> Option<Duration> {
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// ±50 % jitter from the clock's low bits (no RNG dependency needed for spreading retries).
+fn jitter(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let factor = 0.5 + f64::from(nanos % 1000) / 1000.0;
+    delay.mul_f64(factor)
+}
+
+impl HttpSender {
+    /// A sender for `backend` (named in errors). The client is built on first use, on the
+    /// worker thread, so constructing a provider inside an async runtime is safe.
+    pub fn new(backend: &str, policy: RetryPolicy) -> Self {
+        Self {
+            client: None,
+            policy,
+            backend: backend.to_owned(),
+        }
+    }
+
+    fn client(&mut self) -> Result<&reqwest::blocking::Client> {
+        if self.client.is_none() {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(self.policy.request_timeout)
+                .user_agent(concat!("axion-rust/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|error| self.failure(format!("cannot build the HTTP client: {error}")))?;
+            self.client = Some(client);
+        }
+        Ok(self.client.as_ref().expect("client was just built"))
+    }
+
+    fn failure(&self, reason: String) -> Error {
+        Error::Export {
+            backend: self.backend.clone(),
+            reason,
+        }
+    }
+
+    /// Sends until a final answer (any 2xx, or a 4xx that is not 429) or the retry budget is
+    /// spent. A non-2xx final answer is an error.
+    pub fn send(&mut self, outgoing: &Outgoing) -> Result<Answer> {
+        let started = Instant::now();
+        let mut backoff = self.policy.initial_backoff;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let client = self.client()?.clone();
+            let mut request = client
+                .post(&outgoing.url)
+                .header(reqwest::header::CONTENT_TYPE, outgoing.content_type)
+                .body(outgoing.body.clone());
+            if outgoing.gzip {
+                request = request.header(reqwest::header::CONTENT_ENCODING, "gzip");
+            }
+            for (name, value) in &outgoing.headers {
+                request = request.header(name.as_str(), value.as_str());
+            }
+            let (delay, reason) = match request.send() {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    if (200..300).contains(&status) {
+                        let body = response.text().unwrap_or_default();
+                        return Ok(Answer { status, body });
+                    }
+                    let hinted = retry_after(&response);
+                    let body = response.text().unwrap_or_default();
+                    if !retryable(status) {
+                        return Err(self.failure(format!(
+                            "{} answered {status}: {}",
+                            outgoing.url,
+                            truncate(&body)
+                        )));
+                    }
+                    (
+                        hinted.unwrap_or_else(|| jitter(backoff)),
+                        format!("{} answered {status}", outgoing.url),
+                    )
+                }
+                Err(error) => (
+                    jitter(backoff),
+                    format!("cannot reach {}: {error}", outgoing.url),
+                ),
+            };
+            if started.elapsed() + delay > self.policy.max_elapsed {
+                return Err(self.failure(format!(
+                    "{reason}; gave up after {attempt} attempts in {:?}",
+                    started.elapsed()
+                )));
+            }
+            log::debug!("axion: {reason}; retrying in {delay:?} (attempt {attempt})");
+            std::thread::sleep(delay);
+            backoff = (backoff * 2).min(self.policy.max_backoff);
+        }
+    }
+}
+
+fn truncate(text: &str) -> &str {
+    match text.char_indices().nth(300) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}

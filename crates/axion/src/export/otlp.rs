@@ -1,0 +1,311 @@
+//! OTLP/HTTP trace export, shared by the `langfuse`, `otel` (and later `logfire`) providers.
+//!
+//! The worker turns each batch into one `ExportTraceServiceRequest` with the attribute
+//! vocabulary of the backend ([`Convention`]), encodes it (protobuf or JSON), optionally gzips
+//! it and sends it with retries. A trace record rides on a span of its trace in the same batch
+//! (the root when present); a trace update whose spans already left is handed to the
+//! exporter's [`SideChannel`] (Langfuse: the ingestion API) or, without one, sent as a
+//! zero-duration `trace-update` span.
+
+use std::collections::HashMap;
+
+use axion_model::otlp::{
+    export_request, observation_to_span, trace_update_span, Convention, ExportResource,
+};
+use axion_model::{Observation, Record, Score, Trace};
+use prost::Message;
+
+use super::http::{gzip, HttpSender, Outgoing};
+use super::pipeline::Exporter;
+use crate::error::{Error, Result};
+use crate::provider::RawRecord;
+
+/// OTLP body encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// `application/x-protobuf` (default).
+    Protobuf,
+    /// `application/json` (OTLP/JSON).
+    Json,
+}
+
+/// Where records that OTLP cannot carry go (scores; trace updates without a span).
+pub trait SideChannel: Send + 'static {
+    /// Delivers them; an error drops them (counted with the batch).
+    fn send(&mut self, traces: Vec<Trace>, scores: Vec<Score>) -> Result<()>;
+}
+
+/// Ships batches as OTLP/HTTP.
+pub struct OtlpExporter {
+    endpoint: String,
+    headers: Vec<(String, String)>,
+    protocol: OtlpProtocol,
+    compress: bool,
+    convention: Convention,
+    resource: ExportResource,
+    sender: HttpSender,
+    side_channel: Option<Box<dyn SideChannel>>,
+    warned_scores: bool,
+}
+
+impl std::fmt::Debug for OtlpExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpExporter")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OtlpExporter {
+    /// An exporter posting to `endpoint` (the full `/v1/traces` URL).
+    pub fn new(
+        endpoint: String,
+        headers: Vec<(String, String)>,
+        protocol: OtlpProtocol,
+        compress: bool,
+        convention: Convention,
+        resource: ExportResource,
+        sender: HttpSender,
+    ) -> Self {
+        Self {
+            endpoint,
+            headers,
+            protocol,
+            compress,
+            convention,
+            resource,
+            sender,
+            side_channel: None,
+            warned_scores: false,
+        }
+    }
+
+    /// Routes scores and orphan trace updates to `channel`.
+    pub fn with_side_channel(mut self, channel: impl SideChannel) -> Self {
+        self.side_channel = Some(Box::new(channel));
+        self
+    }
+
+    fn encode(&self, spans: Vec<axion_model::otlp::Span>) -> Result<Outgoing> {
+        let request = export_request(spans, &self.resource, self.convention);
+        let (body, content_type) = match self.protocol {
+            OtlpProtocol::Protobuf => (request.encode_to_vec(), "application/x-protobuf"),
+            OtlpProtocol::Json => (
+                otlp_json(&request).to_string().into_bytes(),
+                "application/json",
+            ),
+        };
+        let body = if self.compress { gzip(&body) } else { body };
+        Ok(Outgoing {
+            url: self.endpoint.clone(),
+            content_type,
+            gzip: self.compress,
+            headers: self.headers.clone(),
+            body,
+        })
+    }
+}
+
+/// Splits a batch into observations, traces (merged per id, in order) and scores.
+pub(crate) fn split(batch: Vec<RawRecord>) -> (Vec<Observation>, Vec<Trace>, Vec<Score>) {
+    let mut observations = Vec::new();
+    let mut traces: Vec<Trace> = Vec::new();
+    let mut trace_index: HashMap<String, usize> = HashMap::new();
+    let mut scores = Vec::new();
+    for record in batch {
+        match record.into_model() {
+            Record::Observation(observation) => observations.push(observation),
+            Record::Trace(trace) => match trace_index.get(&trace.id) {
+                Some(&at) => merge_trace(&mut traces[at], trace),
+                None => {
+                    trace_index.insert(trace.id.clone(), traces.len());
+                    traces.push(trace);
+                }
+            },
+            Record::Score(score) => scores.push(score),
+            _ => {}
+        }
+    }
+    (observations, traces, scores)
+}
+
+fn merge_trace(into: &mut Trace, later: Trace) {
+    macro_rules! take {
+        ($($field:ident),*) => { $( if later.$field.is_some() { into.$field = later.$field; } )* };
+    }
+    take!(
+        timestamp,
+        name,
+        user_id,
+        session_id,
+        metadata,
+        input,
+        output,
+        environment,
+        release,
+        version,
+        public
+    );
+    for tag in later.tags {
+        if !into.tags.contains(&tag) {
+            into.tags.push(tag);
+        }
+    }
+}
+
+impl Exporter for OtlpExporter {
+    fn export(&mut self, batch: Vec<RawRecord>) -> Result<()> {
+        let (observations, traces, scores) = split(batch);
+        let mut pending: HashMap<String, Trace> = traces
+            .into_iter()
+            .map(|trace| (trace.id.clone(), trace))
+            .collect();
+        // Carrier: the trace's root span when it is in this batch, else its first span here.
+        let mut carrier: HashMap<&str, usize> = HashMap::new();
+        for (index, observation) in observations.iter().enumerate() {
+            if !pending.contains_key(&observation.trace_id) {
+                continue;
+            }
+            let is_root = observation.parent_observation_id.is_none();
+            match carrier.get(observation.trace_id.as_str()) {
+                Some(&at) if !is_root || observations[at].parent_observation_id.is_none() => {}
+                _ => {
+                    carrier.insert(&observation.trace_id, index);
+                }
+            }
+        }
+        let carried: HashMap<usize, String> = carrier
+            .iter()
+            .map(|(trace_id, index)| (*index, (*trace_id).to_owned()))
+            .collect();
+        let mut spans = Vec::with_capacity(observations.len() + 1);
+        for (index, observation) in observations.iter().enumerate() {
+            let trace = carried
+                .get(&index)
+                .and_then(|trace_id| pending.remove(trace_id));
+            spans.push(observation_to_span(
+                observation,
+                trace.as_ref(),
+                self.convention,
+            ));
+        }
+        let orphans: Vec<Trace> = pending.into_values().collect();
+        let mut side_traces = Vec::new();
+        match &self.side_channel {
+            Some(_) => side_traces = orphans,
+            None => spans.extend(
+                orphans
+                    .iter()
+                    .map(|trace| trace_update_span(trace, self.convention)),
+            ),
+        }
+        let mut result = Ok(());
+        if !spans.is_empty() {
+            let outgoing = self.encode(spans)?;
+            result = self.sender.send(&outgoing).map(|_| ());
+        }
+        match &mut self.side_channel {
+            Some(channel) if !side_traces.is_empty() || !scores.is_empty() => {
+                let side = channel.send(side_traces, scores);
+                result = result.and(side);
+            }
+            Some(_) => {}
+            None if !scores.is_empty() && !self.warned_scores => {
+                self.warned_scores = true;
+                crate::config::warn(&format!(
+                    "{} scores were not sent: OTLP has no scores (use the langfuse or opik provider for scores)",
+                    scores.len()
+                ));
+            }
+            None => {}
+        }
+        result
+    }
+}
+
+/// OTLP/JSON for a request: lowerCamelCase keys, hex ids, int64 as strings, enums as numbers.
+pub(crate) fn otlp_json(
+    request: &axion_model::otlp::ExportTraceServiceRequest,
+) -> serde_json::Value {
+    use axion_model::otlp::{any_value::Value as V, AnyValue, KeyValue};
+    use serde_json::{json, Value};
+    fn any(value: &AnyValue) -> Value {
+        match &value.value {
+            Some(V::StringValue(text)) => json!({"stringValue": text}),
+            Some(V::BoolValue(flag)) => json!({"boolValue": flag}),
+            Some(V::IntValue(int)) => json!({"intValue": int.to_string()}),
+            Some(V::DoubleValue(double)) => json!({"doubleValue": double}),
+            Some(V::ArrayValue(array)) => {
+                json!({"arrayValue": {"values": array.values.iter().map(any).collect::<Vec<_>>()}})
+            }
+            Some(V::KvlistValue(list)) => {
+                json!({"kvlistValue": {"values": attributes(&list.values)}})
+            }
+            Some(V::BytesValue(bytes)) => json!({"bytesValue": axion_model::to_hex(bytes)}),
+            None => json!({}),
+        }
+    }
+    fn attributes(pairs: &[KeyValue]) -> Vec<Value> {
+        pairs
+            .iter()
+            .map(|pair| json!({"key": pair.key, "value": pair.value.as_ref().map(any).unwrap_or(json!({}))}))
+            .collect()
+    }
+    let resource_spans: Vec<Value> = request
+        .resource_spans
+        .iter()
+        .map(|resource_spans| {
+            let scope_spans: Vec<Value> = resource_spans
+                .scope_spans
+                .iter()
+                .map(|scope_spans| {
+                    let spans: Vec<Value> = scope_spans
+                        .spans
+                        .iter()
+                        .map(|span| {
+                            let mut out = json!({
+                                "traceId": axion_model::to_hex(&span.trace_id),
+                                "spanId": axion_model::to_hex(&span.span_id),
+                                "name": span.name, "kind": span.kind,
+                                "startTimeUnixNano": span.start_time_unix_nano.to_string(),
+                                "endTimeUnixNano": span.end_time_unix_nano.to_string(),
+                                "attributes": attributes(&span.attributes),
+                                "flags": span.flags,
+                            });
+                            if !span.parent_span_id.is_empty() {
+                                out["parentSpanId"] =
+                                    json!(axion_model::to_hex(&span.parent_span_id));
+                            }
+                            if let Some(status) = &span.status {
+                                out["status"] =
+                                    json!({"code": status.code, "message": status.message});
+                            }
+                            out
+                        })
+                        .collect();
+                    let scope = scope_spans
+                        .scope
+                        .as_ref()
+                        .map(|scope| json!({"name": scope.name, "version": scope.version}));
+                    json!({"scope": scope, "spans": spans})
+                })
+                .collect();
+            let resource = resource_spans
+                .resource
+                .as_ref()
+                .map(|resource| json!({"attributes": attributes(&resource.attributes)}));
+            json!({"resource": resource, "scopeSpans": scope_spans})
+        })
+        .collect();
+    json!({"resourceSpans": resource_spans})
+}
+
+/// `Error::Export` for configuration problems found while building an exporter.
+pub(crate) fn invalid(setting: &str, value: &str, reason: &str) -> Error {
+    Error::InvalidSetting {
+        setting: setting.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}

@@ -21,3 +21,31 @@ for example in quickstart rag_pipeline custom_tracer; do
   [ "$lines" -gt 0 ] || { echo "example $example wrote no console records"; exit 1; }
   echo "example $example: ok (noop and console: $lines records)"
 done
+
+# The main example, traced into a real `axion serve` through the langfuse provider: the
+# tutorial's tree must arrive with its usage, computed cost and score.
+cargo build -q -p axion-cli
+data=$(mktemp -d)
+target/debug/axion serve --listen 127.0.0.1:0 --data-dir "$data" --public-key pk-lf-ci --secret-key sk-lf-ci > "$data/serve.log" &
+serve_pid=$!
+trap 'kill $serve_pid 2>/dev/null || true; rm -rf "$data"' EXIT
+for _ in $(seq 100); do grep -q "listening on" "$data/serve.log" && break; sleep 0.1; done
+host=$(grep -o 'http://[0-9.:]*' "$data/serve.log" | head -1)
+TRACING_MODE=langfuse LANGFUSE_HOST="$host" LANGFUSE_PUBLIC_KEY=pk-lf-ci LANGFUSE_SECRET_KEY=sk-lf-ci \
+  cargo run -q -p axion --example rag_pipeline > /dev/null
+trace_id=$(curl -sf -u pk-lf-ci:sk-lf-ci "$host/api/public/traces?name=rag_pipeline" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+curl -sf -u pk-lf-ci:sk-lf-ci "$host/api/public/traces/$trace_id" | python3 -c '
+import json, sys
+trace = json.load(sys.stdin)
+names = sorted(o["name"] for o in trace["observations"])
+assert names == ["embed_query", "generate_response", "rag_pipeline", "rerank_documents", "vector_search"], names
+generation = next(o for o in trace["observations"] if o["name"] == "generate_response")
+assert generation["type"] == "GENERATION" and generation["model"] == "gpt-4o-mini", generation
+assert generation["usageDetails"]["input"] > 0 and generation["calculatedTotalCost"] > 0, generation
+assert trace["userId"] == "user-123" and sorted(trace["tags"]) == ["production", "rag", "support"], trace
+assert [s["name"] for s in trace["scores"]] == ["context_relevance"], trace["scores"]
+print("example rag_pipeline -> axion serve: ok (%d observations, cost %.2e USD)" % (len(names), trace["totalCost"]))
+'
+kill -TERM $serve_pid
+wait $serve_pid
+

@@ -109,12 +109,42 @@ impl TraceId {
     pub fn to_uuid7(self, unix_millis: u64) -> String {
         uuid7_from_parts(unix_millis, &self.0)
     }
+
+    /// A trace id whose first 48 bits are `unix_millis` (like a ULID or UUIDv7): it sorts by
+    /// time, and its Opik UUID can be derived from the id alone ([`TraceId::opik_uuid`]).
+    pub fn time_prefixed(unix_millis: u64, random: [u8; 10]) -> Self {
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&unix_millis.to_be_bytes()[2..]);
+        bytes[6..].copy_from_slice(&random);
+        Self(bytes)
+    }
+
+    /// The first 48 bits as Unix milliseconds (meaningful for [`TraceId::time_prefixed`] ids).
+    pub fn embedded_millis(self) -> u64 {
+        let mut millis = [0u8; 8];
+        millis[2..].copy_from_slice(&self.0[..6]);
+        u64::from_be_bytes(millis)
+    }
+
+    /// The trace's UUIDv7 for Opik, from the id alone: its embedded time and its other bits.
+    pub fn opik_uuid(self) -> String {
+        uuid7_from_parts(self.embedded_millis(), &self.0[6..])
+    }
 }
 
 impl SpanId {
     /// The UUIDv7 that Opik uses for this span (see [`TraceId::to_uuid7`]).
     pub fn to_uuid7(self, unix_millis: u64) -> String {
         uuid7_from_parts(unix_millis, &self.0)
+    }
+
+    /// The span's UUIDv7 for Opik, from the span and trace ids alone, so a child can name its
+    /// parent without knowing when the parent started.
+    pub fn opik_uuid(self, trace: TraceId) -> String {
+        let mut entropy = [0u8; 10];
+        entropy[..8].copy_from_slice(&self.0);
+        entropy[8..].copy_from_slice(&trace.0[14..]);
+        uuid7_from_parts(trace.embedded_millis(), &entropy)
     }
 }
 
@@ -245,6 +275,20 @@ mod tests {
             "deterministic"
         );
         assert_ne!(uuid, SpanId::from_bytes([0xfe; 8]).to_uuid7(millis));
+    }
+
+    #[test]
+    fn opik_uuids_come_from_the_ids_alone() {
+        let trace = TraceId::time_prefixed(1_795_293_291_499, [7; 10]);
+        assert_eq!(trace.embedded_millis(), 1_795_293_291_499);
+        let uuid = trace.opik_uuid();
+        assert_eq!(&uuid[14..15], "7", "version 7: {uuid}");
+        assert_eq!(uuid, trace.opik_uuid());
+        assert!(uuid.starts_with(&format!("{:012x}", 1_795_293_291_499u64)[..8]));
+        let span = SpanId::from_bytes([1, 2, 3, 4, 5, 6, 7, 8]);
+        let other = SpanId::from_bytes([1, 2, 3, 4, 5, 6, 7, 9]);
+        assert_ne!(span.opik_uuid(trace), other.opik_uuid(trace));
+        assert_ne!(span.opik_uuid(trace), uuid);
     }
 
     #[test]

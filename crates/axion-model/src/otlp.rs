@@ -1081,6 +1081,11 @@ pub enum Convention {
     /// OpenTelemetry GenAI (`gen_ai.*`) plus OpenInference (`openinference.span.kind`,
     /// `input.value`, `llm.*`), which Langfuse, Phoenix, Opik and Logfire all read.
     GenAi,
+    /// [`Convention::GenAi`] plus Logfire's display attributes (`logfire.msg`,
+    /// `logfire.msg_template`, `logfire.span_type`, `logfire.level_num`, `logfire.tags`,
+    /// `logfire.json_schema`), `gen_ai.input/output.messages` in the parts format and
+    /// `operation.cost`.
+    Logfire,
 }
 
 /// Resource and scope of an export.
@@ -1171,10 +1176,10 @@ fn trace_attributes(trace: &crate::Trace, convention: Convention, out: &mut Vec<
                 value: Some(any_value::Value::StringValue(tag.clone())),
             })
             .collect();
-        let key = if convention == Convention::Langfuse {
-            "langfuse.trace.tags"
-        } else {
-            "tag.tags"
+        let key = match convention {
+            Convention::Langfuse => "langfuse.trace.tags",
+            Convention::GenAi => "tag.tags",
+            Convention::Logfire => "logfire.tags",
         };
         out.push(kv(key, any_value::Value::ArrayValue(ArrayValue { values })));
     }
@@ -1284,7 +1289,7 @@ pub fn observation_to_span(
                 attributes.push(kv_string("langfuse.environment", environment.clone()));
             }
         }
-        Convention::GenAi => {
+        Convention::GenAi | Convention::Logfire => {
             attributes.push(kv_string(
                 "openinference.span.kind",
                 openinference_kind(observation.r#type),
@@ -1388,6 +1393,25 @@ pub fn observation_to_span(
     if let Some(trace) = trace {
         trace_attributes(trace, convention, &mut attributes);
     }
+    let mut events = Vec::new();
+    if convention == Convention::Logfire {
+        logfire_attributes(observation, &mut attributes);
+        if observation.level == ObservationLevel::Error {
+            let message = observation
+                .status_message
+                .clone()
+                .unwrap_or_else(|| "error".into());
+            events.push(span::Event {
+                time_unix_nano: end.max(start),
+                name: "exception".into(),
+                attributes: vec![
+                    kv_string("exception.type", "Error"),
+                    kv_string("exception.message", message),
+                ],
+                dropped_attributes_count: 0,
+            });
+        }
+    }
     let status = match (observation.level, &observation.status_message) {
         (ObservationLevel::Error, message) => Some(Status {
             code: status::StatusCode::Error as i32,
@@ -1411,10 +1435,115 @@ pub fn observation_to_span(
         start_time_unix_nano: start,
         end_time_unix_nano: end.max(start),
         attributes,
+        events,
         status,
         flags: 0x100,
         ..Default::default()
     }
+}
+
+/// Chat messages (`[{role, content}]`, or one message, or plain text) in the GenAI parts format.
+fn parts_messages(value: &Value, default_role: &str) -> Option<Value> {
+    let message = |item: &Value| -> Option<Value> {
+        match item {
+            Value::Object(map) => {
+                let role = map.get("role")?.as_str()?;
+                let content = match map.get("content")? {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                Some(json!({"role": role, "parts": [{"type": "text", "content": content}]}))
+            }
+            Value::String(text) => {
+                Some(json!({"role": default_role, "parts": [{"type": "text", "content": text}]}))
+            }
+            _ => None,
+        }
+    };
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(message)
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Array),
+        other => message(other).map(|one| Value::Array(vec![one])),
+    }
+}
+
+fn logfire_attributes(observation: &crate::Observation, attributes: &mut Vec<KeyValue>) {
+    use crate::{ObservationLevel, ObservationType};
+    let name = observation
+        .name
+        .clone()
+        .unwrap_or_else(|| observation.r#type.as_str().to_ascii_lowercase());
+    let message = match &observation.model {
+        Some(model) if observation.r#type == ObservationType::Generation => {
+            format!("{name} {model}")
+        }
+        _ => name.clone(),
+    };
+    if observation.r#type == ObservationType::Generation {
+        if let Some(input) = observation
+            .input
+            .as_ref()
+            .and_then(|input| parts_messages(input, "user"))
+        {
+            attributes.push(kv_string("gen_ai.input.messages", input.to_string()));
+        }
+        if let Some(output) = observation
+            .output
+            .as_ref()
+            .and_then(|output| parts_messages(output, "assistant"))
+        {
+            attributes.push(kv_string("gen_ai.output.messages", output.to_string()));
+        }
+    }
+    if let Some(total) = observation
+        .cost_details
+        .as_ref()
+        .and_then(|cost| cost.get("total").copied())
+    {
+        attributes.push(kv("operation.cost", any_value::Value::DoubleValue(total)));
+    }
+    // JSON schema of every attribute so far: structured values are JSON strings to OTLP.
+    let mut properties = JsonMap::new();
+    for pair in attributes.iter() {
+        let kind = match pair.value.as_ref().and_then(|value| value.value.as_ref()) {
+            Some(any_value::Value::StringValue(text))
+                if text.starts_with('{') || text.starts_with('[') =>
+            {
+                match serde_json::from_str::<Value>(text) {
+                    Ok(Value::Object(_)) => json!({"type": "object"}),
+                    Ok(Value::Array(_)) => json!({"type": "array"}),
+                    _ => json!({}),
+                }
+            }
+            Some(any_value::Value::ArrayValue(_)) => json!({"type": "array"}),
+            _ => json!({}),
+        };
+        if !pair.key.starts_with("logfire.") {
+            properties.insert(pair.key.clone(), kind);
+        }
+    }
+    let level = match observation.level {
+        ObservationLevel::Debug => 5,
+        ObservationLevel::Warning => 13,
+        ObservationLevel::Error => 17,
+        _ => 9,
+    };
+    let span_type = if observation.r#type == ObservationType::Event {
+        "log"
+    } else {
+        "span"
+    };
+    attributes.push(kv_string("logfire.msg_template", name));
+    attributes.push(kv_string("logfire.msg", message));
+    attributes.push(kv_string("logfire.span_type", span_type));
+    attributes.push(kv_int("logfire.level_num", level));
+    attributes.push(kv_string(
+        "logfire.json_schema",
+        json!({"type": "object", "properties": properties}).to_string(),
+    ));
 }
 
 /// A span that only carries a trace's fields (for trace updates whose spans were already sent):

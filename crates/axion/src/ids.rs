@@ -44,11 +44,17 @@ pub(crate) fn new_span_id() -> SpanId {
     SpanId::from_bytes(non_zero().to_be_bytes())
 }
 
+/// Time-prefixed (48 bits of Unix ms, then 80 random bits): sorts by start, and Opik's UUIDv7
+/// for the trace follows from the id alone.
 pub(crate) fn new_trace_id() -> TraceId {
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&non_zero().to_be_bytes());
-    bytes[8..].copy_from_slice(&next_u64().to_be_bytes());
-    TraceId::from_bytes(bytes)
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(1);
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&non_zero().to_be_bytes());
+    random[8..].copy_from_slice(&next_u64().to_be_bytes()[..2]);
+    TraceId::time_prefixed(millis.max(1), random)
 }
 
 #[cfg(test)]

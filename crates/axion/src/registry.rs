@@ -134,29 +134,10 @@ fn builtins() -> Vec<ProviderFactory> {
         entry("noop", |_| Ok(Arc::new(NoopTracer))),
         entry("console", console_provider),
         entry("langfuse", crate::export::langfuse::langfuse_provider),
-        entry("opik", |settings| {
-            // A self-hosted Opik (OPIK_URL_OVERRIDE) needs no API key; Comet's cloud does.
-            if settings.get("OPIK_URL_OVERRIDE").is_none() {
-                settings.require("opik", "OPIK_API_KEY")?;
-            }
-            Err(not_yet("opik"))
-        }),
-        entry("logfire", |settings| {
-            settings.require("logfire", "LOGFIRE_TOKEN")?;
-            Err(not_yet("logfire"))
-        }),
+        entry("opik", crate::export::opik::opik_provider),
+        entry("logfire", crate::export::logfire::logfire_provider),
         entry("otel", crate::export::otel::otel_provider),
     ]
-}
-
-fn not_yet(provider: &str) -> Error {
-    Error::ProviderUnavailable {
-        provider: provider.to_owned(),
-        reason: format!(
-            "the {provider} exporter is not available yet in this version of axion; \
-             use TRACING_MODE=console, or register your own provider with TracerRegistry::register"
-        ),
-    }
 }
 
 #[cfg(test)]
@@ -220,12 +201,12 @@ mod tests {
             "{error}"
         );
         let local_opik = Settings::from_pairs([("OPIK_URL_OVERRIDE", "http://127.0.0.1:5173/api")]);
-        let error = TracerRegistry::get("opik")
-            .unwrap()
-            .create(&local_opik)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(error.contains("not available yet"), "{error}");
+        assert!(
+            TracerRegistry::get("opik")
+                .unwrap()
+                .create(&local_opik)
+                .is_ok(),
+            "a self-hosted Opik needs no API key"
+        );
     }
 }

@@ -55,10 +55,12 @@ fn explicit_configuration_errors_keep_the_previous_provider() {
         ),
         "{error}"
     );
-    let error =
-        configure_tracing_with(Some("opik"), &Settings::from_pairs([("OPIK_API_KEY", "k")]))
-            .unwrap_err();
-    assert!(error.to_string().contains("not available yet"), "{error}");
+    let error = configure_tracing_with(
+        Some("opik"),
+        &Settings::from_pairs([("OPIK_URL_OVERRIDE", "ftp://opik.example.com")]),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("OPIK_URL_OVERRIDE"), "{error}");
     assert!(configure_tracing_with(Some("Zipkin"), &Settings::default())
         .unwrap_err()
         .to_string()

@@ -34,6 +34,8 @@ impl Default for RetryPolicy {
 /// A body ready to send.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
+    /// `POST`, `PUT` or `PATCH`.
+    pub method: &'static str,
     /// Full URL.
     pub url: String,
     /// `Content-Type`.
@@ -149,8 +151,10 @@ impl HttpSender {
         loop {
             attempt += 1;
             let client = self.client()?.clone();
+            let method = reqwest::Method::from_bytes(outgoing.method.as_bytes())
+                .unwrap_or(reqwest::Method::POST);
             let mut request = client
-                .post(&outgoing.url)
+                .request(method, &outgoing.url)
                 .header(reqwest::header::CONTENT_TYPE, outgoing.content_type)
                 .body(outgoing.body.clone());
             if outgoing.gzip {

@@ -246,6 +246,7 @@ impl IngestionChannel {
             env!("CARGO_PKG_VERSION")
         );
         let outgoing = Outgoing {
+            method: "POST",
             url: self.url.clone(),
             content_type: "application/json",
             gzip: false,

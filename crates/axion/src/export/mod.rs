@@ -4,6 +4,8 @@
 pub mod console;
 pub mod http;
 pub mod langfuse;
+pub mod logfire;
+pub mod opik;
 pub mod otel;
 pub mod otlp;
 mod pipeline;

@@ -98,6 +98,7 @@ impl OtlpExporter {
         };
         let body = if self.compress { gzip(&body) } else { body };
         Ok(Outgoing {
+            method: "POST",
             url: self.endpoint.clone(),
             content_type,
             gzip: self.compress,

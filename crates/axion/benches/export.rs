@@ -1,0 +1,328 @@
+//! End-to-end export: a burst of enabled spans (1 KB JSON input and output each) from the
+//! application thread to an OTLP/HTTP receiver in a second process, ours (the `langfuse`
+//! provider: OTLP protobuf + gzip) next to `opentelemetry_sdk` + `opentelemetry-otlp` (batch
+//! processor, HTTP protobuf) on the same workload, both at their default queue sizes.
+//!
+//! The receiver is this binary re-run in a child process: `sink` decodes every export and
+//! counts spans (what the SDK itself can push), `serve` is a real `axion serve` (what lands in
+//! storage). Also measured: the caller's time per span while the exporter runs (median, p99),
+//! and the process's memory while the backend is down.
+//!
+//! `cargo bench -p axion --bench export`; under `cargo test --benches` it does a small smoke
+//! run. Results are in the README.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axion::{MetadataType, Settings, Tracer, TracerRegistry};
+use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use serde_json::{json, Value};
+
+const ROLE: &str = "AXION_BENCH_ROLE";
+
+fn main() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("sink") => return run_sink(),
+        Ok("serve") => return run_serve(),
+        _ => {}
+    }
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let burst = if full { 100_000 } else { 2_000 };
+    println!("| workload: burst of {burst} spans, 1 KB JSON in + out | spans/s delivered | dropped | caller per span (median / p99) |");
+    println!("| --- | --- | --- | --- |");
+    let sink = Receiver::spawn("sink");
+    let ours = axion_burst(&sink.base, burst, "sink");
+    println!("{ours}");
+    let theirs = otel_burst(&sink.base, burst);
+    println!("{theirs}");
+    sink.stop();
+    let serve = Receiver::spawn("serve");
+    println!(
+        "{}",
+        axion_burst(&serve.base, burst.min(20_000), "axion serve")
+    );
+    serve.stop();
+    backend_down_memory(if full { 500_000 } else { 20_000 });
+}
+
+/// Child role: an OTLP receiver that decodes and counts spans; `GET /count` answers the total.
+fn run_sink() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use axum::body::Bytes;
+        use axum::http::HeaderMap;
+        use prost::Message;
+        let count = Arc::new(AtomicU64::new(0));
+        let counter = count.clone();
+        let app = axum::Router::new()
+            .route(
+                "/count",
+                axum::routing::get(move || {
+                    let count = count.clone();
+                    async move { count.load(Ordering::SeqCst).to_string() }
+                }),
+            )
+            .fallback(move |headers: HeaderMap, body: Bytes| {
+                let counter = counter.clone();
+                async move {
+                    let mut bytes = Vec::new();
+                    if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+                        flate2::read::GzDecoder::new(&body[..])
+                            .read_to_end(&mut bytes)
+                            .unwrap();
+                    } else {
+                        bytes = body.to_vec();
+                    }
+                    if let Ok(request) =
+                        axion_model::otlp::ExportTraceServiceRequest::decode(&bytes[..])
+                    {
+                        let spans: usize = request
+                            .resource_spans
+                            .iter()
+                            .flat_map(|r| &r.scope_spans)
+                            .map(|s| s.spans.len())
+                            .sum();
+                        counter.fetch_add(spans as u64, Ordering::SeqCst);
+                    }
+                    "{}"
+                }
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        let server = axum::serve(listener, app);
+        tokio::select! {
+            _ = server => {}
+            _ = wait_for_stdin_close() => {}
+        }
+    });
+}
+
+/// Child role: a real `axion serve` with the bench keys.
+fn run_serve() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = axion_server::Server::start(axion_server::ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            keys: Some(("pk-bench".into(), "sk-bench".into())),
+        })
+        .await
+        .unwrap();
+        println!("{}", server.local_addr());
+        wait_for_stdin_close().await;
+        server.shutdown().await;
+    });
+}
+
+async fn wait_for_stdin_close() {
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        while std::io::stdin()
+            .read_line(&mut line)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {}
+    })
+    .await
+    .unwrap();
+}
+
+struct Receiver {
+    child: Child,
+    base: String,
+}
+
+impl Receiver {
+    fn spawn(role: &str) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(ROLE, role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Self {
+            child,
+            base: format!("http://{}", line.trim()),
+        }
+    }
+
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// About 1 KB of chat messages, as an LLM span's input or output would carry.
+fn kilobyte_json() -> Value {
+    let messages: Vec<Value> = (0..8)
+        .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": "x".repeat(100), "index": i}))
+        .collect();
+    json!({ "model": "gpt-4o-mini", "messages": messages })
+}
+
+fn percentile(times: &mut [f64], p: f64) -> f64 {
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[((times.len() - 1) as f64 * p) as usize]
+}
+
+fn sink_count(base: &str) -> Option<u64> {
+    let text = reqwest::blocking::get(format!("{base}/count"))
+        .ok()?
+        .text()
+        .ok()?;
+    text.trim().parse().ok()
+}
+
+fn axion_burst(base: &str, burst: usize, label: &str) -> String {
+    let settings = Settings::from_pairs([
+        ("LANGFUSE_PUBLIC_KEY", "pk-bench"),
+        ("LANGFUSE_SECRET_KEY", "sk-bench"),
+        ("LANGFUSE_HOST", base),
+    ]);
+    let provider = TracerRegistry::get("langfuse")
+        .unwrap()
+        .create(&settings)
+        .unwrap();
+    let tracer = Tracer::builder(MetadataType::Llm)
+        .provider(provider)
+        .force_new(true)
+        .build();
+    let (input, output) = (kilobyte_json(), kilobyte_json());
+    let values: Vec<(Value, Value)> = (0..burst)
+        .map(|_| (input.clone(), output.clone()))
+        .collect();
+    let mut times = Vec::with_capacity(burst);
+    let started = Instant::now();
+    for (input, output) in values {
+        let begin = Instant::now();
+        let span = tracer.span("llm_call");
+        span.set_input(input);
+        span.set_output(output);
+        drop(span);
+        times.push(begin.elapsed().as_secs_f64() * 1e9);
+    }
+    let report = tracer.flush(Duration::from_secs(300)).unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = tracer.stats().export;
+    // Each root span also carries its trace: one record each way, counted as one span.
+    let delivered = sink_count(base).unwrap_or(stats.exported / 2);
+    let median = percentile(&mut times, 0.5);
+    let p99 = percentile(&mut times, 0.99);
+    format!(
+        "| axion `langfuse` provider → {label} | {:.0} | {} of {} records | {median:.0} ns / {p99:.0} ns |",
+        delivered as f64 / elapsed,
+        report.dropped_total,
+        stats.queued + stats.dropped_queue_full,
+    )
+}
+
+fn otel_burst(base: &str, burst: usize) -> String {
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(format!("{base}/v1/traces"))
+        .build()
+        .unwrap();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .build();
+    let tracer = provider.tracer("bench");
+    let (input, output) = (kilobyte_json(), kilobyte_json());
+    let values: Vec<(Value, Value)> = (0..burst)
+        .map(|_| (input.clone(), output.clone()))
+        .collect();
+    let before = sink_count(base).unwrap_or(0);
+    let mut times = Vec::with_capacity(burst);
+    let started = Instant::now();
+    for (input, output) in values {
+        let begin = Instant::now();
+        let mut span = tracer.start("llm_call");
+        span.set_attribute(opentelemetry::KeyValue::new(
+            "input.value",
+            serde_json::to_string(&input).unwrap(),
+        ));
+        span.set_attribute(opentelemetry::KeyValue::new(
+            "output.value",
+            serde_json::to_string(&output).unwrap(),
+        ));
+        span.end();
+        drop((input, output));
+        times.push(begin.elapsed().as_secs_f64() * 1e9);
+    }
+    let _ = provider.force_flush();
+    let elapsed = started.elapsed().as_secs_f64();
+    let delivered = sink_count(base).unwrap_or(0) - before;
+    let _ = provider.shutdown();
+    let median = percentile(&mut times, 0.5);
+    let p99 = percentile(&mut times, 0.99);
+    format!(
+        "| `opentelemetry_sdk` + `opentelemetry-otlp` batch exporter → sink | {:.0} | {} of {burst} spans | {median:.0} ns / {p99:.0} ns |",
+        delivered as f64 / elapsed,
+        burst as u64 - delivered,
+    )
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The backend is down (nothing listens): memory stays bounded by the queue; drops are counted.
+fn backend_down_memory(spans: usize) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = Settings::from_pairs([
+        ("LANGFUSE_PUBLIC_KEY", "pk-bench".to_owned()),
+        ("LANGFUSE_SECRET_KEY", "sk-bench".to_owned()),
+        ("LANGFUSE_HOST", format!("http://127.0.0.1:{port}")),
+    ]);
+    let provider = TracerRegistry::get("langfuse")
+        .unwrap()
+        .create(&settings)
+        .unwrap();
+    let tracer = Tracer::builder(MetadataType::Llm)
+        .provider(provider)
+        .force_new(true)
+        .build();
+    let input = kilobyte_json();
+    let before = rss_mb();
+    let mut peak: f64 = before;
+    for i in 0..spans {
+        let span = tracer.span("llm_call");
+        span.set_input(input.clone());
+        span.set_output(input.clone());
+        drop(span);
+        if i % 10_000 == 0 {
+            peak = peak.max(rss_mb());
+        }
+    }
+    peak = peak.max(rss_mb());
+    let stats = tracer.stats().export;
+    println!(
+        "\n| backend down, {spans} spans produced | RSS {before:.0} MB → peak {peak:.0} MB | {} dropped (queue full), counted |",
+        stats.dropped_queue_full
+    );
+}

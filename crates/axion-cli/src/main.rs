@@ -63,7 +63,10 @@ fn main() -> Result<()> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
+    // A small blocking pool: store calls run there, and every extra thread is another malloc
+    // arena and SQLite connection.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(16)
         .enable_all()
         .build()?;
     runtime.block_on(async move {

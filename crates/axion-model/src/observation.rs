@@ -159,11 +159,40 @@ pub struct Observation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_parameters: Option<JsonMap>,
     /// Token (or other unit) counts by kind.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_counts"
+    )]
     pub usage_details: Option<BTreeMap<String, u64>>,
     /// Cost in USD by kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_details: Option<BTreeMap<String, f64>>,
+}
+
+/// Usage counts as read APIs send them: integers, whole floats (`100.0`) or numeric strings;
+/// other entries are dropped rather than failing the whole observation.
+fn lenient_counts<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, u64>>, D::Error> {
+    let raw: Option<BTreeMap<String, Value>> = Option::deserialize(deserializer)?;
+    Ok(raw.map(|map| {
+        map.into_iter()
+            .filter_map(|(key, value)| {
+                let count = match &value {
+                    Value::Number(number) => number.as_u64().or_else(|| {
+                        number
+                            .as_f64()
+                            .filter(|f| *f >= 0.0 && f.is_finite())
+                            .map(|f| f.round() as u64)
+                    }),
+                    Value::String(text) => text.trim().parse().ok(),
+                    _ => None,
+                }?;
+                Some((key, count))
+            })
+            .collect()
+    }))
 }
 
 impl Observation {

@@ -41,7 +41,10 @@ fn main() {
         return run_server();
     }
     let full = std::env::args().any(|arg| arg == "--bench");
+    // A small blocking pool: store calls run there, and every extra thread is another malloc
+    // arena and SQLite connection.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .unwrap();
@@ -50,7 +53,10 @@ fn main() {
 
 /// The server role: start on port 0, print the address, serve until stdin closes.
 fn run_server() {
+    // A small blocking pool: store calls run there, and every extra thread is another malloc
+    // arena and SQLite connection.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .unwrap();

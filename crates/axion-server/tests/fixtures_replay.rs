@@ -180,8 +180,8 @@ async fn check_capture_trace(server: &TestServer, version: &str) -> String {
         generation["output"],
         json!({"role": "assistant", "content": "4"})
     );
-    assert_eq!(generation["usageDetails"]["input"], 12.0);
-    assert_eq!(generation["usageDetails"]["output"], 3.0);
+    assert_eq!(generation["usageDetails"]["input"], 12);
+    assert_eq!(generation["usageDetails"]["output"], 3);
     assert!(close(&generation["costDetails"]["input"], 3e-5));
     assert!(close(&generation["calculatedTotalCost"], 6e-5));
     assert!(generation["completionStartTime"].is_string(), "{version}");
@@ -190,10 +190,10 @@ async fn check_capture_trace(server: &TestServer, version: &str) -> String {
         "gpt-4o matches the price table"
     );
     if version != "2.60.10" {
-        assert_eq!(generation["usageDetails"]["input_cached_tokens"], 2.0);
-        assert_eq!(generation["usageDetails"]["total"], 17.0);
+        assert_eq!(generation["usageDetails"]["input_cached_tokens"], 2);
+        assert_eq!(generation["usageDetails"]["total"], 17);
     } else {
-        assert_eq!(generation["usageDetails"]["total"], 15.0);
+        assert_eq!(generation["usageDetails"]["total"], 15);
     }
 
     let event = by_name(observations, "cache-miss");
@@ -219,7 +219,7 @@ async fn check_capture_trace(server: &TestServer, version: &str) -> String {
             let details = by_name(observations, "llm-call-usage-details");
             assert_eq!(
                 details["usageDetails"],
-                json!({"input": 20.0, "output": 5.0, "input_cached_tokens": 4.0, "total": 29.0})
+                json!({"input": 20, "output": 5, "input_cached_tokens": 4, "total": 29})
             );
             assert!(close(&details["costDetails"]["total"], 6e-6));
         }

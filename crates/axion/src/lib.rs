@@ -88,13 +88,17 @@
 //! everything is delivered before the process exits.
 #![forbid(unsafe_code)]
 
+pub mod collection;
 mod config;
 mod context;
+pub mod dataset;
 mod error;
 pub mod export;
 mod ids;
+pub mod load;
 mod payload;
 mod provider;
+pub mod publish;
 mod registry;
 mod span;
 mod stats;

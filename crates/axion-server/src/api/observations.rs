@@ -20,11 +20,34 @@ fn seconds_between(body: &crate::JsonMap, from: &str, to: &str) -> Value {
     }
 }
 
+/// Usage counts as integers (Langfuse's shape) when they are whole.
+fn whole_numbers(map: &std::collections::BTreeMap<String, f64>) -> Value {
+    Value::Object(
+        map.iter()
+            .map(|(key, value)| {
+                let number = if value.fract() == 0.0 && value.abs() < 9e15 {
+                    json!(*value as i64)
+                } else {
+                    json!(value)
+                };
+                (key.clone(), number)
+            })
+            .collect(),
+    )
+}
+
 /// The v1 `Observation` shape.
 pub fn to_v1(record: &ObservationRecord) -> Value {
     let body = &record.body;
     let get = |key: &str| body.get(key).cloned().unwrap_or(Value::Null);
-    let usage = |key: &str| record.usage.get(key).copied().unwrap_or(0.0);
+    let usage = |key: &str| {
+        let value = record.usage.get(key).copied().unwrap_or(0.0);
+        if value.fract() == 0.0 {
+            json!(value as i64)
+        } else {
+            json!(value)
+        }
+    };
     let cost = |key: &str| record.cost.get(key).copied();
     let price = |key: &str| record.prices.get(key).copied();
     json!({
@@ -49,7 +72,7 @@ pub fn to_v1(record: &ObservationRecord) -> Value {
         "promptId": null,
         "promptName": get("promptName"),
         "promptVersion": get("promptVersion"),
-        "usageDetails": record.usage,
+        "usageDetails": whole_numbers(&record.usage),
         "costDetails": record.cost,
         "usage": {"unit": "TOKENS", "input": usage("input"), "output": usage("output"), "total": usage("total")},
         "unit": "TOKENS",
@@ -195,7 +218,7 @@ fn to_v2(record: &ObservationRecord, groups: &[String], trace: Option<&crate::Js
             .unwrap_or_else(|| json!({}));
     }
     if has("usage") {
-        item["usageDetails"] = json!(record.usage);
+        item["usageDetails"] = whole_numbers(&record.usage);
         item["costDetails"] = json!(record.cost);
         item["totalCost"] = json!(record.cost.get("total").copied().unwrap_or(0.0));
         item["usagePricingTierName"] = Value::Null;

@@ -49,3 +49,9 @@ print("example rag_pipeline -> axion serve: ok (%d observations, cost %.2e USD)"
 kill -TERM $serve_pid
 wait $serve_pid
 
+# The README's main command: the whole loop must run and end with scores on the trace.
+demo=$(target/debug/axion demo)
+echo "$demo" | grep -q "published scores: 9 uploaded, 0 skipped, 0 failed" || { echo "$demo"; echo "axion demo failed"; exit 1; }
+echo "$demo" | grep -q "score levenshtein_ratio" || { echo "$demo"; echo "axion demo printed no scores"; exit 1; }
+echo "axion demo: ok"
+

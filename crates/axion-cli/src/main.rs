@@ -1,5 +1,8 @@
 //! The `axion` command line.
 
+mod demo;
+mod traces;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -18,6 +21,17 @@ enum Command {
     Check,
     /// Run the trace server: Langfuse-compatible API on an embedded SQLite file.
     Serve(ServeArgs),
+    /// Read traces back (LANGFUSE_* variables): list, get, export.
+    #[command(subcommand)]
+    Traces(traces::TracesCommand),
+    /// Build evaluation datasets from traces.
+    #[command(subcommand)]
+    Dataset(traces::DatasetCommand),
+    /// Publish scores onto traces and observations.
+    #[command(subcommand)]
+    Scores(traces::ScoresCommand),
+    /// The whole loop locally: serve, trace, fetch, dataset, evaluate, publish, show.
+    Demo,
 }
 
 #[derive(clap::Args)]
@@ -58,6 +72,10 @@ fn main() -> Result<()> {
             println!("ok: {} starts ({})", detection.provider, detection.reason);
         }
         Command::Serve(args) => serve(args)?,
+        Command::Traces(command) => traces::traces(command)?,
+        Command::Dataset(command) => traces::dataset(command)?,
+        Command::Scores(command) => traces::scores(command)?,
+        Command::Demo => demo::run()?,
     }
     Ok(())
 }

@@ -1546,6 +1546,34 @@ fn logfire_attributes(observation: &crate::Observation, attributes: &mut Vec<Key
     ));
 }
 
+/// Input and output attributes from JSON text serialised elsewhere (for exporters that never
+/// build a JSON tree): what [`observation_to_span`] adds for `input`/`output` values.
+pub fn io_attributes(
+    convention: Convention,
+    input: Option<String>,
+    output: Option<String>,
+) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(4);
+    let (input_key, output_key) = match convention {
+        Convention::Langfuse => ("langfuse.observation.input", "langfuse.observation.output"),
+        Convention::GenAi | Convention::Logfire => ("input.value", "output.value"),
+    };
+    let json_mime = convention != Convention::Langfuse;
+    if let Some(input) = input {
+        attributes.push(kv_string(input_key, input));
+        if json_mime {
+            attributes.push(kv_string("input.mime_type", "application/json"));
+        }
+    }
+    if let Some(output) = output {
+        attributes.push(kv_string(output_key, output));
+        if json_mime {
+            attributes.push(kv_string("output.mime_type", "application/json"));
+        }
+    }
+    attributes
+}
+
 /// A span that only carries a trace's fields (for trace updates whose spans were already sent):
 /// zero duration, named after the trace, marked so Langfuse treats it as the trace's root.
 pub fn trace_update_span(trace: &crate::Trace, convention: Convention) -> Span {

@@ -27,6 +27,13 @@ fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("sink") => return run_sink(),
         Ok("serve") => return run_serve(),
+        Ok("down") => {
+            let spans = std::env::var("AXION_BENCH_SPANS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(20_000);
+            return backend_down_memory(spans);
+        }
         _ => {}
     }
     let full = std::env::args().any(|arg| arg == "--bench");
@@ -45,7 +52,13 @@ fn main() {
         axion_burst(&serve.base, burst.min(20_000), "axion serve")
     );
     serve.stop();
-    backend_down_memory(if full { 500_000 } else { 20_000 });
+    // In its own process, so the bursts above don't colour its memory figures.
+    let status = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, "down")
+        .env("AXION_BENCH_SPANS", if full { "500000" } else { "20000" })
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 /// Child role: an OTLP receiver that decodes and counts spans; `GET /count` answers the total.

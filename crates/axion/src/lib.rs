@@ -93,6 +93,7 @@ mod config;
 mod context;
 pub mod dataset;
 mod error;
+pub mod eval;
 pub mod export;
 mod ids;
 pub mod load;

@@ -8,11 +8,18 @@ use serde_json::Value;
 
 trait Deferred: Send + Sync {
     fn to_json(&self) -> Value;
+    fn to_json_string(&self) -> String;
 }
 
 impl<T: Serialize + Send + Sync> Deferred for T {
     fn to_json(&self) -> Value {
         to_json_lossy(self)
+    }
+
+    fn to_json_string(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|error| {
+            serde_json::to_string(&format!("<unserializable: {error}>")).unwrap_or_default()
+        })
     }
 }
 
@@ -56,6 +63,17 @@ impl Payload {
     /// The JSON form. This is where serialisation happens.
     pub fn to_json(&self) -> Value {
         self.0.to_json()
+    }
+
+    /// Whether both hold the very same captured value (one capture shared by two records).
+    pub fn same_as(&self, other: &Payload) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The JSON text, serialised straight from the captured value (no intermediate tree):
+    /// what wire formats that carry JSON as strings (OTLP attributes) want.
+    pub fn to_json_string(&self) -> String {
+        self.0.to_json_string()
     }
 }
 

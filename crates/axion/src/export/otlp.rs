@@ -10,7 +10,8 @@
 use std::collections::HashMap;
 
 use axion_model::otlp::{
-    export_request, observation_to_span, trace_update_span, Convention, ExportResource,
+    export_request, io_attributes, observation_to_span, trace_update_span, Convention,
+    ExportResource,
 };
 use axion_model::{Observation, Record, Score, Trace};
 use prost::Message;
@@ -157,6 +158,56 @@ fn merge_trace(into: &mut Trace, later: Trace) {
 
 impl Exporter for OtlpExporter {
     fn export(&mut self, batch: Vec<RawRecord>) -> Result<()> {
+        // Input and output go straight from the captured values to JSON text (no JSON tree in
+        // between), except for Logfire, whose attributes need the structure.
+        let direct_io = self.convention != Convention::Logfire;
+        // A trace whose input/output default to its root span's (the same capture) need not
+        // carry them again: backends take the trace's I/O from the root span.
+        let mut batch = batch;
+        let roots: HashMap<axion_model::TraceId, (Option<crate::Payload>, Option<crate::Payload>)> =
+            batch
+                .iter()
+                .filter_map(|record| match record {
+                    RawRecord::Observation(o) if o.parent_id.is_none() => {
+                        Some((o.trace_id, (o.input.clone(), o.output.clone())))
+                    }
+                    _ => None,
+                })
+                .collect();
+        if direct_io {
+            for record in &mut batch {
+                if let RawRecord::Trace(trace) = record {
+                    if let Some((input, output)) = roots.get(&trace.id) {
+                        let same = |a: &Option<crate::Payload>, b: &Option<crate::Payload>| matches!((a, b), (Some(a), Some(b)) if a.same_as(b));
+                        if same(&trace.input, input) {
+                            trace.input = None;
+                        }
+                        if same(&trace.output, output) {
+                            trace.output = None;
+                        }
+                    }
+                }
+            }
+        }
+        let mut io: Vec<(Option<String>, Option<String>)> = Vec::new();
+        let batch: Vec<RawRecord> = batch
+            .into_iter()
+            .map(|record| match record {
+                RawRecord::Observation(mut observation) if direct_io => {
+                    let input = observation
+                        .input
+                        .take()
+                        .map(|payload| payload.to_json_string());
+                    let output = observation
+                        .output
+                        .take()
+                        .map(|payload| payload.to_json_string());
+                    io.push((input, output));
+                    RawRecord::Observation(observation)
+                }
+                other => other,
+            })
+            .collect();
         let (observations, traces, scores) = split(batch);
         let mut pending: HashMap<String, Trace> = traces
             .into_iter()
@@ -181,15 +232,19 @@ impl Exporter for OtlpExporter {
             .map(|(trace_id, index)| (*index, (*trace_id).to_owned()))
             .collect();
         let mut spans = Vec::with_capacity(observations.len() + 1);
+        let mut io = io.into_iter();
         for (index, observation) in observations.iter().enumerate() {
             let trace = carried
                 .get(&index)
                 .and_then(|trace_id| pending.remove(trace_id));
-            spans.push(observation_to_span(
-                observation,
-                trace.as_ref(),
-                self.convention,
-            ));
+            let mut span = observation_to_span(observation, trace.as_ref(), self.convention);
+            if direct_io {
+                if let Some((input, output)) = io.next() {
+                    span.attributes
+                        .extend(io_attributes(self.convention, input, output));
+                }
+            }
+            spans.push(span);
         }
         let orphans: Vec<Trace> = pending.into_values().collect();
         let mut side_traces = Vec::new();

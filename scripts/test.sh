@@ -9,6 +9,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 cargo test -p axion --benches
+cargo test -p axion-server --benches
 
 # The official SDKs (Langfuse 2.x/3.x/5.x, OpenTelemetry) against a real `axion serve`.
 ./scripts/python-sdks.sh

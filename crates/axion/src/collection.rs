@@ -401,6 +401,22 @@ impl TraceCollection {
         Ok(Self::from_loaded(loader.fetch_traces(query)?))
     }
 
+    /// Fetches with an Opik loader.
+    pub fn from_opik(
+        loader: &crate::load::OpikTraceLoader,
+        query: &crate::load::FetchTraces,
+    ) -> Result<Self> {
+        Ok(Self::from_loaded(loader.fetch_traces(query)?))
+    }
+
+    /// Fetches with a Logfire loader.
+    pub fn from_logfire(
+        loader: &crate::load::LogfireTraceLoader,
+        query: &crate::load::FetchTraces,
+    ) -> Result<Self> {
+        Ok(Self::from_loaded(loader.fetch_traces(query)?))
+    }
+
     /// Fetches the given trace ids with a Langfuse loader.
     pub fn from_ids(loader: &crate::load::LangfuseTraceLoader, ids: &[String]) -> Result<Self> {
         Ok(Self::from_loaded(loader.fetch_many(ids)?))

@@ -16,11 +16,15 @@
 //! ```
 
 pub mod langfuse;
+pub mod logfire;
+pub mod opik;
 
 use axion_model::{Observation, Score, Timestamp, Trace};
 use serde::{Deserialize, Serialize};
 
 pub use langfuse::LangfuseTraceLoader;
+pub use logfire::LogfireTraceLoader;
+pub use opik::OpikTraceLoader;
 
 /// One trace with everything recorded under it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

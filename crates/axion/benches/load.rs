@@ -1,0 +1,186 @@
+//! Reading back: fetch 10 000 full traces from `axion serve` (in a second process) with the
+//! Langfuse loader, then the collection and dataset operations on them.
+//!
+//! `cargo bench -p axion --bench load` (results in the README); `cargo test --benches` runs a
+//! 200-trace smoke pass.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axion::collection::{TraceCollection, TraceFilter};
+use axion::dataset::Dataset;
+use axion::load::{FetchTraces, LangfuseTraceLoader, TimeWindow};
+use axion::{MetadataType, ObservationType, Settings, Tracer, TracerRegistry};
+use serde_json::json;
+
+const ROLE: &str = "AXION_BENCH_ROLE";
+
+fn main() {
+    if std::env::var(ROLE).as_deref() == Ok("serve") {
+        return serve();
+    }
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let traces = if full { 10_000 } else { 200 };
+    let server = Server::spawn();
+    let settings = Settings::from_pairs([
+        ("LANGFUSE_PUBLIC_KEY", "pk-bench".to_owned()),
+        ("LANGFUSE_SECRET_KEY", "sk-bench".to_owned()),
+        ("LANGFUSE_HOST", server.base.clone()),
+        ("AXION_EXPORT_QUEUE_SIZE", "200000".to_owned()),
+    ]);
+    let provider = TracerRegistry::get("langfuse")
+        .unwrap()
+        .create(&settings)
+        .unwrap();
+    let tracer = Tracer::builder(MetadataType::Llm)
+        .provider(provider)
+        .force_new(true)
+        .build();
+    for i in 0..traces {
+        let root = tracer.span("support-bot");
+        root.set_input(json!({"question": format!("question {i}?")}));
+        root.update_trace(
+            axion::TraceUpdate::new()
+                .user_id(format!("user-{}", i % 100))
+                .tags(["bench"]),
+        );
+        {
+            let retrieve = tracer
+                .span_builder("search_kb")
+                .kind(ObservationType::Retriever)
+                .enter();
+            retrieve.set_output(json!([format!("doc {i}")]));
+        }
+        {
+            let generation = tracer
+                .span_builder("draftAnswer")
+                .kind(ObservationType::Generation)
+                .enter();
+            generation.set_model("gpt-4o-mini");
+            generation.set_output(json!(format!("answer {i}")));
+            generation.set_usage(100, 20);
+        }
+        root.set_output(json!({"answer": format!("answer {i}")}));
+    }
+    let report = tracer.flush(Duration::from_secs(600)).unwrap();
+    assert_eq!(report.dropped_total, 0);
+
+    let loader = LangfuseTraceLoader::from_settings(&settings).unwrap();
+    let started = Instant::now();
+    let loaded = loader
+        .fetch_traces(&FetchTraces {
+            limit: traces,
+            window: TimeWindow::HoursBack(1),
+            ..FetchTraces::default()
+        })
+        .unwrap();
+    let fetch = started.elapsed();
+    assert_eq!(loaded.len(), traces);
+    let rss = rss_mb();
+
+    let started = Instant::now();
+    let collection = TraceCollection::from_loaded(loaded);
+    let mut found = 0usize;
+    for trace in &collection {
+        found += usize::from(trace.step("draft_answer").is_some());
+        found += usize::from(trace.get("search-kb.output.0").is_some());
+    }
+    let user_0 = collection.filter_by(&TraceFilter {
+        user_id: Some("user-0".into()),
+        ..TraceFilter::default()
+    });
+    let steps = started.elapsed();
+    assert_eq!(found, 2 * traces);
+    assert_eq!(user_0.len(), traces / 100);
+    let started = Instant::now();
+    let dataset = Dataset::from_traces(&collection);
+    let jsonl = dataset.to_jsonl();
+    let convert = started.elapsed();
+    assert_eq!(dataset.len(), traces);
+
+    println!("| benchmark ({traces} traces, 3 observations each) | result |\n| --- | --- |");
+    println!(
+        "| fetch full traces from axion serve (loader, 8 in flight) | {:.0} traces/s ({:.2} s), client RSS {rss:.0} MB |",
+        traces as f64 / fetch.as_secs_f64(),
+        fetch.as_secs_f64()
+    );
+    println!(
+        "| collection: build, 2 step lookups + path per trace, filter | {:.1} ms |",
+        steps.as_secs_f64() * 1e3
+    );
+    println!(
+        "| dataset: default extraction + JSONL ({} KB) | {:.1} ms |",
+        jsonl.len() / 1024,
+        convert.as_secs_f64() * 1e3
+    );
+    server.stop();
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn serve() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = axion_server::Server::start(axion_server::ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            keys: Some(("pk-bench".into(), "sk-bench".into())),
+        })
+        .await
+        .unwrap();
+        println!("{}", server.local_addr());
+        tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            while std::io::stdin()
+                .read_line(&mut line)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
+        })
+        .await
+        .unwrap();
+        server.shutdown().await;
+    });
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn spawn() -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(ROLE, "serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Self {
+            child,
+            base: format!("http://{}", line.trim()),
+        }
+    }
+
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}

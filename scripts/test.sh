@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The optional `tracing` bridge: lints, its tests and its doc example.
+cargo clippy -p axion --all-targets --features tracing -- -D warnings
+cargo test -p axion --features tracing --test tracing_bridge
+cargo test -p axion --features tracing --doc tracing_bridge
 cargo test -p axion --benches
 cargo test -p axion-server --benches
 

@@ -67,6 +67,13 @@ impl TraceContext {
     }
 }
 
+/// Replaces the calling thread's context, returning the previous one (for layers that cannot
+/// hold a guard across callbacks).
+#[cfg(feature = "tracing")]
+pub(crate) fn swap_current(context: TraceContext) -> TraceContext {
+    swap(context)
+}
+
 fn swap(context: TraceContext) -> TraceContext {
     CURRENT
         .try_with(|current| current.replace(context))

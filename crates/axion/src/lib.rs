@@ -105,6 +105,8 @@ mod span;
 mod stats;
 mod trace_update;
 mod tracer;
+#[cfg(feature = "tracing")]
+pub mod tracing_bridge;
 
 #[doc(hidden)]
 pub mod __private;

@@ -33,7 +33,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// A fresh key pair in Langfuse's format (`pk-lf-…`, `sk-lf-…`).
 pub fn generate_key_pair() -> (String, String) {
     let mut bytes = [0u8; 32];
-    if getrandom::fill(&mut bytes).is_err() {
+    if getrandom::getrandom(&mut bytes).is_err() {
         // No OS randomness: fall back to the process's keyed hasher (still unpredictable).
         let id = axion_model::random_event_id() + &axion_model::random_event_id();
         bytes.copy_from_slice(&Sha256::digest(id.as_bytes()));

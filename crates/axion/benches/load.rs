@@ -67,6 +67,26 @@ fn main() {
     assert_eq!(report.dropped_total, 0);
 
     let loader = LangfuseTraceLoader::from_settings(&settings).unwrap();
+    // Streaming first: memory bounded by one page of traces.
+    let before = rss_mb();
+    let started = Instant::now();
+    let mut streamed = 0usize;
+    loader
+        .for_each_trace(
+            &FetchTraces {
+                limit: traces,
+                window: TimeWindow::HoursBack(1),
+                ..FetchTraces::default()
+            },
+            |trace| {
+                streamed += trace.observations.len();
+                Ok(())
+            },
+        )
+        .unwrap();
+    let stream = started.elapsed();
+    let stream_rss = rss_mb() - before;
+    assert_eq!(streamed, 3 * traces);
     let started = Instant::now();
     let loaded = loader
         .fetch_traces(&FetchTraces {
@@ -104,6 +124,10 @@ fn main() {
         "| fetch full traces from axion serve (loader, 8 in flight) | {:.0} traces/s ({:.2} s), client RSS {rss:.0} MB |",
         traces as f64 / fetch.as_secs_f64(),
         fetch.as_secs_f64()
+    );
+    println!(
+        "| stream full traces (`for_each_trace`, one page in memory) | {:.0} traces/s, RSS growth {stream_rss:.0} MB |",
+        traces as f64 / stream.as_secs_f64()
     );
     println!(
         "| collection: build, 2 step lookups + path per trace, filter | {:.1} ms |",

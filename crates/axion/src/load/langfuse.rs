@@ -153,6 +153,21 @@ impl LangfuseTraceLoader {
 
     /// Trace summaries (or full traces) matching `query`, newest first, up to `query.limit`.
     pub fn fetch_traces(&self, query: &FetchTraces) -> Result<Vec<LoadedTrace>> {
+        let mut traces = Vec::new();
+        self.for_each_trace(query, |trace| {
+            traces.push(trace);
+            Ok(())
+        })?;
+        Ok(traces)
+    }
+
+    /// Streams the traces of [`LangfuseTraceLoader::fetch_traces`] one page (≤ 100) at a time
+    /// into `visit`, so memory stays bounded by a page however many traces match.
+    pub fn for_each_trace(
+        &self,
+        query: &FetchTraces,
+        mut visit: impl FnMut(LoadedTrace) -> Result<()>,
+    ) -> Result<()> {
         let (from, to) = query.window.bounds();
         let mut params: Vec<(String, String)> = Vec::new();
         let iso = |time: chrono::DateTime<chrono::Utc>| {
@@ -177,10 +192,10 @@ impl LangfuseTraceLoader {
             }
         }
         params.extend(query.extra.iter().cloned());
-        let mut summaries = Vec::new();
+        let mut delivered = 0usize;
         let mut page = 1u32;
-        while summaries.len() < query.limit {
-            let limit = (query.limit - summaries.len()).min(100);
+        while delivered < query.limit {
+            let limit = (query.limit - delivered).min(100);
             let mut page_params = params.clone();
             page_params.push(("page".into(), page.to_string()));
             page_params.push(("limit".into(), limit.to_string()));
@@ -193,8 +208,22 @@ impl LangfuseTraceLoader {
                 .cloned()
                 .unwrap_or_default();
             let count = data.len();
-            for item in data {
+            let mut summaries = Vec::with_capacity(count);
+            for item in data.into_iter().take(query.limit - delivered) {
                 summaries.push(summary(item)?);
+            }
+            let batch = if query.fetch_full_traces {
+                let ids: Vec<String> = summaries
+                    .iter()
+                    .map(|loaded| loaded.trace.id.clone())
+                    .collect();
+                self.fetch_many(&ids)?
+            } else {
+                summaries
+            };
+            for trace in batch {
+                delivered += 1;
+                visit(trace)?;
             }
             let total_pages = answer
                 .pointer("/meta/totalPages")
@@ -205,15 +234,7 @@ impl LangfuseTraceLoader {
             }
             page += 1;
         }
-        summaries.truncate(query.limit);
-        if !query.fetch_full_traces {
-            return Ok(summaries);
-        }
-        let ids: Vec<String> = summaries
-            .iter()
-            .map(|loaded| loaded.trace.id.clone())
-            .collect();
-        self.fetch_many(&ids)
+        Ok(())
     }
 
     /// Full traces for `ids`, `concurrency` at a time, in the order given.

@@ -125,6 +125,26 @@ fn loader() -> Result<LangfuseTraceLoader> {
     LangfuseTraceLoader::from_env().context("reading LANGFUSE_* settings")
 }
 
+/// Fetches full traces page by page, showing `fetched n/limit` on a terminal.
+fn fetch_collection(filters: &Filters) -> Result<TraceCollection> {
+    use std::io::{IsTerminal, Write};
+    let query = filters.query(true)?;
+    let show = std::io::stderr().is_terminal();
+    let mut traces = Vec::new();
+    loader()?.for_each_trace(&query, |trace| {
+        traces.push(trace);
+        if show && (traces.len() % 25 == 0) {
+            eprint!("\rfetched {}/{}", traces.len(), query.limit);
+            let _ = std::io::stderr().flush();
+        }
+        Ok(())
+    })?;
+    if show {
+        eprintln!("\rfetched {} traces{}", traces.len(), " ".repeat(12));
+    }
+    Ok(TraceCollection::from_loaded(traces))
+}
+
 pub fn traces(command: TracesCommand) -> Result<()> {
     match command {
         TracesCommand::List { filters, json } => {
@@ -160,7 +180,7 @@ pub fn traces(command: TracesCommand) -> Result<()> {
             }
         }
         TracesCommand::Export { filters, out } => {
-            let collection = TraceCollection::from_langfuse(&loader()?, &filters.query(true)?)?;
+            let collection = fetch_collection(&filters)?;
             collection.save(&out)?;
             eprintln!("{} traces written to {}", collection.len(), out.display());
         }
@@ -171,7 +191,7 @@ pub fn traces(command: TracesCommand) -> Result<()> {
 pub fn dataset(command: DatasetCommand) -> Result<()> {
     match command {
         DatasetCommand::Build { filters, out } => {
-            let collection = TraceCollection::from_langfuse(&loader()?, &filters.query(true)?)?;
+            let collection = fetch_collection(&filters)?;
             let dataset = Dataset::from_traces(&collection);
             dataset.save(&out)?;
             eprintln!("{} items written to {}", dataset.len(), out.display());

@@ -250,3 +250,95 @@ fn sql_strings_are_quoted() {
         .to_string()
         .contains("LOGFIRE_READ_TOKEN"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn langfuse_loader_retries_429_and_5xx() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            use axum::http::StatusCode;
+            match counter.fetch_add(1, Ordering::SeqCst) {
+                0 => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], String::new()),
+                1 => (StatusCode::BAD_GATEWAY, [("retry-after", "0")], String::new()),
+                _ => (
+                    StatusCode::OK,
+                    [("retry-after", "0")],
+                    json!({"data": [{"id": "t1", "name": "ok", "tags": []}], "meta": {"page": 1, "limit": 50, "totalItems": 1, "totalPages": 1}})
+                        .to_string(),
+                ),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let started = std::time::Instant::now();
+    let traces = tokio::task::spawn_blocking(move || {
+        let loader =
+            axion::load::LangfuseTraceLoader::new(&format!("http://{addr}"), "pk", "sk").unwrap();
+        loader
+            .fetch_traces(&FetchTraces {
+                fetch_full_traces: false,
+                ..FetchTraces::default()
+            })
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(traces.len(), 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opik_score_target_sends_feedback_scores() {
+    use axion::publish::{publish_to_observability, EvaluationResult, OpikScores, PublishOptions};
+    let (base, seen) = backend(|_, _| String::new()).await;
+    let settings = Settings::from_pairs([
+        ("OPIK_URL_OVERRIDE", format!("{base}/api")),
+        ("OPIK_WORKSPACE", "ws".to_owned()),
+        ("OPIK_PROJECT_NAME", "evals".to_owned()),
+    ]);
+    let report = tokio::task::spawn_blocking(move || {
+        let mut item = axion::dataset::DatasetItem::new("i1");
+        item.trace_id = Some("0af7651916cd43dd8448eb211c80319c".into());
+        let results = vec![EvaluationResult {
+            item,
+            metrics: std::collections::BTreeMap::from([("exact_match".to_owned(), 1.0)]),
+            comment: Some("good".into()),
+        }];
+        publish_to_observability(
+            &results,
+            &PublishOptions::default(),
+            &mut OpikScores::from_settings(&settings).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((report.uploaded, report.failed), (1, 0));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0].0, "/api/v1/private/traces/feedback-scores");
+    let score = &seen[0].2["scores"][0];
+    assert_eq!(
+        (
+            &score["name"],
+            &score["value"],
+            &score["reason"],
+            &score["project_name"]
+        ),
+        (
+            &json!("exact_match"),
+            &json!(1.0),
+            &json!("good"),
+            &json!("evals")
+        )
+    );
+    let id = score["id"].as_str().unwrap();
+    assert_eq!(&id[14..15], "7", "a UUIDv7 derived from the trace id: {id}");
+}

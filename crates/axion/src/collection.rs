@@ -125,6 +125,7 @@ impl From<LoadedTrace> for Trace {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceStep<'a> {
     name: String,
+    index: usize,
     observations: Vec<&'a Observation>,
 }
 
@@ -132,6 +133,11 @@ impl<'a> TraceStep<'a> {
     /// The step's name as first recorded.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its position among the trace's steps (order of first appearance).
+    pub fn index(&self) -> usize {
+        self.index
     }
 
     /// How many times it ran.
@@ -212,6 +218,7 @@ impl Trace {
                     index.insert(key, order.len());
                     order.push(TraceStep {
                         name,
+                        index: order.len(),
                         observations: vec![observation],
                     });
                 }
@@ -223,16 +230,9 @@ impl Trace {
     /// The step with this name (case and separators ignored).
     pub fn step(&self, name: &str) -> Option<TraceStep<'_>> {
         let wanted = normalize_name(name);
-        let observations: Vec<&Observation> = self
-            .observations
-            .iter()
-            .filter(|o| normalize_name(o.name.as_deref().unwrap_or_default()) == wanted)
-            .collect();
-        let first = observations.first()?;
-        Some(TraceStep {
-            name: first.name.clone().unwrap_or_default(),
-            observations,
-        })
+        self.steps()
+            .into_iter()
+            .find(|step| normalize_name(&step.name) == wanted)
     }
 
     /// Path access: `input.question`, `output.answer`, `metadata.k`, or

@@ -131,9 +131,8 @@ impl LangfuseTraceLoader {
                         }
                     }
                 }
-                Err(error)
-                    if error.is_connect() && started.elapsed() < Duration::from_millis(1) =>
-                {
+                // Nothing listening on the first try is a configuration problem, not a hiccup.
+                Err(error) if error.is_connect() && backoff == Duration::from_millis(200) => {
                     return Err(failure(format!(
                         "cannot reach {url}: {error} (check LANGFUSE_HOST)"
                     )))

@@ -178,21 +178,24 @@ fn lenient_counts<'de, D: serde::Deserializer<'de>>(
     let raw: Option<BTreeMap<String, Value>> = Option::deserialize(deserializer)?;
     Ok(raw.map(|map| {
         map.into_iter()
-            .filter_map(|(key, value)| {
-                let count = match &value {
-                    Value::Number(number) => number.as_u64().or_else(|| {
-                        number
-                            .as_f64()
-                            .filter(|f| *f >= 0.0 && f.is_finite())
-                            .map(|f| f.round() as u64)
-                    }),
-                    Value::String(text) => text.trim().parse().ok(),
-                    _ => None,
-                }?;
-                Some((key, count))
-            })
+            .filter_map(|(key, value)| Some((key, count_from_json(&value)?)))
             .collect()
     }))
+}
+
+/// A token count as JSON may carry it: an integer, a non-negative float (rounded) or a numeric
+/// string.
+pub(crate) fn count_from_json(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(number) => number.as_u64().or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| *f >= 0.0 && f.is_finite())
+                .map(|f| f.round() as u64)
+        }),
+        Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 impl Observation {

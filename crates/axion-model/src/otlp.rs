@@ -633,19 +633,6 @@ fn input_output(attributes: &Attributes<'_>, span: &Span) -> (Option<Value>, Opt
     (input, output)
 }
 
-fn as_count(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(number) => number.as_u64().or_else(|| {
-            number
-                .as_f64()
-                .filter(|f| *f >= 0.0)
-                .map(|f| f.round() as u64)
-        }),
-        Value::String(text) => text.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 fn usage_details(attributes: &Attributes<'_>) -> Option<JsonMap> {
     if let Some(usage) = attributes.object("langfuse.observation.usage_details") {
         return Some(usage);
@@ -667,7 +654,7 @@ fn usage_with_prefix(attributes: &Attributes<'_>, prefix: &str) -> Option<JsonMa
         let Some(rest) = key.strip_prefix(prefix) else {
             continue;
         };
-        let Some(count) = as_count(value) else {
+        let Some(count) = crate::observation::count_from_json(value) else {
             continue;
         };
         let rest = rest.strip_prefix("details.").unwrap_or(rest);
@@ -988,7 +975,7 @@ fn map_span(
                 "langfuse.observation.prompt.version",
                 "langfuse.prompt.version",
             ])
-            .and_then(as_count)
+            .and_then(crate::observation::count_from_json)
         {
             observation.insert("promptVersion".into(), Value::from(version));
         }

@@ -11,8 +11,8 @@
 //! `cargo bench -p axion --bench export`; under `cargo test --benches` it does a small smoke
 //! run. Results are in the README.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,9 @@ use axion::{MetadataType, Settings, Tracer, TracerRegistry};
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use serde_json::{json, Value};
 
-const ROLE: &str = "AXION_BENCH_ROLE";
+mod support;
+
+use support::{rss_mb, run_serve, wait_for_stdin_close, ChildRole, ROLE};
 
 fn main() {
     match std::env::var(ROLE).as_deref() {
@@ -40,13 +42,13 @@ fn main() {
     let burst = if full { 100_000 } else { 2_000 };
     println!("| workload: burst of {burst} spans, 1 KB JSON in + out | spans/s delivered | dropped | caller per span (median / p99) |");
     println!("| --- | --- | --- | --- |");
-    let sink = Receiver::spawn("sink");
+    let sink = ChildRole::spawn("sink");
     let ours = axion_burst(&sink.base, burst, "sink");
     println!("{ours}");
     let theirs = otel_burst(&sink.base, burst);
     println!("{theirs}");
     sink.stop();
-    let serve = Receiver::spawn("serve");
+    let serve = ChildRole::spawn("serve");
     println!(
         "{}",
         axion_burst(&serve.base, burst.min(20_000), "axion serve")
@@ -114,69 +116,6 @@ fn run_sink() {
             _ = wait_for_stdin_close() => {}
         }
     });
-}
-
-/// Child role: a real `axion serve` with the bench keys.
-fn run_serve() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let server = axion_server::Server::start(axion_server::ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_path_buf(),
-            keys: Some(("pk-bench".into(), "sk-bench".into())),
-        })
-        .await
-        .unwrap();
-        println!("{}", server.local_addr());
-        wait_for_stdin_close().await;
-        server.shutdown().await;
-    });
-}
-
-async fn wait_for_stdin_close() {
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        while std::io::stdin()
-            .read_line(&mut line)
-            .map(|n| n > 0)
-            .unwrap_or(false)
-        {}
-    })
-    .await
-    .unwrap();
-}
-
-struct Receiver {
-    child: Child,
-    base: String,
-}
-
-impl Receiver {
-    fn spawn(role: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .env(ROLE, role)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Self {
-            child,
-            base: format!("http://{}", line.trim()),
-        }
-    }
-
-    fn stop(mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
 }
 
 /// About 1 KB of chat messages, as an LLM span's input or output would carry.
@@ -288,16 +227,6 @@ fn otel_burst(base: &str, burst: usize) -> String {
         delivered as f64 / elapsed,
         burst as u64 - delivered,
     )
-}
-
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// The backend is down (nothing listens): memory stays bounded by the queue; drops are counted.

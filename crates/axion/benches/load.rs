@@ -4,8 +4,6 @@
 //! `cargo bench -p axion --bench load` (results in the README); `cargo test --benches` runs a
 //! 200-trace smoke pass.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axion::collection::{TraceCollection, TraceFilter};
@@ -14,15 +12,17 @@ use axion::load::{FetchTraces, LangfuseTraceLoader, TimeWindow};
 use axion::{MetadataType, ObservationType, Settings, Tracer, TracerRegistry};
 use serde_json::json;
 
-const ROLE: &str = "AXION_BENCH_ROLE";
+mod support;
+
+use support::{rss_mb, run_serve, ChildRole, ROLE};
 
 fn main() {
     if std::env::var(ROLE).as_deref() == Ok("serve") {
-        return serve();
+        return run_serve();
     }
     let full = std::env::args().any(|arg| arg == "--bench");
     let traces = if full { 10_000 } else { 200 };
-    let server = Server::spawn();
+    let server = ChildRole::spawn("serve");
     let settings = Settings::from_pairs([
         ("LANGFUSE_PUBLIC_KEY", "pk-bench".to_owned()),
         ("LANGFUSE_SECRET_KEY", "sk-bench".to_owned()),
@@ -139,72 +139,4 @@ fn main() {
         convert.as_secs_f64() * 1e3
     );
     server.stop();
-}
-
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn serve() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let server = axion_server::Server::start(axion_server::ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_path_buf(),
-            keys: Some(("pk-bench".into(), "sk-bench".into())),
-        })
-        .await
-        .unwrap();
-        println!("{}", server.local_addr());
-        tokio::task::spawn_blocking(|| {
-            let mut line = String::new();
-            while std::io::stdin()
-                .read_line(&mut line)
-                .map(|n| n > 0)
-                .unwrap_or(false)
-            {}
-        })
-        .await
-        .unwrap();
-        server.shutdown().await;
-    });
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn spawn() -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .env(ROLE, "serve")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Self {
-            child,
-            base: format!("http://{}", line.trim()),
-        }
-    }
-
-    fn stop(mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
 }

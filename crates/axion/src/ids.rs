@@ -44,10 +44,11 @@ pub(crate) fn new_span_id() -> SpanId {
     SpanId::from_bytes(non_zero().to_be_bytes())
 }
 
-/// Time-prefixed (48 bits of Unix ms, then 80 random bits): sorts by start, and Opik's UUIDv7
-/// for the trace follows from the id alone.
-pub(crate) fn new_trace_id() -> TraceId {
-    let millis = std::time::SystemTime::now()
+/// Time-prefixed (48 bits of the root span's start in Unix ms, then 80 random bits): sorts by
+/// start, and Opik's UUIDv7 for the trace follows from the id alone. The caller passes the start
+/// it already read, so a root span reads the clock once.
+pub(crate) fn new_trace_id(start: std::time::SystemTime) -> TraceId {
+    let millis = start
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(1);
@@ -67,7 +68,9 @@ mod tests {
         let ids: HashSet<_> = (0..10_000).map(|_| new_span_id()).collect();
         assert_eq!(ids.len(), 10_000);
         assert!(ids.iter().all(|id| !id.is_zero()));
-        let other_thread = std::thread::spawn(new_trace_id).join().unwrap();
-        assert_ne!(other_thread, new_trace_id());
+        let other_thread = std::thread::spawn(|| new_trace_id(std::time::SystemTime::now()))
+            .join()
+            .unwrap();
+        assert_ne!(other_thread, new_trace_id(std::time::SystemTime::now()));
     }
 }

@@ -326,7 +326,10 @@ impl TracerBuilder {
                 metadata_type: self.metadata_type,
                 tool: self.tool,
                 defaults: self.defaults,
-                execution_id: crate::ids::new_trace_id().to_uuid7(unix_millis(SystemTime::now())),
+                execution_id: {
+                    let now = SystemTime::now();
+                    crate::ids::new_trace_id(now).to_uuid7(unix_millis(now))
+                },
                 observations: AtomicU64::new(0),
                 lifecycle: Mutex::new(Lifecycle {
                     status: LifecycleStatus::Started,
@@ -673,7 +676,7 @@ impl Tracer {
         let start = SystemTime::now();
         let (trace, parent_id, is_root) = match parent {
             Some(parent) => (parent.trace.clone(), Some(parent.id), false),
-            None => (TraceState::new(self.trace_defaults()), None, true),
+            None => (TraceState::new(self.trace_defaults(start)), None, true),
         };
         Span::from_cell(SpanCell::new(
             self.clone(),
@@ -684,9 +687,13 @@ impl Tracer {
         ))
     }
 
-    fn trace_defaults(&self) -> RawTrace {
+    fn trace_defaults(&self, start: SystemTime) -> RawTrace {
         let defaults = &self.inner.defaults;
-        let mut trace = RawTrace::new(defaults.trace_id.unwrap_or_else(crate::ids::new_trace_id));
+        let mut trace = RawTrace::new(
+            defaults
+                .trace_id
+                .unwrap_or_else(|| crate::ids::new_trace_id(start)),
+        );
         trace.tags.clone_from(&defaults.tags);
         trace.environment = defaults.environment.as_deref().map(str::to_owned);
         trace.session_id.clone_from(&defaults.session_id);

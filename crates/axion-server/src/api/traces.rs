@@ -98,7 +98,7 @@ pub async fn list(
     let query = query(&params)?;
     let project_id = caller.project_id;
     let need_metrics = fields.metrics || fields.scores || fields.observations;
-    let (found, metrics) = state
+    let (found, page, metrics) = state
         .blocking(move |store| {
             let found = store.list_traces(&project_id, &query, &page)?;
             let ids: Vec<String> = found
@@ -117,10 +117,9 @@ pub async fn list(
             } else {
                 Default::default()
             };
-            Ok(((found, page), metrics))
+            Ok((found, page, metrics))
         })
         .await?;
-    let ((found, page), metrics) = (found, metrics);
     let data: Vec<Value> = found
         .items
         .iter()

@@ -715,6 +715,15 @@ fn to_observation(
     })
 }
 
+fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: row.get(0)?,
+        project_id: row.get(1)?,
+        environment: row.get(2)?,
+        created_at: row.get(3)?,
+    })
+}
+
 fn to_score(
     (project_id, body, created_at, updated_at): (String, String, i64, i64),
 ) -> Result<ScoreRecord, StoreError> {
@@ -986,7 +995,6 @@ impl Store for SqliteStore {
                 );
             }
         }
-        let count_filter_len = filter.values.len();
         filter.keyset("o.start_time", "o.id", page);
         let sql = format!(
             "SELECT {OBSERVATION_COLUMNS} FROM observations o WHERE {} ORDER BY o.start_time DESC, o.id DESC {}",
@@ -1001,11 +1009,7 @@ impl Store for SqliteStore {
                 observation_row,
                 to_observation,
             )?;
-            let total = if count_filter_len == filter.values.len() {
-                count(connection, "observations o", &filter, page)?
-            } else {
-                None
-            };
+            let total = count(connection, "observations o", &filter, page)?;
             Ok(Page { items, total })
         })
     }
@@ -1058,20 +1062,7 @@ impl Store for SqliteStore {
             page_clause(page)
         );
         self.read(|connection| {
-            let items = collect(
-                connection,
-                &sql,
-                &filter.values,
-                |row| {
-                    Ok(SessionRecord {
-                        id: row.get(0)?,
-                        project_id: row.get(1)?,
-                        environment: row.get(2)?,
-                        created_at: row.get(3)?,
-                    })
-                },
-                Ok,
-            )?;
+            let items = collect(connection, &sql, &filter.values, session_row, Ok)?;
             let total = count(connection, "sessions s", &filter, page)?;
             Ok(Page { items, total })
         })
@@ -1081,9 +1072,7 @@ impl Store for SqliteStore {
         self.read(|connection| {
             Ok(connection
                 .prepare_cached("SELECT id, project_id, environment, created_at FROM sessions WHERE project_id = ?1 AND id = ?2")?
-                .query_row([project_id, id], |row| {
-                    Ok(SessionRecord { id: row.get(0)?, project_id: row.get(1)?, environment: row.get(2)?, created_at: row.get(3)? })
-                })
+                .query_row([project_id, id], session_row)
                 .optional()?)
         })
     }
@@ -1145,7 +1134,6 @@ impl Store for SqliteStore {
             );
         }
         tags_clause(&mut filter, "s.trace_id", "s.project_id", &query.trace_tags);
-        let count_filter_len = filter.values.len();
         filter.keyset("s.timestamp", "s.id", page);
         let sql = format!(
             "SELECT s.project_id, s.body, s.created_at, s.updated_at FROM scores s WHERE {}
@@ -1155,11 +1143,7 @@ impl Store for SqliteStore {
         );
         self.read(|connection| {
             let items = collect(connection, &sql, &filter.values, trace_row, to_score)?;
-            let total = if count_filter_len == filter.values.len() {
-                count(connection, "scores s", &filter, page)?
-            } else {
-                None
-            };
+            let total = count(connection, "scores s", &filter, page)?;
             Ok(Page { items, total })
         })
     }

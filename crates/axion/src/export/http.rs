@@ -18,6 +18,11 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Total time a batch may spend being retried before it is dropped (and counted).
     pub max_elapsed: Duration,
+    /// Retry every 5xx, not only 502/503/504 (readers can repeat any request safely).
+    pub retry_all_server_errors: bool,
+    /// Give up at once when the very first attempt finds nothing listening (interactive
+    /// readers: a wrong host is a configuration error, not a hiccup).
+    pub fail_fast_when_unreachable: bool,
 }
 
 impl Default for RetryPolicy {
@@ -27,6 +32,8 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             max_elapsed: Duration::from_secs(60),
+            retry_all_server_errors: false,
+            fail_fast_when_unreachable: false,
         }
     }
 }
@@ -57,9 +64,11 @@ pub struct Answer {
     pub body: String,
 }
 
-/// A blocking HTTP client that lives on the export worker thread.
+/// A blocking HTTP client with the retry policy, shared by exporters (on their worker thread)
+/// and loaders.
+#[derive(Clone)]
 pub struct HttpSender {
-    client: Option<reqwest::blocking::Client>,
+    client: std::sync::OnceLock<reqwest::blocking::Client>,
     policy: RetryPolicy,
     backend: String,
 }
@@ -117,22 +126,22 @@ impl HttpSender {
     /// worker thread, so constructing a provider inside an async runtime is safe.
     pub fn new(backend: &str, policy: RetryPolicy) -> Self {
         Self {
-            client: None,
+            client: std::sync::OnceLock::new(),
             policy,
             backend: backend.to_owned(),
         }
     }
 
-    fn client(&mut self) -> Result<&reqwest::blocking::Client> {
-        if self.client.is_none() {
-            let client = reqwest::blocking::Client::builder()
-                .timeout(self.policy.request_timeout)
-                .user_agent(concat!("axion-rust/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|error| self.failure(format!("cannot build the HTTP client: {error}")))?;
-            self.client = Some(client);
+    fn client(&self) -> Result<&reqwest::blocking::Client> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
         }
-        Ok(self.client.as_ref().expect("client was just built"))
+        let client = reqwest::blocking::Client::builder()
+            .timeout(self.policy.request_timeout)
+            .user_agent(concat!("axion-rust/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| self.failure(format!("cannot build the HTTP client: {error}")))?;
+        Ok(self.client.get_or_init(|| client))
     }
 
     fn failure(&self, reason: String) -> Error {
@@ -144,19 +153,36 @@ impl HttpSender {
 
     /// Sends until a final answer (any 2xx, or a 4xx that is not 429) or the retry budget is
     /// spent. A non-2xx final answer is an error.
-    pub fn send(&mut self, outgoing: &Outgoing) -> Result<Answer> {
+    pub fn send(&self, outgoing: &Outgoing) -> Result<Answer> {
+        let answer = self.exchange(outgoing)?;
+        if (200..300).contains(&answer.status) {
+            return Ok(answer);
+        }
+        Err(self.failure(format!(
+            "{} answered {}: {}",
+            outgoing.url,
+            answer.status,
+            truncate(&answer.body)
+        )))
+    }
+
+    /// Retries like [`HttpSender::send`] but hands back whatever final status arrived (a reader
+    /// turns 404 into "none" and 401 into a hint about keys).
+    pub fn exchange(&self, outgoing: &Outgoing) -> Result<Answer> {
         let started = Instant::now();
         let mut backoff = self.policy.initial_backoff;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let client = self.client()?.clone();
+            let client = self.client()?;
             let method = reqwest::Method::from_bytes(outgoing.method.as_bytes())
                 .unwrap_or(reqwest::Method::POST);
-            let mut request = client
-                .request(method, &outgoing.url)
-                .header(reqwest::header::CONTENT_TYPE, outgoing.content_type)
-                .body(outgoing.body.clone());
+            let mut request = client.request(method, &outgoing.url);
+            if outgoing.method != "GET" {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, outgoing.content_type)
+                    .body(outgoing.body.clone());
+            }
             if outgoing.gzip {
                 request = request.header(reqwest::header::CONTENT_ENCODING, "gzip");
             }
@@ -166,23 +192,24 @@ impl HttpSender {
             let (delay, reason) = match request.send() {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    if (200..300).contains(&status) {
-                        let body = response.text().unwrap_or_default();
-                        return Ok(Answer { status, body });
-                    }
                     let hinted = retry_after(&response);
                     let body = response.text().unwrap_or_default();
-                    if !retryable(status) {
-                        return Err(self.failure(format!(
-                            "{} answered {status}: {}",
-                            outgoing.url,
-                            truncate(&body)
-                        )));
+                    let retry = retryable(status)
+                        || (self.policy.retry_all_server_errors && (500..600).contains(&status));
+                    if !retry {
+                        return Ok(Answer { status, body });
                     }
                     (
                         hinted.unwrap_or_else(|| jitter(backoff)),
                         format!("{} answered {status}", outgoing.url),
                     )
+                }
+                Err(error)
+                    if error.is_connect()
+                        && attempt == 1
+                        && self.policy.fail_fast_when_unreachable =>
+                {
+                    return Err(self.failure(format!("cannot reach {}: {error}", outgoing.url)));
                 }
                 Err(error) => (
                     jitter(backoff),

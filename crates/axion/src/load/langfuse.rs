@@ -1,6 +1,6 @@
 //! Reading traces back from Langfuse (or `axion serve`) through the public read API.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axion_model::{Observation, Score, Trace};
 use base64::Engine;
@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::{FetchTraces, LoadedTrace};
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::export::http::{HttpSender, Outgoing, RetryPolicy};
 use crate::export::langfuse::DEFAULT_HOST;
 
 /// Pages through `GET /api/public/traces` and fetches full traces with bounded concurrency.
@@ -17,11 +18,22 @@ use crate::export::langfuse::DEFAULT_HOST;
 pub struct LangfuseTraceLoader {
     host: String,
     authorization: String,
-    client: reqwest::blocking::Client,
+    sender: HttpSender,
     /// Parallel per-trace fetches.
     pub concurrency: usize,
-    /// Total time one request may spend being retried.
-    pub max_retry: Duration,
+}
+
+/// The readers' retry policy: every 5xx and 429 retried for up to a minute, a host with
+/// nothing listening reported at once.
+pub(crate) fn reader_policy(timeout: Duration) -> RetryPolicy {
+    RetryPolicy {
+        request_timeout: timeout,
+        initial_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(10),
+        retry_all_server_errors: true,
+        fail_fast_when_unreachable: true,
+        ..RetryPolicy::default()
+    }
 }
 
 fn failure(reason: impl Into<String>) -> Error {
@@ -43,19 +55,13 @@ impl LangfuseTraceLoader {
         secret_key: &str,
         timeout: Duration,
     ) -> Result<Self> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("axion-rust/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| failure(format!("cannot build the HTTP client: {error}")))?;
         let credentials =
             base64::engine::general_purpose::STANDARD.encode(format!("{public_key}:{secret_key}"));
         Ok(Self {
             host: host.trim_end_matches('/').to_owned(),
             authorization: format!("Basic {credentials}"),
-            client,
+            sender: HttpSender::new("langfuse loader", reader_policy(timeout)),
             concurrency: 8,
-            max_retry: Duration::from_secs(60),
         })
     }
 
@@ -84,69 +90,41 @@ impl LangfuseTraceLoader {
 
     /// `GET path?query`; `Ok(None)` on 404.
     fn get(&self, path: &str, query: &[(String, String)]) -> Result<Option<Value>> {
-        let url = format!("{}{path}", self.host);
-        let started = Instant::now();
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let response = self
-                .client
-                .get(&url)
-                .query(query)
-                .header("authorization", &self.authorization)
-                .send();
-            let (delay, reason) = match response {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    match status {
-                        200..=299 => {
-                            let text = response.text().map_err(|error| {
-                                failure(format!("{url}: reading the answer failed: {error}"))
-                            })?;
-                            return serde_json::from_str(&text).map(Some).map_err(|error| {
-                                failure(format!("{url}: the answer is not JSON: {error}"))
-                            });
-                        }
-                        404 => return Ok(None),
-                        401 | 403 => {
-                            let body = response.text().unwrap_or_default();
-                            return Err(failure(format!(
-                                "{url} answered {status}: check LANGFUSE_PUBLIC_KEY/LANGFUSE_SECRET_KEY and the host ({body})"
-                            )));
-                        }
-                        429 | 500..=599 => {
-                            let hinted = response
-                                .headers()
-                                .get("retry-after")
-                                .and_then(|value| value.to_str().ok())
-                                .and_then(|value| value.trim().parse::<f64>().ok())
-                                .map(Duration::from_secs_f64);
-                            (
-                                hinted.unwrap_or(backoff),
-                                format!("{url} answered {status}"),
-                            )
-                        }
-                        _ => {
-                            let body = response.text().unwrap_or_default();
-                            return Err(failure(format!("{url} answered {status}: {body}")));
-                        }
-                    }
+        let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.host), query).map_err(
+            |error| {
+                failure(format!(
+                    "{}{path}: {error} (check LANGFUSE_HOST)",
+                    self.host
+                ))
+            },
+        )?;
+        let request = Outgoing {
+            method: "GET",
+            url: url.to_string(),
+            content_type: "application/json",
+            gzip: false,
+            headers: vec![("authorization".into(), self.authorization.clone())],
+            body: Vec::new(),
+        };
+        let answer = self
+            .sender
+            .exchange(&request)
+            .map_err(|error| match error {
+                Error::Export { reason, .. } if reason.starts_with("cannot reach") => {
+                    failure(format!("{reason} (check LANGFUSE_HOST)"))
                 }
-                // Nothing listening on the first try is a configuration problem, not a hiccup.
-                Err(error) if error.is_connect() && backoff == Duration::from_millis(200) => {
-                    return Err(failure(format!(
-                        "cannot reach {url}: {error} (check LANGFUSE_HOST)"
-                    )))
-                }
-                Err(error) => (backoff, format!("{url}: {error}")),
-            };
-            if started.elapsed() + delay > self.max_retry {
-                return Err(failure(format!(
-                    "{reason}; gave up after {:?}",
-                    started.elapsed()
-                )));
-            }
-            std::thread::sleep(delay);
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+                other => other,
+            })?;
+        match answer.status {
+            200..=299 => serde_json::from_str(&answer.body)
+                .map(Some)
+                .map_err(|error| failure(format!("{url}: the answer is not JSON: {error}"))),
+            404 => Ok(None),
+            status @ (401 | 403) => Err(failure(format!(
+                "{url} answered {status}: check LANGFUSE_PUBLIC_KEY/LANGFUSE_SECRET_KEY and the host ({})",
+                answer.body
+            ))),
+            status => Err(failure(format!("{url} answered {status}: {}", answer.body))),
         }
     }
 

@@ -7,9 +7,12 @@ use std::time::Duration;
 use axion_model::{Observation, ObservationLevel, ObservationType, Trace};
 use serde_json::{json, Map, Value};
 
+use super::langfuse::reader_policy;
+use super::{post_json, rfc3339};
 use super::{FetchTraces, LoadedTrace};
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::export::http::HttpSender;
 use crate::export::logfire::base_url_for_token;
 
 const COLUMNS: &str = "trace_id, span_id, parent_span_id, span_name, message, kind, level, tags, attributes, \
@@ -20,7 +23,7 @@ const COLUMNS: &str = "trace_id, span_id, parent_span_id, span_name, message, ki
 pub struct LogfireTraceLoader {
     base: String,
     token: String,
-    client: reqwest::blocking::Client,
+    sender: HttpSender,
 }
 
 fn failure(reason: impl Into<String>) -> Error {
@@ -45,14 +48,11 @@ impl LogfireTraceLoader {
             .get("LOGFIRE_BASE_URL")
             .map(|url| url.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| base_url_for_token(&token).to_owned());
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|error| failure(error.to_string()))?;
+        let sender = HttpSender::new("logfire loader", reader_policy(Duration::from_secs(60)));
         Ok(Self {
             base,
             token,
-            client,
+            sender,
         })
     }
 
@@ -72,22 +72,21 @@ impl LogfireTraceLoader {
             "sql": sql, "explain": false, "include_schema": true, "limit": limit.clamp(1, 10_000),
             "min_timestamp": min_timestamp,
         });
-        let response = self
-            .client
-            .post(format!("{}/v2/query", self.base))
-            .header("authorization", &self.token)
-            .header("accept", "application/json, application/problem+json;q=0.9")
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .map_err(|error| failure(format!("/v2/query: {error}")))?;
-        let status = response.status().as_u16();
-        let text = response.text().unwrap_or_default();
-        if !(200..300).contains(&status) {
-            return Err(failure(format!(
-                "/v2/query answered {status}: {text} (check LOGFIRE_READ_TOKEN)"
-            )));
-        }
+        let headers = vec![
+            ("authorization".to_owned(), self.token.clone()),
+            (
+                "accept".to_owned(),
+                "application/json, application/problem+json;q=0.9".to_owned(),
+            ),
+        ];
+        let url = format!("{}/v2/query", self.base);
+        let text = post_json(
+            &self.sender,
+            url,
+            headers,
+            &body,
+            "check LOGFIRE_READ_TOKEN",
+        )?;
         let answer: Value =
             serde_json::from_str(&text).map_err(|error| failure(format!("/v2/query: {error}")))?;
         Ok(answer
@@ -174,14 +173,14 @@ impl LogfireTraceLoader {
     }
 }
 
+/// RFC 3339, or the `YYYY-MM-DD HH:MM:SS.f` (UTC) form SQL results may use.
 fn parse_time(value: Option<&Value>) -> Option<axion_model::Timestamp> {
-    let text = value?.as_str()?;
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").map(|t| t.and_utc())
-        })
+    if let Some(time) = rfc3339(value) {
+        return Some(time);
+    }
+    chrono::NaiveDateTime::parse_from_str(value?.as_str()?, "%Y-%m-%d %H:%M:%S%.f")
         .ok()
+        .map(|time| time.and_utc())
 }
 
 /// A JSON-encoded attribute decoded, anything else as is.

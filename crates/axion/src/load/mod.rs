@@ -23,6 +23,45 @@ use axion_model::{Observation, Score, Timestamp, Trace};
 use serde::{Deserialize, Serialize};
 
 pub use langfuse::LangfuseTraceLoader;
+
+use crate::export::http::{HttpSender, Outgoing};
+
+/// POSTs JSON with the loaders' retry policy; the body of a 2xx answer, else an error that ends
+/// with `hint` (which settings to check).
+pub(crate) fn post_json(
+    sender: &HttpSender,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: &serde_json::Value,
+    hint: &str,
+) -> crate::Result<String> {
+    let request = Outgoing {
+        method: "POST",
+        url,
+        content_type: "application/json",
+        gzip: false,
+        headers,
+        body: body.to_string().into_bytes(),
+    };
+    let answer = sender.exchange(&request)?;
+    if (200..300).contains(&answer.status) {
+        return Ok(answer.body);
+    }
+    Err(crate::Error::Export {
+        backend: "loader".into(),
+        reason: format!(
+            "{} answered {}: {} ({hint})",
+            request.url, answer.status, answer.body
+        ),
+    })
+}
+
+/// An RFC 3339 time field, as the read APIs write them.
+pub(crate) fn rfc3339(value: Option<&serde_json::Value>) -> Option<Timestamp> {
+    chrono::DateTime::parse_from_rfc3339(value?.as_str()?)
+        .ok()
+        .map(|time| time.with_timezone(&chrono::Utc))
+}
 pub use logfire::LogfireTraceLoader;
 pub use opik::OpikTraceLoader;
 

@@ -8,16 +8,19 @@ use std::time::Duration;
 use axion_model::{Observation, ObservationLevel, ObservationType, Score, ScoreDataType, Trace};
 use serde_json::{json, Value};
 
+use super::langfuse::reader_policy;
+use super::{post_json, rfc3339};
 use super::{FetchTraces, LoadedTrace};
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::export::http::HttpSender;
 use crate::export::opik::OpikConfig;
 
 /// Searches a project's traces and their spans.
 #[derive(Debug, Clone)]
 pub struct OpikTraceLoader {
     config: OpikConfig,
-    client: reqwest::blocking::Client,
+    sender: HttpSender,
 }
 
 fn failure(reason: impl Into<String>) -> Error {
@@ -25,12 +28,6 @@ fn failure(reason: impl Into<String>) -> Error {
         backend: "opik loader".into(),
         reason: reason.into(),
     }
-}
-
-fn time(value: Option<&Value>) -> Option<axion_model::Timestamp> {
-    chrono::DateTime::parse_from_rfc3339(value?.as_str()?)
-        .ok()
-        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 fn object(value: Option<&Value>) -> Option<Value> {
@@ -41,11 +38,8 @@ impl OpikTraceLoader {
     /// From `OPIK_*` settings (as the `opik` provider).
     pub fn from_settings(settings: &Settings) -> Result<Self> {
         let config = OpikConfig::from_settings(settings)?;
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|error| failure(error.to_string()))?;
-        Ok(Self { config, client })
+        let sender = HttpSender::new("opik loader", reader_policy(Duration::from_secs(30)));
+        Ok(Self { config, sender })
     }
 
     /// From the environment.
@@ -55,25 +49,18 @@ impl OpikTraceLoader {
 
     /// POSTs a search and parses the newline-separated objects it streams back.
     fn search(&self, path: &str, body: &Value) -> Result<Vec<Value>> {
-        let mut request = self
-            .client
-            .post(format!("{}{path}", self.config.base))
-            .header("comet-workspace", &self.config.workspace)
-            .header("content-type", "application/json")
-            .body(body.to_string());
+        let mut headers = vec![("comet-workspace".to_owned(), self.config.workspace.clone())];
         if let Some(key) = &self.config.api_key {
-            request = request.header("authorization", key);
+            headers.push(("authorization".to_owned(), key.clone()));
         }
-        let response = request
-            .send()
-            .map_err(|error| failure(format!("{path}: {error}")))?;
-        let status = response.status().as_u16();
-        let text = response.text().unwrap_or_default();
-        if !(200..300).contains(&status) {
-            return Err(failure(format!(
-                "{path} answered {status}: {text} (check OPIK_API_KEY, OPIK_WORKSPACE)"
-            )));
-        }
+        let url = format!("{}{path}", self.config.base);
+        let text = post_json(
+            &self.sender,
+            url,
+            headers,
+            body,
+            "check OPIK_API_KEY, OPIK_WORKSPACE",
+        )?;
         text.lines()
             .filter(|line| !line.trim().is_empty())
             .map(|line| {
@@ -203,7 +190,7 @@ pub fn trace_from_public(item: &Value) -> LoadedTrace {
         .to_owned();
     let mut trace = Trace::new(id.clone());
     trace.name = item.get("name").and_then(Value::as_str).map(str::to_owned);
-    trace.timestamp = time(item.get("start_time"));
+    trace.timestamp = rfc3339(item.get("start_time"));
     trace.input = object(item.get("input"));
     trace.output = object(item.get("output"));
     trace.metadata = object(item.get("metadata"));
@@ -260,8 +247,8 @@ pub fn observation_from_span(item: &Value, trace_id: &str) -> (Observation, Vec<
         Some("guardrail") => ObservationType::Guardrail,
         _ => ObservationType::Span,
     };
-    observation.start_time = time(item.get("start_time"));
-    observation.end_time = time(item.get("end_time"));
+    observation.start_time = rfc3339(item.get("start_time"));
+    observation.end_time = rfc3339(item.get("end_time"));
     observation.input = object(item.get("input"));
     observation.output = object(item.get("output"));
     observation.metadata = object(item.get("metadata"));

@@ -948,9 +948,6 @@ fn map_span(
             }),
     );
     insert_some(&mut observation, "version", version.clone());
-    observation.insert("metadata".into(), Value::Object(metadata.clone()));
-    insert_some(&mut observation, "input", input.clone());
-    insert_some(&mut observation, "output", output.clone());
     insert_some(&mut observation, "model", attributes.first_string(MODEL));
     insert_some(
         &mut observation,
@@ -1013,8 +1010,12 @@ fn map_span(
                     .or_insert_with(|| value.clone());
             }
             insert_some(&mut trace, "name", trace_name.or(Some(name)));
-            insert_some(&mut trace, "input", trace_input.or(input));
-            insert_some(&mut trace, "output", trace_output.or(output));
+            insert_some(&mut trace, "input", trace_input.or_else(|| input.clone()));
+            insert_some(
+                &mut trace,
+                "output",
+                trace_output.or_else(|| output.clone()),
+            );
         } else {
             insert_some(&mut trace, "name", trace_name);
             insert_some(&mut trace, "input", trace_input);
@@ -1045,6 +1046,11 @@ fn map_span(
     } else {
         TraceEvent::Shallow(trace)
     };
+
+    // Moved in last: the trace above borrows them (a root span's trace copies them).
+    observation.insert("metadata".into(), Value::Object(metadata));
+    insert_some(&mut observation, "input", input);
+    insert_some(&mut observation, "output", output);
 
     MappedSpan {
         trace_id,

@@ -25,16 +25,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axion_model::otlp::{
-    any_value, AnyValue, ArrayValue, ExportTraceServiceRequest, InstrumentationScope, KeyValue,
-    Resource, ResourceSpans, ScopeSpans, Span,
-};
-use prost::Message;
+mod workload;
+
+use workload::{export, id_bytes, BATCH};
 
 const ROLE: &str = "AXION_BENCH_ROLE";
-const BATCH: usize = 512;
-const BASE_NANOS: u64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
-const DAY_NANOS: u64 = 86_400_000_000_000;
 
 fn main() {
     if std::env::var(ROLE).as_deref() == Ok("server") {
@@ -122,108 +117,6 @@ impl ServerProcess {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
-}
-
-fn string(key: &str, value: impl Into<String>) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-    }
-}
-
-fn tags(values: &[String]) -> KeyValue {
-    let values = values
-        .iter()
-        .map(|tag| AnyValue {
-            value: Some(any_value::Value::StringValue(tag.clone())),
-        })
-        .collect();
-    KeyValue {
-        key: "langfuse.trace.tags".into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::ArrayValue(ArrayValue { values })),
-        }),
-    }
-}
-
-fn id_bytes(n: u64, len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    bytes[len - 8..].copy_from_slice(&n.to_be_bytes());
-    bytes[0] = 0xa5;
-    bytes
-}
-
-/// One export of `spans_per_trace`-span traces, Langfuse-SDK-like attributes on every span.
-fn export(first_trace: u64, traces: usize, spans_per_trace: usize) -> Vec<u8> {
-    let mut spans = Vec::with_capacity(traces * spans_per_trace);
-    for t in 0..traces as u64 {
-        let trace = first_trace + t;
-        let start = BASE_NANOS + trace.wrapping_mul(0x9e37_79b9_7f4a_7c15) % (30 * DAY_NANOS);
-        for s in 0..spans_per_trace as u64 {
-            let mut attributes = vec![
-                string("langfuse.trace.name", format!("chat-{}", trace % 50)),
-                string("user.id", format!("user-{}", trace % 1000)),
-                string("session.id", format!("session-{}", trace / 8)),
-                tags(&[format!("team-{}", trace % 20), "prod".into()]),
-                string(
-                    "langfuse.observation.input",
-                    r#"{"messages":[{"role":"user","content":"What is the capital of France? Answer briefly."}]}"#,
-                ),
-                string(
-                    "langfuse.observation.output",
-                    r#"{"role":"assistant","content":"Paris."}"#,
-                ),
-            ];
-            if s % 2 == 1 {
-                attributes.push(string("langfuse.observation.type", "generation"));
-                attributes.push(string("langfuse.observation.model.name", "gpt-4o-mini"));
-                attributes.push(string(
-                    "langfuse.observation.usage_details",
-                    r#"{"input": 120, "output": 30}"#,
-                ));
-            }
-            spans.push(Span {
-                trace_id: id_bytes(trace, 16),
-                span_id: id_bytes(trace * 1024 + s + 1, 8),
-                parent_span_id: if s == 0 {
-                    Vec::new()
-                } else {
-                    id_bytes(trace * 1024 + 1, 8)
-                },
-                name: if s == 0 {
-                    "root".into()
-                } else {
-                    format!("step-{s}")
-                },
-                kind: 1,
-                start_time_unix_nano: start + s * 1_000_000,
-                end_time_unix_nano: start + s * 1_000_000 + 500_000,
-                attributes,
-                ..Default::default()
-            });
-        }
-    }
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![string("service.name", "bench")],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "langfuse-sdk".into(),
-                    version: "5.0.4".into(),
-                    ..Default::default()
-                }),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    }
-    .encode_to_vec()
 }
 
 fn client() -> reqwest::Client {

@@ -74,8 +74,10 @@ struct RawModel {
     pricing_tiers: Vec<Tier>,
 }
 
-/// What the price table says about one observation.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What the price table says about one observation (serialised as an observation's stored
+/// `derived` column).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Priced {
     /// The matched model's id.
     pub model_id: Option<String>,

@@ -4,6 +4,7 @@
 //! Calls block; the HTTP layer runs them on tokio's blocking pool. A returned `Ok` from
 //! [`Store::write`] means the data is durable.
 
+pub mod rows;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,0 +1,81 @@
+//! The ingest path inside one process, stage by stage, so each can be tuned on its own:
+//! decoding and mapping an OTLP export (request threads, in parallel) and storing it (the
+//! single SQLite writer, fsync'd group commits).
+//!
+//! `cargo bench -p axion-server --bench ingest`; under `cargo test --benches` it does a small
+//! smoke run. The end-to-end figure (HTTP from a second process) is in `benches/server.rs`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axion_server::cost::Pricing;
+use axion_server::ingest::otlp;
+use axion_server::store::{SqliteStore, Store};
+
+mod workload;
+
+use workload::{export, BATCH};
+
+fn main() {
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let requests = if full { 200 } else { 4 };
+    // 8-span traces, as in the end-to-end benchmark.
+    let exports: Vec<Vec<u8>> = (0..requests)
+        .map(|r| export(10_000_000 + r as u64 * 64, 64, 8))
+        .collect();
+    let spans = (requests * BATCH) as f64;
+
+    println!("| stage ({requests} exports of {BATCH} spans) | µs per span |");
+    println!("| --- | --- |");
+    let process = |exports: &[Vec<u8>]| -> Vec<_> {
+        exports
+            .iter()
+            .map(|body| {
+                otlp::process("application/x-protobuf", None, body)
+                    .expect("valid export")
+                    .writes
+            })
+            .collect()
+    };
+    let started = Instant::now();
+    drop(process(&exports));
+    let per_span = started.elapsed().as_secs_f64() * 1e6 / spans;
+    println!("| decode + map + normalise (one thread) | {per_span:.2} |");
+    if std::env::var("AXION_BENCH_STAGE").as_deref() == Ok("process") {
+        return; // for instruction counts of the first stage alone
+    }
+
+    for writers in [1usize, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(
+                dir.path().join("axion.db"),
+                Arc::new(Pricing::langfuse_defaults()),
+            )
+            .unwrap(),
+        );
+        let mut chunks: Vec<Vec<_>> = (0..writers).map(|_| Vec::new()).collect();
+        for (index, batch) in process(&exports).into_iter().enumerate() {
+            chunks[index % writers].push(batch);
+        }
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for chunk in chunks {
+                let store = Arc::clone(&store);
+                scope.spawn(move || {
+                    for batch in chunk {
+                        store.write("bench", batch).unwrap();
+                    }
+                });
+            }
+        });
+        let per_span = started.elapsed().as_secs_f64() * 1e6 / spans;
+        println!(
+            "| fold + price + serialise + store, {writers} concurrent request(s), fsync'd commits | {per_span:.2} |"
+        );
+        store.close();
+        if let Ok(keep) = std::env::var("AXION_BENCH_KEEP_DB") {
+            std::fs::copy(dir.path().join("axion.db"), format!("{keep}-{writers}.db")).unwrap();
+        }
+    }
+}

@@ -43,15 +43,23 @@ fn main() {
     println!("| workload: burst of {burst} spans, 1 KB JSON in + out | spans/s delivered | dropped | caller per span (median / p99) |");
     println!("| --- | --- | --- | --- |");
     let sink = ChildRole::spawn("sink");
-    let ours = axion_burst(&sink.base, burst, "sink");
-    println!("{ours}");
+    println!("{}", axion_burst(&sink.base, burst, "sink", 0));
+    println!(
+        "{}",
+        axion_burst(
+            &sink.base,
+            burst,
+            "sink, `AXION_EXPORT_BLOCK_MS=1000`",
+            1000
+        )
+    );
     let theirs = otel_burst(&sink.base, burst);
     println!("{theirs}");
     sink.stop();
     let serve = ChildRole::spawn("serve");
     println!(
         "{}",
-        axion_burst(&serve.base, burst.min(20_000), "axion serve")
+        axion_burst(&serve.base, burst.min(20_000), "axion serve", 0)
     );
     serve.stop();
     // In its own process, so the bursts above don't colour its memory figures.
@@ -139,11 +147,13 @@ fn sink_count(base: &str) -> Option<u64> {
     text.trim().parse().ok()
 }
 
-fn axion_burst(base: &str, burst: usize, label: &str) -> String {
+fn axion_burst(base: &str, burst: usize, label: &str, block_ms: u64) -> String {
+    let block_ms = block_ms.to_string();
     let settings = Settings::from_pairs([
         ("LANGFUSE_PUBLIC_KEY", "pk-bench"),
         ("LANGFUSE_SECRET_KEY", "sk-bench"),
         ("LANGFUSE_HOST", base),
+        ("AXION_EXPORT_BLOCK_MS", block_ms.as_str()),
     ]);
     let provider = TracerRegistry::get("langfuse")
         .unwrap()

@@ -389,3 +389,81 @@ async fn a_server_that_is_down_for_a_while_loses_nothing() {
     assert_eq!(tracer.stats().export.dropped_export_failed, 0);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backpressure_keeps_every_span_of_a_burst_larger_than_the_queue() {
+    let (server, _dir) = server().await;
+    let addr = server.local_addr();
+    let provider = provider(
+        "langfuse",
+        &[
+            ("LANGFUSE_PUBLIC_KEY", PK.into()),
+            ("LANGFUSE_SECRET_KEY", SK.into()),
+            ("LANGFUSE_HOST", format!("http://{addr}")),
+            ("AXION_EXPORT_QUEUE_SIZE", "8".into()),
+            ("AXION_EXPORT_BATCH_SIZE", "4".into()),
+            ("AXION_EXPORT_BLOCK_MS", "10000".into()),
+        ],
+    );
+    let tracer = Tracer::builder(MetadataType::Llm)
+        .provider(provider)
+        .force_new(true)
+        .build();
+    let spans = 300;
+    tokio::task::spawn_blocking({
+        let tracer = tracer.clone();
+        move || {
+            for i in 0..spans {
+                let span = tracer.span("burst");
+                span.set_input(json!({"i": i}));
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let report = tokio::task::spawn_blocking({
+        let tracer = tracer.clone();
+        move || tracer.flush(Duration::from_secs(30))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stats = tracer.stats().export;
+    assert_eq!(report.dropped_total, 0, "{stats:?}");
+    assert_eq!(stats.dropped_queue_full, 0, "{stats:?}");
+    let listed = read(addr, "/api/public/traces?name=burst&limit=1").await;
+    assert_eq!(listed["meta"]["totalItems"], json!(spans), "{listed}");
+    server.shutdown().await;
+}
+
+#[test]
+fn backpressure_gives_up_at_once_while_the_backend_is_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let provider = provider(
+        "langfuse",
+        &[
+            ("LANGFUSE_PUBLIC_KEY", PK.into()),
+            ("LANGFUSE_SECRET_KEY", SK.into()),
+            ("LANGFUSE_HOST", format!("http://127.0.0.1:{port}")),
+            ("AXION_EXPORT_QUEUE_SIZE", "4".into()),
+            ("AXION_EXPORT_BATCH_SIZE", "2".into()),
+            ("AXION_EXPORT_BLOCK_MS", "200".into()),
+        ],
+    );
+    let tracer = Tracer::builder(MetadataType::Llm)
+        .provider(provider)
+        .force_new(true)
+        .build();
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        drop(tracer.span("while-down"));
+    }
+    // One wait of 200 ms, then drops without waiting until the worker gets anywhere.
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert!(tracer.stats().export.dropped_queue_full > 0);
+}

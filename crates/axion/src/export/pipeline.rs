@@ -1,6 +1,8 @@
 //! The batch pipeline: a bounded lock-free queue in front of a background worker that
-//! serialises and exports. The application's thread only pushes into the queue; when the queue is full the
-//! record is dropped and counted (never blocking the host), with one warning.
+//! serialises and exports. The application's thread only pushes into the queue; when the queue
+//! is full the record is dropped and counted (never blocking the host), with one warning.
+//! Batch jobs that would rather wait than lose spans opt in to backpressure with
+//! [`PipelineConfig::max_block`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender, TryRecvError};
@@ -34,6 +36,11 @@ pub struct PipelineConfig {
     pub max_batch_size: usize,
     /// Longest wait before a partial batch is exported (`AXION_EXPORT_INTERVAL_MS`, 1000).
     pub scheduled_delay: Duration,
+    /// How long a span's end may wait for room in a full queue before its record is dropped
+    /// (`AXION_EXPORT_BLOCK_MS`, 0: never wait). For batch jobs such as evaluations, where
+    /// every span matters more than latency. While the worker makes no progress (backend
+    /// down), records are dropped at once instead of each waiting again.
+    pub max_block: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -42,6 +49,7 @@ impl Default for PipelineConfig {
             max_queue_size: 8192,
             max_batch_size: 512,
             scheduled_delay: Duration::from_millis(1000),
+            max_block: Duration::ZERO,
         }
     }
 }
@@ -68,6 +76,7 @@ impl PipelineConfig {
                 "AXION_EXPORT_INTERVAL_MS",
                 defaults.scheduled_delay.as_millis() as usize,
             )? as u64),
+            max_block: Duration::from_millis(settings.parse_or("AXION_EXPORT_BLOCK_MS", 0u64)?),
         })
     }
 }
@@ -112,6 +121,9 @@ struct Shared {
     /// Set when a producer has woken the worker and it has not run yet, so that a burst
     /// costs one wake-up, not one per record.
     woken: AtomicBool,
+    /// Set when a producer waited `max_block` in vain; cleared by the worker's next finished
+    /// export. While set, full-queue records are dropped without waiting.
+    stalled: AtomicBool,
 }
 
 /// A bounded queue and a worker thread that batches records into an [`Exporter`].
@@ -127,6 +139,7 @@ pub struct BatchPipeline {
     worker: Mutex<Option<JoinHandle<()>>>,
     worker_thread: Thread,
     max_batch_size: usize,
+    max_block: Duration,
     shut_down: AtomicBool,
     warned_full: AtomicBool,
 }
@@ -138,9 +151,11 @@ impl BatchPipeline {
             queue: ArrayQueue::new(config.max_queue_size),
             counters: Counters::default(),
             woken: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
         });
         let (control, control_rx) = mpsc::channel();
         let max_batch_size = config.max_batch_size;
+        let max_block = config.max_block;
         let worker = Worker {
             exporter,
             shared: shared.clone(),
@@ -163,6 +178,7 @@ impl BatchPipeline {
             worker_thread: handle.thread().clone(),
             worker: Mutex::new(Some(handle)),
             max_batch_size,
+            max_block,
             shut_down: AtomicBool::new(false),
             warned_full: AtomicBool::new(false),
         })
@@ -186,7 +202,10 @@ impl BatchPipeline {
                     self.worker_thread.unpark();
                 }
             }
-            Err(_) => {
+            Err(record) => {
+                if !self.max_block.is_zero() && self.wait_for_room(record) {
+                    return;
+                }
                 counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
                 if !self.warned_full.swap(true, Ordering::Relaxed) {
                     warn(&format!(
@@ -279,6 +298,37 @@ struct Worker<E> {
     warned_failure: bool,
 }
 
+impl BatchPipeline {
+    /// Backpressure: wakes the worker and retries until the record fits or `max_block` has
+    /// passed. `false` when it is to be dropped.
+    fn wait_for_room(&self, mut record: RawRecord) -> bool {
+        let shared = &self.shared;
+        if shared.stalled.load(Ordering::Relaxed) {
+            return false;
+        }
+        let deadline = Instant::now() + self.max_block;
+        let mut pause = Duration::from_micros(20);
+        loop {
+            if !shared.woken.swap(true, Ordering::AcqRel) {
+                self.worker_thread.unpark();
+            }
+            std::thread::sleep(pause);
+            match shared.queue.push(record) {
+                Ok(()) => {
+                    shared.counters.queued.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Err(back) => record = back,
+            }
+            if Instant::now() >= deadline {
+                shared.stalled.store(true, Ordering::Relaxed);
+                return false;
+            }
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+}
+
 impl<E: Exporter> Worker<E> {
     fn run(mut self) {
         let mut next_export = Instant::now() + self.config.scheduled_delay;
@@ -350,7 +400,9 @@ impl<E: Exporter> Worker<E> {
     fn export(&mut self, records: Vec<RawRecord>) {
         let count = records.len() as u64;
         let counters = &self.shared.counters;
-        match self.exporter.export(records) {
+        let result = self.exporter.export(records);
+        self.shared.stalled.store(false, Ordering::Relaxed);
+        match result {
             Ok(()) => {
                 counters.exported.fetch_add(count, Ordering::Relaxed);
             }

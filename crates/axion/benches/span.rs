@@ -120,7 +120,7 @@ mod enabled_1kb {
 
     /// Ours, through the batch pipeline: the caller moves the values into the span; the worker
     /// serialises them (and frees them).
-    #[divan::bench]
+    #[divan::bench(sample_count = 1000)]
     fn axion_span(bencher: Bencher) {
         let mut config = axion::export::PipelineConfig::default();
         config.max_queue_size = QUEUE;
@@ -136,7 +136,7 @@ mod enabled_1kb {
     }
 
     /// `opentelemetry_sdk` with its batch processor (background thread) and the same queue.
-    #[divan::bench]
+    #[divan::bench(sample_count = 1000)]
     fn opentelemetry_sdk_span(bencher: Bencher) {
         let config = opentelemetry_sdk::trace::BatchConfigBuilder::default()
             .with_max_queue_size(QUEUE)
@@ -170,7 +170,7 @@ mod enabled_1kb {
 
     /// Ours into a sink that frees each record on the caller's thread: the upper bound of the
     /// caller's cost (freeing 1 KB JSON trees dominates it).
-    #[divan::bench]
+    #[divan::bench(sample_count = 1000)]
     fn axion_span_freed_on_caller(bencher: Bencher) {
         let tracer = Tracer::builder(MetadataType::Base)
             .provider(Arc::new(Discard))

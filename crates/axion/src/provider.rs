@@ -154,7 +154,7 @@ pub struct RawObservation {
     pub trace_id: TraceId,
     pub parent_id: Option<SpanId>,
     pub r#type: ObservationType,
-    pub name: String,
+    pub name: Cow<'static, str>,
     pub start_time: SystemTime,
     pub end_time: Option<SystemTime>,
     pub completion_start_time: Option<SystemTime>,
@@ -192,7 +192,7 @@ impl RawObservation {
         observation.metadata = self.metadata_json();
         observation.parent_observation_id = self.parent_id.map(|id| id.to_string());
         observation.r#type = self.r#type;
-        observation.name = Some(self.name);
+        observation.name = Some(self.name.into_owned());
         observation.start_time = Some(timestamp(self.start_time));
         observation.end_time = self.end_time.map(timestamp);
         observation.completion_start_time = self.completion_start_time.map(timestamp);
@@ -217,7 +217,7 @@ impl RawObservation {
 pub struct RawTrace {
     pub id: TraceId,
     pub timestamp: Option<SystemTime>,
-    pub name: Option<String>,
+    pub name: Option<Cow<'static, str>>,
     pub user_id: Option<String>,
     pub session_id: Option<String>,
     pub tags: Vec<String>,
@@ -253,7 +253,7 @@ impl RawTrace {
     pub fn into_model(self) -> Trace {
         let mut trace = Trace::new(self.id.to_string());
         trace.timestamp = self.timestamp.map(timestamp);
-        trace.name = self.name;
+        trace.name = self.name.map(Cow::into_owned);
         trace.user_id = self.user_id;
         trace.session_id = self.session_id;
         trace.tags = self.tags;

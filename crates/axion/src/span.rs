@@ -154,17 +154,13 @@ impl SpanCell {
         let root_payloads = self
             .is_root
             .then(|| (state.input.clone(), state.output.clone()));
-        let root_name = if self.is_root {
-            Some(state.name.to_string())
-        } else {
-            None
-        };
+        let root_name = self.is_root.then(|| state.name.clone());
         let observation = RawObservation {
             id: self.id,
             trace_id: self.trace.id,
             parent_id: self.parent,
             r#type: kind,
-            name: state.name.into_owned(),
+            name: state.name,
             start_time: state.start,
             end_time: Some(end_time.max(state.start)),
             completion_start_time: state.completion_start,

@@ -112,8 +112,10 @@ impl TraceUpdate {
         macro_rules! take {
             ($($field:ident),+) => { $(if self.$field.is_some() { trace.$field = self.$field; })+ };
         }
+        if let Some(name) = self.name {
+            trace.name = Some(name.into());
+        }
         take!(
-            name,
             user_id,
             session_id,
             metadata,

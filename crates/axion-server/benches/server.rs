@@ -246,6 +246,10 @@ async fn load(full: bool) {
     println!(
         "| OTLP protobuf ingest, 512 spans/request, 4 connections, fsync'd | {rate:.0} spans/s |"
     );
+    println!(
+        "| server peak RSS (VmHWM) after the ingest run | {:.0} MB |",
+        server.peak_rss_mb()
+    );
 
     // Trace detail with 100 observations.
     ingest(&base, vec![(export(1, 1, 100), 100)], 1).await;

@@ -499,3 +499,166 @@ async fn score_arrays_report_partial_failure() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn structured_filters_select_traces_and_observations() {
+    let app = app();
+    let trace = |id: &str, user: &str, tags: Value, metadata: Value, time: &str| {
+        event(
+            &format!("e-{id}"),
+            "trace-create",
+            time,
+            json!({"id": id, "name": format!("chat-{id}"), "userId": user, "tags": tags,
+                   "metadata": metadata, "timestamp": time}),
+        )
+    };
+    let generation =
+        |id: &str, trace_id: &str, level: &str, tokens: u64, start: &str, end: &str| {
+            event(
+                &format!("e-{id}"),
+                "generation-create",
+                start,
+                json!({"id": id, "traceId": trace_id, "name": format!("gen-{id}"), "level": level,
+                   "model": "gpt-4o-mini", "usageDetails": {"input": tokens, "output": 10},
+                   "startTime": start, "endTime": end, "metadata": {"step": id}}),
+            )
+        };
+    app.ingest(json!([
+        trace("a", "u1", json!(["x", "y"]), json!({"team": "ml-research", "tier": 3}), "2024-01-01T00:00:00Z"),
+        trace("b", "u1", json!(["x"]), json!({"team": "support", "tier": 1}), "2024-01-02T00:00:00Z"),
+        trace("c", "u2", json!([]), json!({"team": "ml-platform"}), "2024-01-03T00:00:00Z"),
+        generation("ga", "a", "ERROR", 1000, "2024-01-01T00:00:00Z", "2024-01-01T00:00:04Z"),
+        generation("gb", "b", "DEFAULT", 100, "2024-01-02T00:00:00Z", "2024-01-02T00:00:01Z"),
+        generation("gc", "c", "WARNING", 5000, "2024-01-03T00:00:00Z", "2024-01-03T00:00:02Z"),
+        event("s1", "score-create", "2024-01-03T00:00:00Z",
+              json!({"id": "s1", "traceId": "c", "name": "verdict", "value": "good", "dataType": "CATEGORICAL"})),
+        event("s2", "score-create", "2024-01-03T00:00:00Z",
+              json!({"id": "s2", "traceId": "b", "name": "quality", "value": 0.9})),
+    ]))
+    .await;
+    let ids = |page: &Value| {
+        page["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{page}"))
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let traces_uri = |conditions: &Value| {
+        format!(
+            "/api/public/traces?orderBy=timestamp.asc&filter={}",
+            urlencode(&conditions.to_string())
+        )
+    };
+    for (conditions, expected) in [
+        (
+            json!([{"type": "stringObject", "column": "metadata", "key": "team", "operator": "starts with", "value": "ml-"}]),
+            vec!["a", "c"],
+        ),
+        (
+            json!([{"type": "numberObject", "column": "metadata", "key": "tier", "operator": ">=", "value": 2}]),
+            vec!["a"],
+        ),
+        (
+            json!([{"type": "arrayOptions", "column": "tags", "operator": "none of", "value": ["y"]},
+                   {"type": "string", "column": "userId", "operator": "=", "value": "u1"}]),
+            vec!["b"],
+        ),
+        (
+            json!([{"type": "datetime", "column": "timestamp", "operator": "<", "value": "2024-01-02T12:00:00Z"}]),
+            vec!["a", "b"],
+        ),
+        (
+            json!([{"type": "number", "column": "latency", "operator": ">", "value": 1.5}]),
+            vec!["a", "c"],
+        ),
+        (
+            json!([{"type": "number", "column": "totalCost", "operator": ">", "value": 0.0005}]),
+            vec!["c"],
+        ),
+        (
+            json!([{"type": "number", "column": "inputTokens", "operator": "<=", "value": 1000}]),
+            vec!["a", "b"],
+        ),
+        (
+            json!([{"type": "stringOptions", "column": "level", "operator": "any of", "value": ["ERROR", "WARNING"]}]),
+            vec!["a", "c"],
+        ),
+        (
+            json!([{"type": "number", "column": "errorCount", "operator": "=", "value": 1}]),
+            vec!["a"],
+        ),
+        (
+            json!([{"type": "categoryOptions", "column": "score_categories", "key": "verdict", "operator": "any of", "value": ["good"]}]),
+            vec!["c"],
+        ),
+        (
+            json!([{"type": "number", "column": "scores_avg", "operator": ">", "value": 0.5}]),
+            vec!["b"],
+        ),
+        (
+            json!([{"type": "string", "column": "name", "operator": "does not contain", "value": "-b"}]),
+            vec!["a", "c"],
+        ),
+        (
+            json!([{"type": "null", "column": "sessionId", "operator": "is null"}]),
+            vec!["a", "b", "c"],
+        ),
+    ] {
+        let (status, page) = app.get(&traces_uri(&conditions)).await;
+        assert_eq!(status, StatusCode::OK, "{conditions}: {page}");
+        assert_eq!(ids(&page), expected, "{conditions}");
+        assert_eq!(
+            page["meta"]["totalItems"],
+            json!(expected.len()),
+            "{conditions}"
+        );
+    }
+    // The filter takes precedence over the simple parameters.
+    let (_, page) = app
+        .get(&format!(
+            "/api/public/traces?userId=u2&filter={}",
+            urlencode(
+                &json!([{"type": "string", "column": "userId", "operator": "=", "value": "u1"}])
+                    .to_string()
+            )
+        ))
+        .await;
+    assert_eq!(ids(&page).len(), 2);
+
+    for path in ["/api/public/observations", "/api/public/v2/observations"] {
+        for (conditions, expected) in [
+            (
+                json!([{"type": "number", "column": "latency", "operator": ">=", "value": 2},
+                       {"type": "string", "column": "userId", "operator": "=", "value": "u2"}]),
+                vec!["gc"],
+            ),
+            (
+                json!([{"type": "arrayOptions", "column": "traceTags", "operator": "all of", "value": ["x", "y"]}]),
+                vec!["ga"],
+            ),
+            (
+                json!([{"type": "stringObject", "column": "metadata", "key": "step", "operator": "=", "value": "gb"}]),
+                vec!["gb"],
+            ),
+            (
+                json!([{"type": "number", "column": "tokensPerSecond", "operator": ">", "value": 4}]),
+                vec!["gc", "gb"],
+            ),
+        ] {
+            let uri = format!("{path}?filter={}", urlencode(&conditions.to_string()));
+            let (status, page) = app.get(&uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {page}");
+            assert_eq!(ids(&page), expected, "{path} {conditions}");
+        }
+    }
+
+    let (status, body) = app
+        .get(&format!(
+            "/api/public/traces?filter={}",
+            urlencode(r#"[{"type": "string", "column": "colour", "operator": "=", "value": "x"}]"#)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.to_string().contains("colour"), "{body}");
+}

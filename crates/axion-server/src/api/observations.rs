@@ -10,7 +10,7 @@ use super::{encode_cursor, iso, page_meta, Params};
 use crate::auth::require_project;
 use crate::error::{ApiError, ApiResult};
 use crate::ingest::time_micros;
-use crate::store::{ObservationQuery, ObservationRecord};
+use crate::store::{filter, ObservationQuery, ObservationRecord};
 use crate::AppState;
 
 fn seconds_between(body: &crate::JsonMap, from: &str, to: &str) -> Value {
@@ -96,6 +96,14 @@ pub fn to_v1(record: &ObservationRecord) -> Value {
 }
 
 fn query(params: &Params) -> ApiResult<ObservationQuery> {
+    // A structured filter takes precedence over the simple ones, as in Langfuse.
+    if let Some(text) = params.get("filter") {
+        return Ok(ObservationQuery {
+            conditions: filter::parse(&text, filter::OBSERVATION_COLUMNS)
+                .map_err(ApiError::BadRequest)?,
+            ..ObservationQuery::default()
+        });
+    }
     Ok(ObservationQuery {
         name: params.get("name"),
         user_id: params.get("userId"),
@@ -109,6 +117,7 @@ fn query(params: &Params) -> ApiResult<ObservationQuery> {
         environments: params.all("environment"),
         from_start_time: params.time("fromStartTime")?,
         to_start_time: params.time("toStartTime")?,
+        conditions: Vec::new(),
     })
 }
 

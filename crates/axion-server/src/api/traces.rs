@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::{iso, observations, order_by, page_meta, scores, Params};
 use crate::auth::require_project;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{TraceMetrics, TraceQuery, TraceRecord};
+use crate::store::{filter, TraceMetrics, TraceQuery, TraceRecord};
 use crate::AppState;
 
 /// Field groups of `fields=`.
@@ -70,6 +70,15 @@ pub fn trace_json(record: &TraceRecord, io: bool) -> Value {
 }
 
 fn query(params: &Params) -> ApiResult<TraceQuery> {
+    // A structured filter takes precedence over the simple ones, as in Langfuse.
+    if let Some(text) = params.get("filter") {
+        return Ok(TraceQuery {
+            conditions: filter::parse(&text, filter::TRACE_COLUMNS)
+                .map_err(ApiError::BadRequest)?,
+            order_by: order_by(params.get("orderBy"))?,
+            ..TraceQuery::default()
+        });
+    }
     Ok(TraceQuery {
         user_id: params.get("userId"),
         name: params.get("name"),
@@ -81,6 +90,7 @@ fn query(params: &Params) -> ApiResult<TraceQuery> {
         from_timestamp: params.time("fromTimestamp")?,
         to_timestamp: params.time("toTimestamp")?,
         order_by: order_by(params.get("orderBy"))?,
+        conditions: Vec::new(),
     })
 }
 

@@ -4,8 +4,10 @@
 //! Calls block; the HTTP layer runs them on tokio's blocking pool. A returned `Ok` from
 //! [`Store::write`] means the data is durable.
 
+pub mod filter;
 pub mod rows;
 pub mod sqlite;
+mod sqlite_filter;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -117,6 +119,8 @@ pub struct TraceQuery {
     pub to_timestamp: Option<i64>,
     /// Column (`timestamp`, `name`, `userId`, …) and direction.
     pub order_by: Option<(String, Direction)>,
+    /// Conditions of the structured `filter` parameter, all of which must hold.
+    pub conditions: Vec<filter::Condition>,
 }
 
 /// A trace as stored: the merged Langfuse-shaped body.
@@ -172,6 +176,8 @@ pub struct ObservationQuery {
     pub from_start_time: Option<i64>,
     /// Start < (µs).
     pub to_start_time: Option<i64>,
+    /// Conditions of the structured `filter` parameter, all of which must hold.
+    pub conditions: Vec<filter::Condition>,
 }
 
 /// An observation as stored, with what the price table derived from it.

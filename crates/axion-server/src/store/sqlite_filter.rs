@@ -1,0 +1,315 @@
+//! SQL for Langfuse `filter` conditions on the SQLite schema: plain columns, JSON paths into
+//! the stored body (`metadata.<key>`, usage, cost), and aggregates over a trace's
+//! observations and scores as correlated subqueries.
+
+use rusqlite::types::Value as SqlValue;
+
+use super::filter::{Condition, SetTest, Test, TextTest};
+
+/// An SQL expression and the parameters its placeholders take, in order.
+struct Expr {
+    sql: String,
+    params: Vec<SqlValue>,
+}
+
+impl Expr {
+    fn plain(sql: impl Into<String>) -> Self {
+        Self {
+            sql: sql.into(),
+            params: Vec::new(),
+        }
+    }
+}
+
+/// A JSON path to `key` inside `object` (quoted, so any key works).
+fn json_path(object: &str, key: &str) -> String {
+    format!(
+        "$.{object}.\"{}\"",
+        key.replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+fn like_pattern(prefix: &str, text: &str, suffix: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("{prefix}{escaped}{suffix}")
+}
+
+/// `(clause, params)` testing `expr`.
+fn clause(expr: &Expr, test: &Test) -> (String, Vec<SqlValue>) {
+    let e = &expr.sql;
+    let with = |extra: Vec<SqlValue>| {
+        let mut params = expr.params.clone();
+        params.extend(extra);
+        params
+    };
+    // Tests that mention the expression twice need its parameters twice.
+    let twice = |extra: Vec<SqlValue>| {
+        let mut params = expr.params.clone();
+        params.extend(expr.params.clone());
+        params.extend(extra);
+        params
+    };
+    match test {
+        Test::Time(comparison, micros) => (
+            format!("{e} {} ?", comparison.sql()),
+            with(vec![(*micros).into()]),
+        ),
+        Test::Number(comparison, number) => (
+            format!("CAST({e} AS REAL) {} ?", comparison.sql()),
+            with(vec![(*number).into()]),
+        ),
+        Test::Text(test, text) => {
+            let text_expr = format!("CAST({e} AS TEXT)");
+            match test {
+                TextTest::Equals => (format!("{text_expr} = ?"), with(vec![text.clone().into()])),
+                TextTest::Contains => (
+                    format!("{text_expr} LIKE ? ESCAPE '\\'"),
+                    with(vec![like_pattern("%", text, "%").into()]),
+                ),
+                TextTest::StartsWith => (
+                    format!("{text_expr} LIKE ? ESCAPE '\\'"),
+                    with(vec![like_pattern("", text, "%").into()]),
+                ),
+                TextTest::EndsWith => (
+                    format!("{text_expr} LIKE ? ESCAPE '\\'"),
+                    with(vec![like_pattern("%", text, "").into()]),
+                ),
+                TextTest::DoesNotContain => (
+                    format!("({e} IS NULL OR {text_expr} NOT LIKE ? ESCAPE '\\')"),
+                    twice(vec![like_pattern("%", text, "%").into()]),
+                ),
+            }
+        }
+        Test::Set(test, options) => {
+            let marks = vec!["?"; options.len()].join(", ");
+            let values: Vec<SqlValue> = options.iter().cloned().map(SqlValue::from).collect();
+            match (test, options.is_empty()) {
+                (SetTest::NoneOf, true) => ("1".into(), Vec::new()),
+                (_, true) => ("0".into(), Vec::new()),
+                (SetTest::NoneOf, false) => (
+                    format!("({e} IS NULL OR CAST({e} AS TEXT) NOT IN ({marks}))"),
+                    twice(values),
+                ),
+                (SetTest::AnyOf | SetTest::AllOf, false) => {
+                    (format!("CAST({e} AS TEXT) IN ({marks})"), with(values))
+                }
+            }
+        }
+        Test::Boolean(equal, flag) => (
+            format!("coalesce({e}, 0) {} ?", if *equal { "=" } else { "<>" }),
+            with(vec![i64::from(*flag).into()]),
+        ),
+        Test::Null(true) => (format!("{e} IS NULL"), with(Vec::new())),
+        Test::Null(false) => (format!("{e} IS NOT NULL"), with(Vec::new())),
+    }
+}
+
+/// A test of a trace's tags (`arrayOptions`) for the trace id in `trace_id`.
+fn tags_clause(trace_id: &str, project: &str, test: &Test) -> (String, Vec<SqlValue>) {
+    let has = |marks: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM trace_tags g WHERE g.project_id = {project} AND g.trace_id = {trace_id} AND g.tag IN ({marks}))"
+        )
+    };
+    match test {
+        Test::Set(test, options) => {
+            let values: Vec<SqlValue> = options.iter().cloned().map(SqlValue::from).collect();
+            if options.is_empty() {
+                return (
+                    if *test == SetTest::NoneOf { "1" } else { "0" }.into(),
+                    Vec::new(),
+                );
+            }
+            match test {
+                SetTest::AnyOf => (has(&vec!["?"; options.len()].join(", ")), values),
+                SetTest::NoneOf => (
+                    format!("NOT {}", has(&vec!["?"; options.len()].join(", "))),
+                    values,
+                ),
+                SetTest::AllOf => (
+                    options
+                        .iter()
+                        .map(|_| has("?"))
+                        .collect::<Vec<_>>()
+                        .join(" AND "),
+                    values,
+                ),
+            }
+        }
+        Test::Null(empty) => {
+            let any = format!(
+                "EXISTS (SELECT 1 FROM trace_tags g WHERE g.project_id = {project} AND g.trace_id = {trace_id})"
+            );
+            (if *empty { format!("NOT {any}") } else { any }, Vec::new())
+        }
+        Test::Text(TextTest::Equals, tag) | Test::Text(TextTest::Contains, tag) => {
+            (has("?"), vec![tag.clone().into()])
+        }
+        _ => ("0".into(), Vec::new()),
+    }
+}
+
+const OBSERVATIONS_OF_TRACE: &str =
+    "FROM observations o WHERE o.project_id = t.project_id AND o.trace_id = t.id";
+
+fn observation_aggregate(select: &str) -> Expr {
+    Expr::plain(format!("(SELECT {select} {OBSERVATIONS_OF_TRACE})"))
+}
+
+fn level_count(level: &str) -> Expr {
+    Expr::plain(format!(
+        "(SELECT count(*) {OBSERVATIONS_OF_TRACE} AND o.level = '{level}')"
+    ))
+}
+
+/// Adds the conditions on traces (table alias `t`).
+pub(super) fn trace_conditions(conditions: &[Condition]) -> Vec<(String, Vec<SqlValue>)> {
+    conditions
+        .iter()
+        .map(|condition| {
+            let key = condition.key.as_deref();
+            let expr = match condition.column.as_str() {
+                "tags" => return tags_clause("t.id", "t.project_id", &condition.test),
+                "score_categories" => return score_categories(key, &condition.test),
+                "id" => Expr::plain("t.id"),
+                "name" => Expr::plain("t.name"),
+                "timestamp" => Expr::plain("t.timestamp"),
+                "userId" => Expr::plain("t.user_id"),
+                "sessionId" => Expr::plain("t.session_id"),
+                "environment" => Expr::plain("t.environment"),
+                "version" => Expr::plain("t.version"),
+                "release" => Expr::plain("t.release"),
+                "public" => Expr::plain("t.public"),
+                "bookmarked" => Expr::plain("0"),
+                "metadata" => metadata("t", key),
+                "latency" => observation_aggregate(
+                    "(max(coalesce(o.end_time, o.start_time)) - min(o.start_time)) / 1e6",
+                ),
+                "inputTokens" => observation_aggregate("total(json_extract(o.derived, '$.usage.input'))"),
+                "outputTokens" => observation_aggregate("total(json_extract(o.derived, '$.usage.output'))"),
+                "totalTokens" | "tokens" => {
+                    observation_aggregate("total(json_extract(o.derived, '$.usage.total'))")
+                }
+                "inputCost" => observation_aggregate("total(json_extract(o.derived, '$.cost.input'))"),
+                "outputCost" => observation_aggregate("total(json_extract(o.derived, '$.cost.output'))"),
+                "totalCost" => observation_aggregate("total(o.total_cost)"),
+                "level" => observation_aggregate(
+                    "CASE max(CASE o.level WHEN 'ERROR' THEN 3 WHEN 'WARNING' THEN 2 WHEN 'DEFAULT' THEN 1 ELSE 0 END) \
+                     WHEN 3 THEN 'ERROR' WHEN 2 THEN 'WARNING' WHEN 1 THEN 'DEFAULT' WHEN 0 THEN 'DEBUG' END",
+                ),
+                "warningCount" => level_count("WARNING"),
+                "errorCount" => level_count("ERROR"),
+                "defaultCount" => level_count("DEFAULT"),
+                "debugCount" => level_count("DEBUG"),
+                "scores_avg" | "scores" => {
+                    let mut expr = Expr::plain(
+                        "(SELECT avg(s.value) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.id \
+                         AND s.data_type IN ('NUMERIC', 'BOOLEAN')",
+                    );
+                    if let Some(name) = key {
+                        expr.sql.push_str(" AND s.name = ?");
+                        expr.params.push(name.to_owned().into());
+                    }
+                    expr.sql.push(')');
+                    expr
+                }
+                other => unreachable!("column {other} passed validation"),
+            };
+            clause(&expr, &condition.test)
+        })
+        .collect()
+}
+
+fn metadata(alias: &str, key: Option<&str>) -> Expr {
+    match key {
+        Some(key) => Expr {
+            sql: format!("json_extract({alias}.body, ?)"),
+            params: vec![json_path("metadata", key).into()],
+        },
+        None => Expr::plain(format!("json_extract({alias}.body, '$.metadata')")),
+    }
+}
+
+fn score_categories(name: Option<&str>, test: &Test) -> (String, Vec<SqlValue>) {
+    let Test::Set(set, options) = test else {
+        return ("0".into(), Vec::new());
+    };
+    let mut sql = String::from(
+        "EXISTS (SELECT 1 FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.id",
+    );
+    let mut params: Vec<SqlValue> = Vec::new();
+    if let Some(name) = name {
+        sql.push_str(" AND s.name = ?");
+        params.push(name.to_owned().into());
+    }
+    if !options.is_empty() {
+        sql.push_str(&format!(
+            " AND json_extract(s.body, '$.stringValue') IN ({})",
+            vec!["?"; options.len()].join(", ")
+        ));
+        params.extend(options.iter().cloned().map(SqlValue::from));
+    }
+    sql.push(')');
+    if *set == SetTest::NoneOf {
+        sql = format!("NOT {sql}");
+    }
+    (sql, params)
+}
+
+fn trace_field(column: &str) -> Expr {
+    Expr::plain(format!(
+        "(SELECT t.{column} FROM traces t WHERE t.project_id = o.project_id AND t.id = o.trace_id)"
+    ))
+}
+
+/// Adds the conditions on observations (table alias `o`).
+pub(super) fn observation_conditions(conditions: &[Condition]) -> Vec<(String, Vec<SqlValue>)> {
+    conditions
+        .iter()
+        .map(|condition| {
+            let key = condition.key.as_deref();
+            let body = |field: &str| Expr::plain(format!("json_extract(o.body, '$.{field}')"));
+            let derived = |path: &str| Expr::plain(format!("json_extract(o.derived, '$.{path}')"));
+            let expr = match condition.column.as_str() {
+                "traceTags" => return tags_clause("o.trace_id", "o.project_id", &condition.test),
+                "id" => Expr::plain("o.id"),
+                "type" => Expr::plain("o.type"),
+                "name" => Expr::plain("o.name"),
+                "traceId" => Expr::plain("o.trace_id"),
+                "parentObservationId" => Expr::plain("o.parent_observation_id"),
+                "startTime" => Expr::plain("o.start_time"),
+                "endTime" => Expr::plain("o.end_time"),
+                "environment" => Expr::plain("o.environment"),
+                "level" => Expr::plain("o.level"),
+                "version" => Expr::plain("o.version"),
+                "model" => Expr::plain("o.model"),
+                "statusMessage" => body("statusMessage"),
+                "promptName" => body("promptName"),
+                "promptVersion" => body("promptVersion"),
+                "latency" => Expr::plain("((o.end_time - o.start_time) / 1e6)"),
+                "timeToFirstToken" => Expr::plain(
+                    "(unixepoch(json_extract(o.body, '$.completionStartTime'), 'subsec') - o.start_time / 1e6)",
+                ),
+                "tokensPerSecond" => Expr::plain(
+                    "(json_extract(o.derived, '$.usage.output') / nullif((o.end_time - o.start_time) / 1e6, 0))",
+                ),
+                "inputTokens" => derived("usage.input"),
+                "outputTokens" => derived("usage.output"),
+                "totalTokens" | "tokens" => derived("usage.total"),
+                "inputCost" => derived("cost.input"),
+                "outputCost" => derived("cost.output"),
+                "totalCost" => Expr::plain("o.total_cost"),
+                "metadata" => metadata("o", key),
+                "userId" => trace_field("user_id"),
+                "sessionId" => trace_field("session_id"),
+                "traceName" => trace_field("name"),
+                "traceEnvironment" => trace_field("environment"),
+                other => unreachable!("column {other} passed validation"),
+            };
+            clause(&expr, &condition.test)
+        })
+        .collect()
+}

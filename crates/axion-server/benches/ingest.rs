@@ -4,6 +4,14 @@
 //!
 //! `cargo bench -p axion-server --bench ingest`; under `cargo test --benches` it does a small
 //! smoke run. The end-to-end figure (HTTP from a second process) is in `benches/server.rs`.
+//!
+//! Last run (2-core VM, 102 400 spans):
+//!
+//! | stage | µs per span |
+//! | --- | --- |
+//! | decode + map + normalise (one thread) | 27.8 |
+//! | fold + price + serialise + store, 1 request at a time | 48.8 |
+//! | the same, 4 concurrent requests (group commit) | 29.8 |
 
 use std::sync::Arc;
 use std::time::Instant;

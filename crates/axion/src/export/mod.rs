@@ -9,5 +9,6 @@ pub mod opik;
 pub mod otel;
 pub mod otlp;
 mod pipeline;
+mod reaper;
 
 pub use pipeline::{BatchPipeline, Exporter, PipelineConfig, PipelineTracer};

@@ -97,6 +97,7 @@ impl OtlpExporter {
                 "application/json",
             ),
         };
+        super::reaper::discard(request);
         let body = if self.compress { gzip(&body) } else { body };
         Ok(Outgoing {
             method: "POST",
@@ -256,6 +257,8 @@ impl Exporter for OtlpExporter {
                     .map(|trace| trace_update_span(trace, self.convention)),
             ),
         }
+        // The captured values are freed elsewhere (the last references are in `roots`).
+        super::reaper::discard((roots, observations));
         let mut result = Ok(());
         if !spans.is_empty() {
             let outgoing = self.encode(spans)?;

@@ -94,13 +94,21 @@ impl ContextGuard {
 }
 
 impl Drop for ContextGuard {
+    // Inline with the restore out of line, so a disabled span's guard drops to nothing.
+    #[inline]
     fn drop(&mut self) {
         if let Some(previous) = self.previous.take() {
-            // Dropped outside the borrow: dropping the replaced context may end a span,
-            // which must be free to look at the context.
-            drop(swap(previous));
+            restore(previous);
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn restore(previous: TraceContext) {
+    // Dropped outside the borrow: dropping the replaced context may end a span, which must be
+    // free to look at the context.
+    drop(swap(previous));
 }
 
 /// The tracer of the current context, if any.

@@ -669,17 +669,24 @@ impl BaseSpan for Span {
 /// [`Tracer::async_span`](crate::Tracer::async_span) there).
 #[must_use = "the span ends as soon as the guard is dropped"]
 pub struct SpanGuard {
-    span: Span,
-    _context: Option<ContextGuard>,
+    /// `None` when not recording: the whole guard is one word that drops to nothing.
+    active: Option<ActiveGuard>,
 }
+
+/// A recording span and the context it made current (restored after the span ends).
+struct ActiveGuard {
+    span: Span,
+    _context: ContextGuard,
+}
+
+/// What a disabled guard derefs to. A `const`, not a `static`: its contents are known where
+/// it is used, so the checks on a disabled span fold away.
+const DISABLED_SPAN: &Span = &Span::none();
 
 impl SpanGuard {
     #[inline]
     pub(crate) const fn disabled() -> Self {
-        Self {
-            span: Span::none(),
-            _context: None,
-        }
+        Self { active: None }
     }
 
     #[inline]
@@ -687,16 +694,49 @@ impl SpanGuard {
         if span.cell.is_none() {
             return Self::disabled();
         }
-        let context = span.cell.as_ref().map(|_| span.context().attach());
+        let context = span.context().attach();
         Self {
-            span,
-            _context: context,
+            active: Some(ActiveGuard {
+                span,
+                _context: context,
+            }),
+        }
+    }
+
+    /// Sets the input (see [`Span::set_input`]). Also reachable through `Deref`; defined here
+    /// so that on a disabled guard the call compiles to nothing.
+    #[inline]
+    pub fn set_input<V: Serialize + Send + Sync + 'static>(&self, value: V) {
+        if let Some(active) = &self.active {
+            active.span.set_input(value);
+        }
+    }
+
+    /// Sets the output (see [`Span::set_output`]).
+    #[inline]
+    pub fn set_output<V: Serialize + Send + Sync + 'static>(&self, value: V) {
+        if let Some(active) = &self.active {
+            active.span.set_output(value);
+        }
+    }
+
+    /// Sets an attribute (see [`Span::set_attribute`]).
+    #[inline]
+    pub fn set_attribute<V: Serialize + Send + Sync + 'static>(
+        &self,
+        key: impl Into<Cow<'static, str>>,
+        value: V,
+    ) {
+        if let Some(active) = &self.active {
+            active.span.set_attribute(key, value);
         }
     }
 
     /// A handle to the span that outlives the guard.
     pub fn span(&self) -> Span {
-        self.span.clone()
+        self.active
+            .as_ref()
+            .map_or_else(Span::none, |active| active.span.clone())
     }
 }
 
@@ -705,27 +745,29 @@ impl std::ops::Deref for SpanGuard {
     // Inlined across crates: on the noop path every `guard.set_input(..)` goes through here.
     #[inline]
     fn deref(&self) -> &Span {
-        &self.span
+        self.active
+            .as_ref()
+            .map_or(DISABLED_SPAN, |active| &active.span)
     }
 }
 
 impl Drop for SpanGuard {
     #[inline]
     fn drop(&mut self) {
-        if self.span.cell.is_some() {
-            self.finish();
+        if let Some(active) = self.active.take() {
+            finish(active);
         }
     }
 }
 
-impl SpanGuard {
-    #[cold]
-    fn finish(&self) {
-        if std::thread::panicking() {
-            self.span.mark_panicked();
-        }
-        self.span.end();
+/// Ends the span, then restores the previous context (the fields drop in that order).
+#[cold]
+#[inline(never)]
+fn finish(active: ActiveGuard) {
+    if std::thread::panicking() {
+        active.span.mark_panicked();
     }
+    active.span.end();
 }
 
 impl BaseSpan for SpanGuard {
@@ -734,19 +776,19 @@ impl BaseSpan for SpanGuard {
         key: impl Into<Cow<'static, str>>,
         value: V,
     ) {
-        self.span.set_attribute(key, value);
+        SpanGuard::set_attribute(self, key, value);
     }
     fn set_input<V: Serialize + Send + Sync + 'static>(&self, value: V) {
-        self.span.set_input(value);
+        SpanGuard::set_input(self, value);
     }
     fn set_output<V: Serialize + Send + Sync + 'static>(&self, value: V) {
-        self.span.set_output(value);
+        SpanGuard::set_output(self, value);
     }
 }
 
 impl fmt::Debug for SpanGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SpanGuard").field(&self.span).finish()
+        f.debug_tuple("SpanGuard").field(&**self).finish()
     }
 }
 

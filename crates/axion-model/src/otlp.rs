@@ -18,7 +18,7 @@
 //! assert_eq!(events[1].body["model"], "gpt-4o");
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{SecondsFormat, TimeZone, Utc};
 use prost::Message;
@@ -322,8 +322,10 @@ fn iso_from_nanos(nanos: u64) -> String {
         .to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// A span's (or resource's) attributes as JSON values. A list, not a hash map: spans carry a
+/// dozen or so attributes, and a scan of short keys beats hashing each one.
 struct Attributes<'a> {
-    values: HashMap<&'a str, Value>,
+    values: Vec<(&'a str, Value)>,
 }
 
 impl<'a> Attributes<'a> {
@@ -338,8 +340,14 @@ impl<'a> Attributes<'a> {
         Self { values }
     }
 
+    /// The value of `key` (the last one when a key repeats).
     fn get(&self, key: &str) -> Option<&Value> {
-        self.values.get(key).filter(|value| !value.is_null())
+        self.values
+            .iter()
+            .rev()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value)
+            .filter(|value| !value.is_null())
     }
 
     fn first(&self, keys: &[&str]) -> Option<&Value> {
@@ -480,8 +488,8 @@ fn has_trace_updates(attributes: &Attributes<'_>) -> bool {
     KEYS.iter().any(|key| attributes.get(key).is_some())
         || attributes
             .values
-            .keys()
-            .any(|key| key.starts_with("langfuse.trace.metadata"))
+            .iter()
+            .any(|(key, _)| key.starts_with("langfuse.trace.metadata"))
 }
 
 fn observation_type(attributes: &Attributes<'_>) -> &'static str {

@@ -163,8 +163,19 @@ fn optional_string(body: &JsonMap, key: &str) -> Result<Option<String>, EventErr
     }
 }
 
-fn copy_string(body: &JsonMap, key: &str, patch: &mut JsonMap) -> Result<(), EventError> {
-    if let Some(text) = optional_string(body, key)? {
+/// Moves a string field out of the body (a number becomes its text). Moving, not copying:
+/// the body is dropped afterwards, and freeing its copies was a fifth of the mapping's cost.
+fn take_string(body: &mut JsonMap, key: &str) -> Result<Option<String>, EventError> {
+    match body.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(Value::Number(number)) => Ok(Some(number.to_string())),
+        Some(_) => Err(EventError::invalid(format!("{key}: expected a string"))),
+    }
+}
+
+fn move_string(body: &mut JsonMap, key: &str, patch: &mut JsonMap) -> Result<(), EventError> {
+    if let Some(text) = take_string(body, key)? {
         patch.insert(key.into(), Value::String(text));
     }
     Ok(())
@@ -176,19 +187,35 @@ fn move_json(body: &mut JsonMap, key: &str, patch: &mut JsonMap) {
     }
 }
 
-fn copy_time(
-    body: &JsonMap,
+/// Moves a time field into the patch in its canonical form (kept as sent when it already is).
+fn move_time(
+    body: &mut JsonMap,
     key: &str,
     patch: &mut JsonMap,
 ) -> Result<Option<DateTime<Utc>>, EventError> {
-    match body.get(key) {
+    match body.remove(key) {
         None | Some(Value::Null) => Ok(None),
         Some(value) => {
-            let time = parse_time(value, key)?;
-            patch.insert(key.into(), Value::String(format_time(time)));
+            let time = parse_time(&value, key)?;
+            let text = match value {
+                Value::String(text) if is_canonical_time(&text) => text,
+                _ => format_time(time),
+            };
+            patch.insert(key.into(), Value::String(text));
             Ok(Some(time))
         }
     }
+}
+
+/// Whether a valid RFC 3339 time is already in [`format_time`]'s form
+/// (`2024-01-01T00:00:00.000000Z`).
+fn is_canonical_time(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 27
+        && bytes[10] == b'T'
+        && bytes[19] == b'.'
+        && bytes[26] == b'Z'
+        && &bytes[17..19] != b"60"
 }
 
 /// Metadata as an object (a non-object becomes `{"metadata": value}`).
@@ -211,21 +238,21 @@ pub fn trace_upsert(mut body: JsonMap, envelope_time: DateTime<Utc>) -> Result<U
     let id = valid_id(body.get("id").unwrap_or(&Value::Null), "body.id")?;
     let mut patch = JsonMap::new();
     patch.insert("id".into(), Value::String(id.clone()));
-    let timestamp = copy_time(&body, "timestamp", &mut patch)?;
+    let timestamp = move_time(&mut body, "timestamp", &mut patch)?;
     if timestamp.is_none() {
         patch.insert(
             "timestamp".into(),
             Value::String(format_time(envelope_time)),
         );
     }
-    if let Some(name) = optional_string(&body, "name")? {
+    if let Some(name) = take_string(&mut body, "name")? {
         if name.chars().count() > 1000 {
             return Err(EventError::invalid("name: at most 1000 characters"));
         }
         patch.insert("name".into(), Value::String(name));
     }
     for key in ["userId", "sessionId", "release", "version"] {
-        copy_string(&body, key, &mut patch)?;
+        move_string(&mut body, key, &mut patch)?;
     }
     for key in ["input", "output"] {
         move_json(&mut body, key, &mut patch);
@@ -340,17 +367,17 @@ pub fn observation_upsert(
         "model",
         "promptName",
     ] {
-        copy_string(&body, key, &mut patch)?;
+        move_string(&mut body, key, &mut patch)?;
     }
-    let start = copy_time(&body, "startTime", &mut patch)?;
+    let start = move_time(&mut body, "startTime", &mut patch)?;
     if start.is_none() && !is_update {
         patch.insert(
             "startTime".into(),
             Value::String(format_time(envelope_time)),
         );
     }
-    copy_time(&body, "endTime", &mut patch)?;
-    copy_time(&body, "completionStartTime", &mut patch)?;
+    move_time(&mut body, "endTime", &mut patch)?;
+    move_time(&mut body, "completionStartTime", &mut patch)?;
     for key in ["input", "output"] {
         move_json(&mut body, key, &mut patch);
     }
@@ -667,6 +694,23 @@ mod tests {
 
     fn map(value: Value) -> JsonMap {
         value.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn times_are_stored_canonically_whether_moved_or_reformatted() {
+        for sent in [
+            "2024-01-01T00:00:00.123456Z",
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T01:00:00.5+01:00",
+            "2024-01-01T00:00:00.123456789Z",
+            "2024-01-01T00:00:00.123456+00:00",
+        ] {
+            let mut body = map(json!({ "t": sent }));
+            let mut patch = JsonMap::new();
+            let time = move_time(&mut body, "t", &mut patch).unwrap().unwrap();
+            assert_eq!(patch["t"], json!(format_time(time)), "{sent}");
+            assert!(body.is_empty());
+        }
     }
 
     #[test]

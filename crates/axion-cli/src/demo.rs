@@ -108,7 +108,7 @@ fn loop_once(host: &str) -> Result<()> {
         ("LANGFUSE_PUBLIC_KEY", KEYS.0.to_owned()),
         ("LANGFUSE_SECRET_KEY", KEYS.1.to_owned()),
     ]);
-    let provider = TracerRegistry::get("langfuse")?.create(&settings)?;
+    let provider = TracerRegistry::create("langfuse", &settings)?;
     let tracer = Tracer::builder(MetadataType::Llm)
         .provider(provider)
         .force_new(true)

@@ -42,7 +42,7 @@ async fn traces_dataset_and_scores_commands() {
             ("LANGFUSE_PUBLIC_KEY", PK.to_owned()),
             ("LANGFUSE_SECRET_KEY", SK.to_owned()),
         ]);
-        let provider = TracerRegistry::get("langfuse").unwrap().create(&settings).unwrap();
+        let provider = TracerRegistry::create("langfuse", &settings).unwrap();
         let tracer = Tracer::builder(MetadataType::Llm).provider(provider).force_new(true).build();
         let mut first = String::new();
         for i in 0..3 {

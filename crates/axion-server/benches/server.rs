@@ -22,19 +22,18 @@
 //! | list traces, tag + user + time, 1M stored | p50 11.43 ms, p95 14.00 ms |
 //! | server peak RSS after 1M traces | 200 MB |
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../axion/benches/support/mod.rs"]
+mod support;
 mod workload;
 
+use support::{run_serve, ChildRole, ROLE};
 use workload::{export, id_bytes, BATCH};
 
-const ROLE: &str = "AXION_BENCH_ROLE";
-
 fn main() {
-    if std::env::var(ROLE).as_deref() == Ok("server") {
-        return run_server();
+    if std::env::var(ROLE).as_deref() == Ok("serve") {
+        return run_serve();
     }
     let full = std::env::args().any(|arg| arg == "--bench");
     // A small blocking pool: store calls run there, and every extra thread is another malloc
@@ -45,79 +44,6 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(load(full));
-}
-
-/// The server role: start on port 0, print the address, serve until stdin closes.
-fn run_server() {
-    // A small blocking pool: store calls run there, and every extra thread is another malloc
-    // arena and SQLite connection.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(16)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let server = axion_server::Server::start(axion_server::ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: std::env::var("AXION_DATA_DIR").unwrap().into(),
-            keys: Some(("pk-bench".into(), "sk-bench".into())),
-        })
-        .await
-        .unwrap();
-        println!("{}", server.local_addr());
-        tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin()
-                .read_line(&mut sink)
-                .map(|n| n > 0)
-                .unwrap_or(false)
-            {}
-        })
-        .await
-        .unwrap();
-        server.shutdown().await;
-    });
-}
-
-struct ServerProcess {
-    child: Child,
-    base: String,
-}
-
-impl ServerProcess {
-    fn spawn(data_dir: &std::path::Path) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .env(ROLE, "server")
-            .env("AXION_DATA_DIR", data_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Self {
-            child,
-            base: format!("http://{}", line.trim()),
-        }
-    }
-
-    fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|line| line.starts_with("VmHWM:"))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    }
-
-    fn stop(mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
 }
 
 fn client() -> reqwest::Client {
@@ -193,7 +119,7 @@ async fn startup_ms() -> f64 {
     for _ in 0..5 {
         let dir = tempfile::tempdir().unwrap();
         let started = Instant::now();
-        let server = ServerProcess::spawn(dir.path());
+        let server = ChildRole::spawn_with("serve", &[("AXION_DATA_DIR", dir.path().as_os_str())]);
         let url = format!("{}/api/public/health", server.base);
         loop {
             if reqwest::get(&url)
@@ -235,7 +161,7 @@ async fn load(full: bool) {
     println!("| start-up to healthy (spawn → 200 /health), median of 5 | {startup:.1} ms |");
 
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::spawn(dir.path());
+    let server = ChildRole::spawn_with("serve", &[("AXION_DATA_DIR", dir.path().as_os_str())]);
     let base = server.base.clone();
 
     // Ingest throughput: 8-span traces, 512 spans per request.

@@ -13,7 +13,6 @@ fn upsert(body: Value) -> Upsert {
     Upsert {
         id: patch["id"].as_str().unwrap().to_owned(),
         patch,
-        shallow: false,
     }
 }
 

@@ -170,10 +170,7 @@ fn axion_burst(base: &str, burst: usize, label: &str, block_ms: u64) -> String {
         ("LANGFUSE_HOST", base),
         ("AXION_EXPORT_BLOCK_MS", block_ms.as_str()),
     ]);
-    let provider = TracerRegistry::get("langfuse")
-        .unwrap()
-        .create(&settings)
-        .unwrap();
+    let provider = TracerRegistry::create("langfuse", &settings).unwrap();
     let tracer = Tracer::builder(MetadataType::Llm)
         .provider(provider)
         .force_new(true)
@@ -266,10 +263,7 @@ fn backend_down_memory(spans: usize) {
         ("LANGFUSE_SECRET_KEY", "sk-bench".to_owned()),
         ("LANGFUSE_HOST", format!("http://127.0.0.1:{port}")),
     ]);
-    let provider = TracerRegistry::get("langfuse")
-        .unwrap()
-        .create(&settings)
-        .unwrap();
+    let provider = TracerRegistry::create("langfuse", &settings).unwrap();
     let tracer = Tracer::builder(MetadataType::Llm)
         .provider(provider)
         .force_new(true)

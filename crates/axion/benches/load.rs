@@ -29,10 +29,7 @@ fn main() {
         ("LANGFUSE_HOST", server.base.clone()),
         ("AXION_EXPORT_QUEUE_SIZE", "200000".to_owned()),
     ]);
-    let provider = TracerRegistry::get("langfuse")
-        .unwrap()
-        .create(&settings)
-        .unwrap();
+    let provider = TracerRegistry::create("langfuse", &settings).unwrap();
     let tracer = Tracer::builder(MetadataType::Llm)
         .provider(provider)
         .force_new(true)

@@ -187,7 +187,7 @@ pub fn configure_tracing_with(provider: Option<&str>, settings: &Settings) -> Re
             if read_active(|active| active.as_ref().is_some_and(|active| active.name == name)) {
                 return Ok(());
             }
-            let created = TracerRegistry::get(&name)?.create(settings)?;
+            let created = TracerRegistry::create(&name, settings)?;
             install(name, created);
         }
         None => {
@@ -199,9 +199,7 @@ pub fn configure_tracing_with(provider: Option<&str>, settings: &Settings) -> Re
             }) {
                 return Ok(());
             }
-            match TracerRegistry::get(&detection.provider)
-                .and_then(|factory| factory.create(settings))
-            {
+            match TracerRegistry::create(&detection.provider, settings) {
                 Ok(created) => install(detection.provider, created),
                 Err(error) => {
                     warn(&format!(

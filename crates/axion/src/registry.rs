@@ -84,6 +84,20 @@ impl TracerRegistry {
         }
     }
 
+    /// A provider made by the factory registered under `name` from explicit settings (instead
+    /// of the environment): what `Tracer::builder(..).provider(..)` takes.
+    ///
+    /// ```
+    /// use axion::{MetadataType, Settings, Tracer, TracerRegistry};
+    ///
+    /// let provider = TracerRegistry::create("console", &Settings::from_pairs([("AXION_CONSOLE_PATH", "/dev/null")]))?;
+    /// let tracer = Tracer::builder(MetadataType::Llm).provider(provider).build();
+    /// # Ok::<(), axion::Error>(())
+    /// ```
+    pub fn create(name: &str, settings: &Settings) -> Result<Arc<dyn BaseTracer>> {
+        Self::get(name)?.create(settings)
+    }
+
     /// The factory registered under `name`; an error listing the registered names otherwise.
     pub fn get(name: &str) -> Result<ProviderFactory> {
         let name = normalize_name(name);

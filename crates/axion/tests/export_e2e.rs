@@ -28,10 +28,7 @@ async fn server() -> (Server, tempfile::TempDir) {
 
 fn provider(name: &str, pairs: &[(&str, String)]) -> Arc<dyn axion::BaseTracer> {
     let settings = Settings::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    TracerRegistry::get(name)
-        .unwrap()
-        .create(&settings)
-        .unwrap()
+    TracerRegistry::create(name, &settings).unwrap()
 }
 
 fn langfuse(addr: SocketAddr, transport: &str) -> Arc<dyn axion::BaseTracer> {

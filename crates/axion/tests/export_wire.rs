@@ -171,11 +171,7 @@ async fn logfire_requests_match_the_python_sdk_capture() {
         ("LOGFIRE_SERVICE_VERSION", "1.2.3".to_owned()),
         ("LOGFIRE_ENVIRONMENT", "capture".to_owned()),
     ]);
-    run(TracerRegistry::get("logfire")
-        .unwrap()
-        .create(&settings)
-        .unwrap())
-    .await;
+    run(TracerRegistry::create("logfire", &settings).unwrap()).await;
     let reference = fixture("logfire/002-post-v1-traces.json");
     let requests = captured.lock().unwrap().clone();
     assert_eq!(requests.len(), 1);
@@ -333,11 +329,7 @@ async fn langfuse_otlp_requests_match_the_5x_sdk_capture() {
         ("LANGFUSE_SECRET_KEY", "sk-lf-test".to_owned()),
         ("LANGFUSE_HOST", format!("http://{addr}")),
     ]);
-    run(TracerRegistry::get("langfuse")
-        .unwrap()
-        .create(&settings)
-        .unwrap())
-    .await;
+    run(TracerRegistry::create("langfuse", &settings).unwrap()).await;
     let reference = fixture("langfuse/5.0.4/001-POST-otel-v1-traces.json");
     let requests = captured.lock().unwrap().clone();
     let otlp = requests
@@ -461,10 +453,7 @@ async fn opik_requests_match_the_python_sdk_capture() {
         ("OPIK_WORKSPACE", "capture-workspace".to_owned()),
         ("OPIK_PROJECT_NAME", "capture-opik-demo".to_owned()),
     ]);
-    let provider = TracerRegistry::get("opik")
-        .unwrap()
-        .create(&settings)
-        .unwrap();
+    let provider = TracerRegistry::create("opik", &settings).unwrap();
     let tracer = Tracer::builder(MetadataType::Llm)
         .provider(provider)
         .force_new(true)

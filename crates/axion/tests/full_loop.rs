@@ -95,10 +95,7 @@ async fn sdk_to_server_to_dataset_to_scores_and_back() {
     let settings = settings(addr);
 
     let (collection, report) = tokio::task::spawn_blocking(move || {
-        let provider = TracerRegistry::get("langfuse")
-            .unwrap()
-            .create(&settings)
-            .unwrap();
+        let provider = TracerRegistry::create("langfuse", &settings).unwrap();
         let tracer = Tracer::builder(MetadataType::Llm)
             .provider(provider)
             .force_new(true)

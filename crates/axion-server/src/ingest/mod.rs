@@ -24,9 +24,6 @@ pub struct Upsert {
     pub id: String,
     /// Normalised fields, in Langfuse's camelCase names; absent keys leave stored values alone.
     pub patch: JsonMap,
-    /// A placeholder trace (id, timestamp, environment) made for an observation whose trace was
-    /// not sent: it creates the trace when missing and otherwise only widens its time range.
-    pub shallow: bool,
 }
 
 /// Everything one request writes, applied atomically and in order by a store.
@@ -151,15 +148,6 @@ fn valid_id(value: &Value, field: &str) -> Result<String, EventError> {
             "{field}: must be 1..800 characters without carriage returns"
         ))),
         _ => Err(EventError::invalid(format!("{field}: expected a string"))),
-    }
-}
-
-fn optional_string(body: &JsonMap, key: &str) -> Result<Option<String>, EventError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text.clone())),
-        Some(Value::Number(number)) => Ok(Some(number.to_string())),
-        Some(_) => Err(EventError::invalid(format!("{key}: expected a string"))),
     }
 }
 
@@ -288,14 +276,12 @@ pub fn trace_upsert(mut body: JsonMap, envelope_time: DateTime<Utc>) -> Result<U
             Value::String(normalize_environment(body.get("environment"))),
         );
     }
-    Ok(Upsert {
-        id,
-        patch,
-        shallow: false,
-    })
+    Ok(Upsert { id, patch })
 }
 
-/// A placeholder trace for an observation.
+/// A placeholder trace (id, timestamp, environment) for an observation whose trace was not
+/// sent. The ordinary merge gives it its meaning: it creates the trace when missing, and
+/// otherwise only moves the timestamp earlier (environment and id are fixed by the first write).
 pub fn shallow_trace(trace_id: &str, timestamp: &Value, environment: &Value) -> Upsert {
     let mut patch = JsonMap::new();
     patch.insert("id".into(), Value::String(trace_id.to_owned()));
@@ -304,7 +290,6 @@ pub fn shallow_trace(trace_id: &str, timestamp: &Value, environment: &Value) -> 
     Upsert {
         id: trace_id.to_owned(),
         patch,
-        shallow: true,
     }
 }
 
@@ -430,14 +415,7 @@ pub fn observation_upsert(
         )),
         _ => None,
     };
-    Ok((
-        Upsert {
-            id,
-            patch,
-            shallow: false,
-        },
-        shallow,
-    ))
+    Ok((Upsert { id, patch }, shallow))
 }
 
 fn count(value: &Value) -> Option<u64> {

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{
-    format_time, move_metadata, normalize_environment, optional_string, valid_id, EventError,
-    Upsert,
+    format_time, move_metadata, move_string, normalize_environment, take_string, valid_id,
+    EventError, Upsert,
 };
 use crate::JsonMap;
 
@@ -16,14 +16,14 @@ pub fn score_upsert(mut body: JsonMap, time: DateTime<Utc>) -> Result<Upsert, Ev
         None | Some(Value::Null) => axion_model::random_event_id(),
         Some(value) => valid_id(value, "id")?,
     };
-    let name = optional_string(&body, "name")?
+    let name = take_string(&mut body, "name")?
         .filter(|name| !name.is_empty())
         .ok_or_else(|| EventError::invalid("name: required, non-empty"))?;
+    let declared = take_string(&mut body, "dataType")?.map(|kind| kind.to_ascii_uppercase());
     let value = body
         .get("value")
         .filter(|value| !value.is_null())
         .ok_or_else(|| EventError::invalid("value: required (number or string)"))?;
-    let declared = optional_string(&body, "dataType")?.map(|kind| kind.to_ascii_uppercase());
     let data_type = match (declared.as_deref(), value) {
         (Some(kind), _) => kind.to_owned(),
         (None, Value::String(_)) => "CATEGORICAL".into(),
@@ -82,12 +82,10 @@ pub fn score_upsert(mut body: JsonMap, time: DateTime<Utc>) -> Result<Upsert, Ev
         ));
     }
     for key in ["comment", "configId", "queueId"] {
-        if let Some(text) = optional_string(&body, key)? {
-            patch.insert(key.into(), Value::String(text));
-        }
+        move_string(&mut body, key, &mut patch)?;
     }
     move_metadata(&mut body, &mut patch);
-    let source = optional_string(&body, "source")?
+    let source = take_string(&mut body, "source")?
         .map(|source| source.to_ascii_uppercase())
         .unwrap_or_else(|| "API".into());
     if !matches!(source.as_str(), "API" | "ANNOTATION" | "EVAL") {
@@ -105,11 +103,7 @@ pub fn score_upsert(mut body: JsonMap, time: DateTime<Utc>) -> Result<Upsert, Ev
         "environment".into(),
         Value::String(normalize_environment(body.get("environment"))),
     );
-    Ok(Upsert {
-        id,
-        patch,
-        shallow: false,
-    })
+    Ok(Upsert { id, patch })
 }
 
 #[cfg(test)]

@@ -115,15 +115,20 @@ pub fn trace_row(fields: &JsonMap, now: i64) -> TraceRow {
         version: body.text("version"),
         environment: body.text("environment").unwrap_or_default(),
         public: body.get("public").and_then(Value::as_bool).unwrap_or(false),
-        tags: body
-            .get("tags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|tag| tag.as_str().map(str::to_owned))
-            .collect(),
+        tags: tags_of(fields),
         body: body.to_json(),
     }
+}
+
+/// A trace body's tags.
+pub fn tags_of(fields: &JsonMap) -> Vec<String> {
+    fields
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|tag| tag.as_str().map(str::to_owned))
+        .collect()
 }
 
 /// An observation's columns, with its priced usage and cost.
@@ -299,7 +304,6 @@ mod tests {
         let upsert = |tags: Value| Upsert {
             id: "t".into(),
             patch: map(json!({"id": "t", "tags": tags})),
-            shallow: false,
         };
         let batch = WriteBatch {
             traces: vec![upsert(json!(["b"])), upsert(json!(["a"]))],

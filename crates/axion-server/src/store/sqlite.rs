@@ -465,7 +465,7 @@ fn apply_batch(
             id,
         )?
         .unwrap_or_default();
-        let old_tags = rows::trace_row(&stored, now).tags;
+        let old_tags = rows::tags_of(&stored);
         merge_into(&mut stored, &trace.patch, TRACE_IMMUTABLE);
         let row = rows::trace_row(&stored, now);
         write_trace(tx, project, id, &row, true, now)?;
@@ -1174,7 +1174,6 @@ mod tests {
             traces: vec![Upsert {
                 id: id.into(),
                 patch,
-                shallow: false,
             }],
             ..WriteBatch::default()
         };

@@ -1,5 +1,6 @@
-//! What the end-to-end benches share: this binary re-run as a child process in a role (a real
-//! `axion serve`, a sink), reached over loopback, and the process's memory.
+//! What the end-to-end benches share (those of `axion-server` include this file too): this
+//! binary re-run as a child process in a role (a real `axion serve`, a sink), reached over
+//! loopback, and memory figures.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -19,8 +20,14 @@ pub struct ChildRole {
 impl ChildRole {
     /// Starts the role and waits for its address.
     pub fn spawn(role: &str) -> Self {
+        Self::spawn_with(role, &[])
+    }
+
+    /// The same, with extra environment variables for the child.
+    pub fn spawn_with(role: &str, env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .env(ROLE, role)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -33,6 +40,11 @@ impl ChildRole {
             child,
             base: format!("http://{}", line.trim()),
         }
+    }
+
+    /// The child's peak resident memory (`VmHWM`) in MB.
+    pub fn peak_rss_mb(&self) -> f64 {
+        status_mb(&format!("/proc/{}/status", self.child.id()), "VmHWM:")
     }
 
     /// Closes its stdin and waits for it.
@@ -56,17 +68,24 @@ pub async fn wait_for_stdin_close() {
     .unwrap();
 }
 
-/// The `serve` role: `axion serve` with keys `pk-bench`/`sk-bench` on a throwaway store.
+/// The `serve` role: `axion serve` with keys `pk-bench`/`sk-bench`, its data in
+/// `AXION_DATA_DIR` (else a throwaway directory), with the CLI's runtime settings.
 pub fn run_serve() {
+    // As `axion serve` does: a small blocking pool (store calls run there, and every extra
+    // thread is another malloc arena and SQLite connection).
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
+        let data_dir = std::env::var_os("AXION_DATA_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| dir.path().to_path_buf());
         let server = axion_server::Server::start(axion_server::ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_path_buf(),
+            data_dir,
             keys: Some(("pk-bench".into(), "sk-bench".into())),
         })
         .await
@@ -79,10 +98,15 @@ pub fn run_serve() {
 
 /// This process's resident memory in MB.
 pub fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_mb("/proc/self/status", "VmRSS:")
+}
+
+/// A memory field of a `/proc/<pid>/status` file, in MB.
+fn status_mb(path: &str, field: &str) -> f64 {
+    let status = std::fs::read_to_string(path).unwrap_or_default();
     status
         .lines()
-        .find(|line| line.starts_with("VmRSS:"))
+        .find(|line| line.starts_with(field))
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)

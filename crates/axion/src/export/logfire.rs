@@ -8,7 +8,7 @@ use axion_model::otlp::{Convention, ExportResource};
 
 use super::http::{HttpSender, RetryPolicy};
 use super::otlp::{invalid, OtlpExporter, OtlpProtocol};
-use super::pipeline::{PipelineConfig, PipelineTracer};
+use super::pipeline::PipelineTracer;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::provider::BaseTracer;
@@ -64,11 +64,7 @@ pub(crate) fn logfire_provider(settings: &Settings) -> Result<Arc<dyn BaseTracer
         resource,
         HttpSender::new("logfire", RetryPolicy::default()),
     );
-    Ok(Arc::new(PipelineTracer::new(
-        "logfire",
-        exporter,
-        PipelineConfig::from_settings(settings)?,
-    )?))
+    PipelineTracer::provider("logfire", exporter, settings)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::http::{gzip, HttpSender, Outgoing, RetryPolicy};
 use super::otlp::{invalid, split};
-use super::pipeline::{Exporter, PipelineConfig, PipelineTracer};
+use super::pipeline::{Exporter, PipelineTracer};
 use crate::config::Settings;
 use crate::error::Result;
 use crate::provider::{BaseTracer, RawRecord};
@@ -89,11 +89,7 @@ fn smart_key_base(key: &str) -> Option<String> {
 pub(crate) fn opik_provider(settings: &Settings) -> Result<Arc<dyn BaseTracer>> {
     let config = OpikConfig::from_settings(settings)?;
     let exporter = OpikExporter::new(config, HttpSender::new("opik", RetryPolicy::default()));
-    Ok(Arc::new(PipelineTracer::new(
-        "opik",
-        exporter,
-        PipelineConfig::from_settings(settings)?,
-    )?))
+    PipelineTracer::provider("opik", exporter, settings)
 }
 
 /// Ships batches to Opik's REST API.

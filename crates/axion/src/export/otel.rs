@@ -8,7 +8,7 @@ use axion_model::otlp::{Convention, ExportResource};
 
 use super::http::{HttpSender, RetryPolicy};
 use super::otlp::{invalid, OtlpExporter, OtlpProtocol};
-use super::pipeline::{PipelineConfig, PipelineTracer};
+use super::pipeline::PipelineTracer;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::provider::BaseTracer;
@@ -124,11 +124,7 @@ pub(crate) fn otel_provider(settings: &Settings) -> Result<Arc<dyn BaseTracer>> 
         resource,
         HttpSender::new("otel", retry),
     );
-    Ok(Arc::new(PipelineTracer::new(
-        "otel",
-        exporter,
-        PipelineConfig::from_settings(settings)?,
-    )?))
+    PipelineTracer::provider("otel", exporter, settings)
 }
 
 #[cfg(test)]

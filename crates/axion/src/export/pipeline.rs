@@ -442,6 +442,17 @@ impl PipelineTracer {
             pipeline: BatchPipeline::start(name, exporter, config)?,
         })
     }
+
+    /// A provider for `exporter` with the pipeline sized by `AXION_EXPORT_*` in `settings`:
+    /// what a provider factory returns.
+    pub fn provider<E: Exporter>(
+        name: &str,
+        exporter: E,
+        settings: &Settings,
+    ) -> Result<Arc<dyn BaseTracer>> {
+        let config = PipelineConfig::from_settings(settings)?;
+        Ok(Arc::new(Self::new(name, exporter, config)?))
+    }
 }
 
 impl BaseTracer for PipelineTracer {

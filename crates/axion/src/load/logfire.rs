@@ -1,14 +1,14 @@
 //! Reading traces from Logfire with its query API: `POST {base}/v2/query` runs SQL over the
 //! `records` table with a read token; the span tree is rebuilt from `span_id`/`parent_span_id`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axion_model::{Observation, ObservationLevel, ObservationType, Trace};
 use serde_json::{json, Map, Value};
 
 use super::langfuse::reader_policy;
-use super::{post_json, rfc3339};
+use super::{post_json, renamed_counts, rfc3339, text, total_cost};
 use super::{FetchTraces, LoadedTrace};
 use crate::config::Settings;
 use crate::error::{Error, Result};
@@ -204,25 +204,15 @@ pub fn trace_from_rows(trace_id: &str, rows: Vec<Map<String, Value>>) -> LoadedT
         .find(|row| row.get("parent_span_id").map_or(true, Value::is_null));
     let mut trace = Trace::new(trace_id);
     if let Some(root) = root_row {
-        let attributes = root
-            .get("attributes")
-            .cloned()
-            .map(|a| decoded(&a))
-            .unwrap_or(Value::Null);
-        trace.name = root
-            .get("span_name")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let attributes = root.get("attributes").map(decoded).unwrap_or(Value::Null);
+        trace.name = text(root.get("span_name"));
         trace.timestamp = parse_time(root.get("start_timestamp"));
-        trace.user_id = attributes
-            .get("user.id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        trace.session_id = attributes
-            .get("session.id")
-            .or_else(|| attributes.get("gen_ai.conversation.id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        trace.user_id = text(attributes.get("user.id"));
+        trace.session_id = text(
+            attributes
+                .get("session.id")
+                .or_else(|| attributes.get("gen_ai.conversation.id")),
+        );
         trace.tags = root
             .get("tags")
             .and_then(Value::as_array)
@@ -259,10 +249,10 @@ pub fn trace_from_rows(trace_id: &str, rows: Vec<Map<String, Value>>) -> LoadedT
 }
 
 fn observation_from_row(trace_id: &str, row: &Map<String, Value>) -> Observation {
-    let text = |key: &str| row.get(key).and_then(Value::as_str).map(str::to_owned);
-    let mut observation = Observation::new(text("span_id").unwrap_or_default(), trace_id);
-    observation.parent_observation_id = text("parent_span_id");
-    observation.name = text("span_name");
+    let field = |key: &str| text(row.get(key));
+    let mut observation = Observation::new(field("span_id").unwrap_or_default(), trace_id);
+    observation.parent_observation_id = field("parent_span_id");
+    observation.name = field("span_name");
     observation.start_time = parse_time(row.get("start_timestamp"));
     observation.end_time = parse_time(row.get("end_timestamp"));
     let attributes = match row.get("attributes").map(decoded) {
@@ -282,7 +272,7 @@ fn observation_from_row(trace_id: &str, row: &Map<String, Value>) -> Observation
             .and_then(Value::as_str)
             .map(str::to_owned)
     });
-    observation.r#type = if text("kind").as_deref() == Some("log") {
+    observation.r#type = if field("kind").as_deref() == Some("log") {
         ObservationType::Event
     } else if observation.model.is_some() {
         ObservationType::Generation
@@ -293,21 +283,14 @@ fn observation_from_row(trace_id: &str, row: &Map<String, Value>) -> Observation
     };
     observation.input = get("input.value").or_else(|| get("gen_ai.input.messages"));
     observation.output = get("output.value").or_else(|| get("gen_ai.output.messages"));
-    let mut usage = BTreeMap::new();
-    for (key, target) in [
-        ("gen_ai.usage.input_tokens", "input"),
-        ("gen_ai.usage.output_tokens", "output"),
-    ] {
-        if let Some(count) = attributes.get(key).and_then(Value::as_u64) {
-            usage.insert(target.to_owned(), count);
-        }
-    }
-    if !usage.is_empty() {
-        observation.usage_details = Some(usage);
-    }
-    if let Some(cost) = attributes.get("operation.cost").and_then(Value::as_f64) {
-        observation.cost_details = Some(BTreeMap::from([("total".to_owned(), cost)]));
-    }
+    observation.usage_details = renamed_counts(
+        &attributes,
+        &[
+            ("gen_ai.usage.input_tokens", "input"),
+            ("gen_ai.usage.output_tokens", "output"),
+        ],
+    );
+    observation.cost_details = total_cost(attributes.get("operation.cost"));
     let level = row.get("level").and_then(Value::as_i64).unwrap_or(9);
     let failed =
         level >= 17 || row.get("otel_status_code").and_then(Value::as_str) == Some("ERROR");
@@ -322,7 +305,7 @@ fn observation_from_row(trace_id: &str, row: &Map<String, Value>) -> Observation
     };
     if failed {
         observation.status_message =
-            text("otel_status_message").or_else(|| text("exception_message"));
+            field("otel_status_message").or_else(|| field("exception_message"));
     }
     let metadata: Map<String, Value> = attributes
         .into_iter()

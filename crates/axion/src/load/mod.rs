@@ -56,6 +56,34 @@ pub(crate) fn post_json(
     })
 }
 
+/// A string field, owned.
+pub(crate) fn text(value: Option<&serde_json::Value>) -> Option<String> {
+    value?.as_str().map(str::to_owned)
+}
+
+/// Token counts from a backend's usage object, keys renamed (`(theirs, ours)`); `None` when
+/// none is there.
+pub(crate) fn renamed_counts(
+    source: &serde_json::Map<String, serde_json::Value>,
+    renames: &[(&str, &str)],
+) -> Option<std::collections::BTreeMap<String, u64>> {
+    let counts: std::collections::BTreeMap<String, u64> = renames
+        .iter()
+        .filter_map(|(theirs, ours)| Some(((*ours).to_owned(), source.get(*theirs)?.as_u64()?)))
+        .collect();
+    (!counts.is_empty()).then_some(counts)
+}
+
+/// A backend's total cost as cost details (`{"total": …}`).
+pub(crate) fn total_cost(
+    value: Option<&serde_json::Value>,
+) -> Option<std::collections::BTreeMap<String, f64>> {
+    Some(std::collections::BTreeMap::from([(
+        "total".to_owned(),
+        value?.as_f64()?,
+    )]))
+}
+
 /// An RFC 3339 time field, as the read APIs write them.
 pub(crate) fn rfc3339(value: Option<&serde_json::Value>) -> Option<Timestamp> {
     chrono::DateTime::parse_from_rfc3339(value?.as_str()?)

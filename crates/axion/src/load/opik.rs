@@ -2,14 +2,13 @@
 //! (`POST v1/private/traces/search`, `POST v1/private/spans/search`, newline-separated JSON,
 //! paged by `last_retrieved_id`).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axion_model::{Observation, ObservationLevel, ObservationType, Score, ScoreDataType, Trace};
 use serde_json::{json, Value};
 
 use super::langfuse::reader_policy;
-use super::{post_json, rfc3339};
+use super::{post_json, renamed_counts, rfc3339, text, total_cost};
 use super::{FetchTraces, LoadedTrace};
 use crate::config::Settings;
 use crate::error::{Error, Result};
@@ -105,7 +104,7 @@ impl OpikTraceLoader {
             let page = self.search("v1/private/traces/search", &body)?;
             let count = page.len();
             for item in page {
-                last = item.get("id").and_then(Value::as_str).map(str::to_owned);
+                last = text(item.get("id"));
                 let loaded = trace_from_public(&item);
                 if query
                     .user_id
@@ -143,7 +142,7 @@ impl OpikTraceLoader {
             let page = self.search("v1/private/spans/search", &body)?;
             let count = page.len();
             for item in page {
-                last = item.get("id").and_then(Value::as_str).map(str::to_owned);
+                last = text(item.get("id"));
                 let (observation, span_scores) = observation_from_span(&item, trace_id);
                 observations.push(observation);
                 scores.extend(span_scores);
@@ -189,23 +188,14 @@ pub fn trace_from_public(item: &Value) -> LoadedTrace {
         .unwrap_or_default()
         .to_owned();
     let mut trace = Trace::new(id.clone());
-    trace.name = item.get("name").and_then(Value::as_str).map(str::to_owned);
+    trace.name = text(item.get("name"));
     trace.timestamp = rfc3339(item.get("start_time"));
     trace.input = object(item.get("input"));
     trace.output = object(item.get("output"));
     trace.metadata = object(item.get("metadata"));
-    trace.user_id = item
-        .pointer("/metadata/user_id")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    trace.session_id = item
-        .get("thread_id")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    trace.environment = item
-        .get("environment")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    trace.user_id = text(item.pointer("/metadata/user_id"));
+    trace.session_id = text(item.get("thread_id"));
+    trace.environment = text(item.get("environment"));
     trace.tags = item
         .get("tags")
         .and_then(Value::as_array)
@@ -236,11 +226,8 @@ pub fn observation_from_span(item: &Value, trace_id: &str) -> (Observation, Vec<
         .unwrap_or_default()
         .to_owned();
     let mut observation = Observation::new(id.clone(), trace_id);
-    observation.parent_observation_id = item
-        .get("parent_span_id")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    observation.name = item.get("name").and_then(Value::as_str).map(str::to_owned);
+    observation.parent_observation_id = text(item.get("parent_span_id"));
+    observation.name = text(item.get("name"));
     observation.r#type = match item.get("type").and_then(Value::as_str) {
         Some("llm") => ObservationType::Generation,
         Some("tool") => ObservationType::Tool,
@@ -252,25 +239,18 @@ pub fn observation_from_span(item: &Value, trace_id: &str) -> (Observation, Vec<
     observation.input = object(item.get("input"));
     observation.output = object(item.get("output"));
     observation.metadata = object(item.get("metadata"));
-    observation.model = item.get("model").and_then(Value::as_str).map(str::to_owned);
+    observation.model = text(item.get("model"));
     if let Some(Value::Object(usage)) = item.get("usage") {
-        let mut details = BTreeMap::new();
-        for (from, to) in [
-            ("prompt_tokens", "input"),
-            ("completion_tokens", "output"),
-            ("total_tokens", "total"),
-        ] {
-            if let Some(count) = usage.get(from).and_then(Value::as_u64) {
-                details.insert(to.to_owned(), count);
-            }
-        }
-        if !details.is_empty() {
-            observation.usage_details = Some(details);
-        }
+        observation.usage_details = renamed_counts(
+            usage,
+            &[
+                ("prompt_tokens", "input"),
+                ("completion_tokens", "output"),
+                ("total_tokens", "total"),
+            ],
+        );
     }
-    if let Some(cost) = item.get("total_estimated_cost").and_then(Value::as_f64) {
-        observation.cost_details = Some(BTreeMap::from([("total".to_owned(), cost)]));
-    }
+    observation.cost_details = total_cost(item.get("total_estimated_cost"));
     if let Some(error) = item.get("error_info").filter(|v| v.is_object()) {
         observation.level = ObservationLevel::Error;
         observation.status_message = error

@@ -125,7 +125,7 @@ pub use context::{
 pub use error::{Error, Result};
 pub use payload::Payload;
 pub use provider::{
-    BaseTracer, ExportStats, FlushReport, NoopTracer, RawObservation, RawRecord, RawTrace,
+    BaseTracer, ExportStats, FlushReport, NoopTracer, RawObservation, RawRecord, RawRoot, RawTrace,
 };
 pub use registry::{ProviderFactory, TracerRegistry};
 pub use span::{BaseSpan, Span, SpanGuard};

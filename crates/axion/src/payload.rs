@@ -1,5 +1,6 @@
 //! Values captured on the hot path and serialised later, in the exporter's worker.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -38,42 +39,106 @@ pub(crate) fn into_object(value: Value) -> serde_json::Map<String, Value> {
     }
 }
 
-/// A value attached to a span (input, output, attribute, metadata). Capturing one moves the
-/// value behind an `Arc`; turning it into JSON happens only when it is exported, off the
-/// caller's thread. Clones share the value.
-#[derive(Clone)]
-pub struct Payload(Arc<dyn Deferred>);
+/// A value attached to a span (input, output, attribute, metadata). Turning it into JSON
+/// happens only when it is exported, off the caller's thread.
+///
+/// A `serde_json::Value` or a `String` is kept as it is, in place; any other value moves behind
+/// an `Arc`. Clones of a kept JSON value copy it; clones of a shared value share it.
+pub struct Payload(Repr);
+
+enum Repr {
+    /// Already JSON: nothing to defer, and no allocation to capture it.
+    Json(Value),
+    Deferred(Arc<dyn Deferred>),
+}
 
 impl Payload {
     /// Captures any serialisable value without serialising it now.
     pub fn new<T: Serialize + Send + Sync + 'static>(value: T) -> Self {
-        Self(Arc::new(value))
+        // Most inputs and outputs are `json!` values or strings: keeping them in place saves
+        // an allocation that another thread would have to free.
+        let mut slot = Some(value);
+        let any: &mut dyn Any = &mut slot;
+        if let Some(Some(json)) = any.downcast_mut::<Option<Value>>().map(Option::take) {
+            return Self(Repr::Json(json));
+        }
+        if let Some(Some(text)) = any.downcast_mut::<Option<String>>().map(Option::take) {
+            return Self(Repr::Json(Value::String(text)));
+        }
+        match slot {
+            Some(value) => Self(Repr::Deferred(Arc::new(value))),
+            None => Self(Repr::Json(Value::Null)),
+        }
     }
 
     /// Serialises the value now, from a borrow. For values that cannot be moved into the span.
     pub fn from_ref<T: Serialize + ?Sized>(value: &T) -> Self {
-        Self::new(to_json_lossy(value))
+        Self(Repr::Json(to_json_lossy(value)))
     }
 
     /// Captures a value that only implements `Debug`, as its `{:?}` text.
     pub fn from_debug<T: fmt::Debug + ?Sized>(value: &T) -> Self {
-        Self::new(format!("{value:?}"))
+        Self(Repr::Json(Value::String(format!("{value:?}"))))
     }
 
     /// The JSON form. This is where serialisation happens.
     pub fn to_json(&self) -> Value {
-        self.0.to_json()
+        match &self.0 {
+            Repr::Json(value) => value.clone(),
+            Repr::Deferred(value) => value.to_json(),
+        }
     }
 
-    /// Whether both hold the very same captured value (one capture shared by two records).
+    /// The JSON form, without copying a value that is JSON already.
+    pub fn into_json(self) -> Value {
+        match self.0 {
+            Repr::Json(value) => value,
+            Repr::Deferred(value) => value.to_json(),
+        }
+    }
+
+    /// Whether both hold the very same captured value (one capture shared by two records,
+    /// see [`share`](Self::share)).
     pub fn same_as(&self, other: &Payload) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        match (&self.0, &other.0) {
+            (Repr::Deferred(a), Repr::Deferred(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Whether the value is behind an `Arc` (cloning the payload shares it).
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self.0, Repr::Deferred(_))
+    }
+
+    /// A second handle to this very value: a value kept in place moves behind an `Arc` first,
+    /// so the two never copy it and [`same_as`](Self::same_as) holds between them.
+    pub fn share(&mut self) -> Payload {
+        let shared: Arc<dyn Deferred> =
+            match std::mem::replace(&mut self.0, Repr::Json(Value::Null)) {
+                Repr::Json(value) => Arc::new(value),
+                Repr::Deferred(value) => value,
+            };
+        self.0 = Repr::Deferred(Arc::clone(&shared));
+        Self(Repr::Deferred(shared))
     }
 
     /// The JSON text, serialised straight from the captured value (no intermediate tree):
     /// what wire formats that carry JSON as strings (OTLP attributes) want.
     pub fn to_json_string(&self) -> String {
-        self.0.to_json_string()
+        match &self.0 {
+            Repr::Json(value) => value.to_json_string(),
+            Repr::Deferred(value) => value.to_json_string(),
+        }
+    }
+}
+
+impl Clone for Payload {
+    fn clone(&self) -> Self {
+        match &self.0 {
+            Repr::Json(value) => Self(Repr::Json(value.clone())),
+            Repr::Deferred(value) => Self(Repr::Deferred(Arc::clone(value))),
+        }
     }
 }
 
@@ -105,5 +170,22 @@ mod tests {
             "{text}"
         );
         assert_eq!(Payload::from_debug(&Some(3)).to_json(), "Some(3)");
+    }
+
+    #[test]
+    fn json_values_and_strings_are_kept_in_place_until_shared() {
+        let mut value = Payload::new(serde_json::json!({"q": [1, 2]}));
+        assert!(!value.is_shared());
+        let copy = value.clone();
+        assert!(!copy.same_as(&value), "a kept value is copied by clone");
+        let shared = value.share();
+        assert!(value.is_shared() && shared.same_as(&value));
+        assert_eq!(shared.to_json_string(), r#"{"q":[1,2]}"#);
+        assert_eq!(value.into_json(), copy.into_json());
+
+        let text = Payload::new(String::from("hello"));
+        assert!(!text.is_shared());
+        assert_eq!(text.to_json_string(), r#""hello""#);
+        assert!(Payload::new(vec![1, 2]).is_shared());
     }
 }

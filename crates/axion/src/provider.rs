@@ -71,6 +71,15 @@ pub trait BaseTracer: Send + Sync + 'static {
     fn export_stats(&self) -> ExportStats {
         ExportStats::default()
     }
+
+    /// Takes a finished root span together with its trace. The default hands both to
+    /// [`export`](Self::export) as two records ([`RawRoot::into_records`]); a provider that
+    /// queues records can keep them as one entry and split them off the caller's thread.
+    fn export_root(&self, root: RawRoot) {
+        let [observation, trace] = root.into_records();
+        self.export(observation);
+        self.export(trace);
+    }
 }
 
 /// What a flush achieved.
@@ -145,6 +154,49 @@ impl RawRecord {
     }
 }
 
+/// A root span as it ends, with its trace: one allocation for both on the caller's thread.
+/// The trace's name, timestamp, input and output, when never set, are the root span's; they
+/// are filled in by [`into_records`](Self::into_records).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RawRoot {
+    /// The root observation.
+    pub observation: RawObservation,
+    /// The trace as updated while it ran.
+    pub trace: RawTrace,
+}
+
+impl RawRoot {
+    /// Creates a root record; see [`BaseTracer::export_root`].
+    pub fn new(observation: RawObservation, trace: RawTrace) -> Self {
+        Self { observation, trace }
+    }
+
+    /// The observation record and the trace record, with the trace's defaults taken from the
+    /// root span. Input and output are shared between the two, not copied
+    /// ([`Payload::share`]).
+    pub fn into_records(self) -> [RawRecord; 2] {
+        let Self {
+            mut observation,
+            mut trace,
+        } = self;
+        if trace.name.is_none() {
+            trace.name = Some(observation.name.clone());
+        }
+        trace.timestamp.get_or_insert(observation.start_time);
+        if trace.input.is_none() {
+            trace.input = observation.input.as_mut().map(Payload::share);
+        }
+        if trace.output.is_none() {
+            trace.output = observation.output.as_mut().map(Payload::share);
+        }
+        [
+            RawRecord::Observation(Box::new(observation)),
+            RawRecord::Trace(Box::new(trace)),
+        ]
+    }
+}
+
 /// An observation before serialisation. Field meanings are those of [`Observation`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -189,15 +241,22 @@ impl RawObservation {
     /// Serialises into the shared model.
     pub fn into_model(self) -> Observation {
         let mut observation = Observation::new(self.id.to_string(), self.trace_id.to_string());
-        observation.metadata = self.metadata_json();
+        if !self.attributes.is_empty() {
+            let map: JsonMap = self
+                .attributes
+                .into_iter()
+                .map(|(key, value)| (key.into_owned(), value.into_json()))
+                .collect();
+            observation.metadata = Some(Value::Object(map));
+        }
         observation.parent_observation_id = self.parent_id.map(|id| id.to_string());
         observation.r#type = self.r#type;
         observation.name = Some(self.name.into_owned());
         observation.start_time = Some(timestamp(self.start_time));
         observation.end_time = self.end_time.map(timestamp);
         observation.completion_start_time = self.completion_start_time.map(timestamp);
-        observation.input = self.input.map(|payload| payload.to_json());
-        observation.output = self.output.map(|payload| payload.to_json());
+        observation.input = self.input.map(Payload::into_json);
+        observation.output = self.output.map(Payload::into_json);
         observation.level = self.level;
         observation.status_message = self.status_message;
         observation.version = self.version;
@@ -257,9 +316,9 @@ impl RawTrace {
         trace.user_id = self.user_id;
         trace.session_id = self.session_id;
         trace.tags = self.tags;
-        trace.metadata = self.metadata.map(|payload| payload.to_json());
-        trace.input = self.input.map(|payload| payload.to_json());
-        trace.output = self.output.map(|payload| payload.to_json());
+        trace.metadata = self.metadata.map(Payload::into_json);
+        trace.input = self.input.map(Payload::into_json);
+        trace.output = self.output.map(Payload::into_json);
         trace.environment = self.environment;
         trace.release = self.release;
         trace.version = self.version;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::context::{current_span_cell, ContextGuard, Instrumented, TraceContext};
-use crate::provider::{BaseTracer, FlushReport, RawObservation, RawRecord, RawTrace};
+use crate::provider::{BaseTracer, FlushReport, RawObservation, RawRecord, RawRoot, RawTrace};
 use crate::span::{lock, Span, SpanCell, SpanGuard, SpanState, TraceState};
 use crate::stats::{Counters, TracerStats};
 use crate::trace_update::ScoreValue;
@@ -705,6 +705,10 @@ impl Tracer {
 
     pub(crate) fn emit(&self, record: RawRecord) {
         self.inner.provider.export(record);
+    }
+
+    pub(crate) fn emit_root(&self, root: RawRoot) {
+        self.inner.provider.export_root(root);
     }
 
     pub(crate) fn emit_score(&self, mut score: Score) {

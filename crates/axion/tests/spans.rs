@@ -152,6 +152,12 @@ fn observation_type_is_inferred_from_the_name_unless_set() {
         "planner_agent",
         "guard_input",
         "plain",
+        "KnowledgeLookup",
+        "LangChain_Run",
+        "re_eval",
+        "_",
+        "tool_then_retriever",
+        "Answer_Relevancy",
     ] {
         drop(tracer.span(name));
     }
@@ -169,6 +175,13 @@ fn observation_type_is_inferred_from_the_name_unless_set() {
     assert_eq!(kind("planner_agent"), ObservationType::Agent);
     assert_eq!(kind("guard_input"), ObservationType::Guardrail);
     assert_eq!(kind("plain"), ObservationType::Span);
+    assert_eq!(kind("KnowledgeLookup"), ObservationType::Retriever);
+    assert_eq!(kind("LangChain_Run"), ObservationType::Chain);
+    assert_eq!(kind("re_eval"), ObservationType::Evaluator);
+    assert_eq!(kind("_"), ObservationType::Span);
+    // Rule priority, not position in the name, decides.
+    assert_eq!(kind("tool_then_retriever"), ObservationType::Retriever);
+    assert_eq!(kind("Answer_Relevancy"), ObservationType::Evaluator);
     assert_eq!(kind("explicit"), ObservationType::Chain);
 }
 

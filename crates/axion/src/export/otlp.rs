@@ -169,8 +169,12 @@ impl Exporter for OtlpExporter {
             batch
                 .iter()
                 .filter_map(|record| match record {
-                    RawRecord::Observation(o) if o.parent_id.is_none() => {
-                        Some((o.trace_id, (o.input.clone(), o.output.clone())))
+                    RawRecord::Observation(o) if direct_io && o.parent_id.is_none() => {
+                        // Only a shared capture can be the trace's too (cloning it is cheap).
+                        let shared = |payload: &Option<crate::Payload>| {
+                            payload.as_ref().filter(|p| p.is_shared()).cloned()
+                        };
+                        Some((o.trace_id, (shared(&o.input), shared(&o.output))))
                     }
                     _ => None,
                 })

@@ -13,7 +13,7 @@ use crossbeam_queue::ArrayQueue;
 use std::time::{Duration, Instant};
 
 use crate::config::{warn, Settings};
-use crate::provider::{BaseTracer, ExportStats, FlushReport, RawRecord};
+use crate::provider::{BaseTracer, ExportStats, FlushReport, RawRecord, RawRoot};
 use crate::{Error, Result};
 
 /// Sends batches somewhere. Runs on the pipeline's worker thread, so it may block and
@@ -30,9 +30,11 @@ pub trait Exporter: Send + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PipelineConfig {
-    /// Records the queue holds before new ones are dropped (`AXION_EXPORT_QUEUE_SIZE`, 8192).
+    /// Entries the queue holds before new ones are dropped (`AXION_EXPORT_QUEUE_SIZE`, 8192).
+    /// An entry is one record, or a root span with its trace.
     pub max_queue_size: usize,
-    /// Records per export call at most (`AXION_EXPORT_BATCH_SIZE`, 512).
+    /// Records per export call at most (`AXION_EXPORT_BATCH_SIZE`, 512; one more when a root
+    /// span and its trace straddle the limit).
     pub max_batch_size: usize,
     /// Longest wait before a partial batch is exported (`AXION_EXPORT_INTERVAL_MS`, 1000).
     pub scheduled_delay: Duration,
@@ -114,9 +116,25 @@ impl Counters {
     }
 }
 
+/// One queue slot: a record, or a root span with its trace (two records in one allocation,
+/// split by the worker).
+enum Entry {
+    Record(RawRecord),
+    Root(Box<RawRoot>),
+}
+
+impl Entry {
+    fn records(&self) -> u64 {
+        match self {
+            Entry::Record(_) => 1,
+            Entry::Root(_) => 2,
+        }
+    }
+}
+
 /// What the application's threads and the worker share.
 struct Shared {
-    queue: ArrayQueue<RawRecord>,
+    queue: ArrayQueue<Entry>,
     counters: Counters,
     /// Set when a producer has woken the worker and it has not run yet, so that a burst
     /// costs one wake-up, not one per record.
@@ -186,27 +204,43 @@ impl BatchPipeline {
 
     /// Queues a record without blocking; drops and counts it when the queue is full.
     pub fn push(&self, record: RawRecord) {
+        self.push_entry(Entry::Record(record));
+    }
+
+    /// Queues a root span and its trace as one entry (see [`BaseTracer::export_root`]).
+    pub fn push_root(&self, root: RawRoot) {
+        self.push_entry(Entry::Root(Box::new(root)));
+    }
+
+    fn push_entry(&self, entry: Entry) {
         let counters = &self.shared.counters;
+        let records = entry.records();
         if self.shut_down.load(Ordering::Relaxed) {
             counters
                 .dropped_after_shutdown
-                .fetch_add(1, Ordering::Relaxed);
+                .fetch_add(records, Ordering::Relaxed);
             return;
         }
-        match self.shared.queue.push(record) {
+        match self.shared.queue.push(entry) {
             Ok(()) => {
-                counters.queued.fetch_add(1, Ordering::Relaxed);
-                if self.shared.queue.len() >= self.max_batch_size
+                // Wake the worker once per batch's worth of records. The running count is ours
+                // alone; the queue's length would read the worker's side of it, a cache miss
+                // on every span while the worker runs.
+                let before = counters.queued.fetch_add(records, Ordering::Relaxed);
+                let batch = self.max_batch_size as u64;
+                if (before + records) / batch != before / batch
                     && !self.shared.woken.swap(true, Ordering::AcqRel)
                 {
                     self.worker_thread.unpark();
                 }
             }
-            Err(record) => {
-                if !self.max_block.is_zero() && self.wait_for_room(record) {
+            Err(entry) => {
+                if !self.max_block.is_zero() && self.wait_for_room(entry) {
                     return;
                 }
-                counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .dropped_queue_full
+                    .fetch_add(records, Ordering::Relaxed);
                 if !self.warned_full.swap(true, Ordering::Relaxed) {
                     warn(&format!(
                         "the {} export queue is full; records are being dropped (counted in Tracer::stats().export). \
@@ -301,7 +335,7 @@ struct Worker<E> {
 impl BatchPipeline {
     /// Backpressure: wakes the worker and retries until the record fits or `max_block` has
     /// passed. `false` when it is to be dropped.
-    fn wait_for_room(&self, mut record: RawRecord) -> bool {
+    fn wait_for_room(&self, mut entry: Entry) -> bool {
         let shared = &self.shared;
         if shared.stalled.load(Ordering::Relaxed) {
             return false;
@@ -313,12 +347,13 @@ impl BatchPipeline {
                 self.worker_thread.unpark();
             }
             std::thread::sleep(pause);
-            match shared.queue.push(record) {
+            let records = entry.records();
+            match shared.queue.push(entry) {
                 Ok(()) => {
-                    shared.counters.queued.fetch_add(1, Ordering::Relaxed);
+                    shared.counters.queued.fetch_add(records, Ordering::Relaxed);
                     return true;
                 }
-                Err(back) => record = back,
+                Err(back) => entry = back,
             }
             if Instant::now() >= deadline {
                 shared.stalled.store(true, Ordering::Relaxed);
@@ -386,7 +421,8 @@ impl<E: Exporter> Worker<E> {
         );
         while batch.len() < self.config.max_batch_size {
             match self.shared.queue.pop() {
-                Some(record) => batch.push(record),
+                Some(Entry::Record(record)) => batch.push(record),
+                Some(Entry::Root(root)) => batch.extend(root.into_records()),
                 None => break,
             }
         }
@@ -461,6 +497,9 @@ impl BaseTracer for PipelineTracer {
     }
     fn export(&self, record: RawRecord) {
         self.pipeline.push(record);
+    }
+    fn export_root(&self, root: RawRoot) {
+        self.pipeline.push_root(root);
     }
     fn flush(&self, timeout: Duration) -> Result<FlushReport> {
         self.pipeline.flush(timeout)

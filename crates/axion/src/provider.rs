@@ -75,7 +75,7 @@ pub trait BaseTracer: Send + Sync + 'static {
     /// Takes a finished root span together with its trace. The default hands both to
     /// [`export`](Self::export) as two records ([`RawRoot::into_records`]); a provider that
     /// queues records can keep them as one entry and split them off the caller's thread.
-    fn export_root(&self, root: RawRoot) {
+    fn export_root(&self, root: Box<RawRoot>) {
         let [observation, trace] = root.into_records();
         self.export(observation);
         self.export(trace);
@@ -168,6 +168,7 @@ pub struct RawRoot {
 
 impl RawRoot {
     /// Creates a root record; see [`BaseTracer::export_root`].
+    #[inline]
     pub fn new(observation: RawObservation, trace: RawTrace) -> Self {
         Self { observation, trace }
     }

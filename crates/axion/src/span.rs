@@ -51,6 +51,7 @@ struct PendingTrace {
 }
 
 impl TraceState {
+    #[inline]
     pub(crate) fn new(defaults: RawTrace) -> Arc<Self> {
         Arc::new(Self {
             id: defaults.id,
@@ -91,6 +92,7 @@ pub(crate) struct SpanState {
 }
 
 impl SpanState {
+    #[inline]
     pub(crate) fn new(
         name: Cow<'static, str>,
         kind: Option<ObservationType>,
@@ -116,6 +118,7 @@ impl SpanState {
 }
 
 impl SpanCell {
+    #[inline]
     pub(crate) fn new(
         tracer: Tracer,
         trace: Arc<TraceState>,
@@ -178,13 +181,14 @@ impl SpanCell {
                 .emit(RawRecord::Observation(Box::new(observation)));
             return;
         }
-        let mut pending = lock(&self.trace.pending);
-        pending.root_done = true;
-        let trace = std::mem::replace(&mut pending.update, RawTrace::new(self.trace.id));
-        drop(pending);
         // One allocation for the span and its trace; the trace's defaults (name, timestamp,
         // input, output from the root span) are filled in where the two are split.
-        self.tracer.emit_root(RawRoot::new(observation, trace));
+        let mut root = Box::new(RawRoot::new(observation, RawTrace::new(self.trace.id)));
+        let mut pending = lock(&self.trace.pending);
+        pending.root_done = true;
+        std::mem::swap(&mut pending.update, &mut root.trace);
+        drop(pending);
+        self.tracer.emit_root(root);
     }
 
     pub(crate) fn update_trace(&self, update: TraceUpdate) {

@@ -707,7 +707,7 @@ impl Tracer {
         self.inner.provider.export(record);
     }
 
-    pub(crate) fn emit_root(&self, root: RawRoot) {
+    pub(crate) fn emit_root(&self, root: Box<RawRoot>) {
         self.inner.provider.export_root(root);
     }
 

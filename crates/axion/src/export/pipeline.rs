@@ -208,8 +208,8 @@ impl BatchPipeline {
     }
 
     /// Queues a root span and its trace as one entry (see [`BaseTracer::export_root`]).
-    pub fn push_root(&self, root: RawRoot) {
-        self.push_entry(Entry::Root(Box::new(root)));
+    pub fn push_root(&self, root: Box<RawRoot>) {
+        self.push_entry(Entry::Root(root));
     }
 
     fn push_entry(&self, entry: Entry) {
@@ -498,7 +498,7 @@ impl BaseTracer for PipelineTracer {
     fn export(&self, record: RawRecord) {
         self.pipeline.push(record);
     }
-    fn export_root(&self, root: RawRoot) {
+    fn export_root(&self, root: Box<RawRoot>) {
         self.pipeline.push_root(root);
     }
     fn flush(&self, timeout: Duration) -> Result<FlushReport> {

@@ -811,19 +811,39 @@ pub fn to_ingestion_events(request: &ExportTraceServiceRequest) -> Vec<Ingestion
                     &scope_json,
                     is_langfuse_scope,
                 );
+                // Event ids derived from the span id: unique within the export, and cheaper
+                // than fresh random ids (the server only ever reports them in errors).
+                let span_id = mapped
+                    .observation
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let trace_event_id = format!("{span_id}-trace");
+                let observation_event_id = span_id.to_owned();
                 match mapped.trace {
                     TraceEvent::Full(body) | TraceEvent::Update(body) => {
-                        traces_with_full_event.insert(mapped.trace_id.clone());
-                        events.push(event("trace-create", &mapped.timestamp, body));
+                        traces_with_full_event.insert(mapped.trace_id);
+                        events.push(event(
+                            trace_event_id,
+                            "trace-create",
+                            mapped.timestamp.clone(),
+                            body,
+                        ));
                     }
                     TraceEvent::Shallow(body) => {
-                        shallow.push((events.len(), mapped.trace_id.clone()));
-                        events.push(event("trace-create", &mapped.timestamp, body));
+                        shallow.push((events.len(), mapped.trace_id));
+                        events.push(event(
+                            trace_event_id,
+                            "trace-create",
+                            mapped.timestamp.clone(),
+                            body,
+                        ));
                     }
                 }
                 events.push(event(
+                    observation_event_id,
                     &mapped.observation_kind,
-                    &mapped.timestamp,
+                    mapped.timestamp,
                     mapped.observation,
                 ));
             }
@@ -849,10 +869,14 @@ pub fn to_ingestion_events(request: &ExportTraceServiceRequest) -> Vec<Ingestion
         .collect()
 }
 
-fn event(kind: &str, timestamp: &str, body: JsonMap) -> IngestionEvent {
-    let mut event = IngestionEvent::new(kind, Value::Object(body));
-    event.timestamp = timestamp.to_owned();
-    event
+fn event(id: String, kind: &str, timestamp: String, body: JsonMap) -> IngestionEvent {
+    IngestionEvent {
+        id,
+        kind: kind.to_owned(),
+        timestamp,
+        body,
+        metadata: None,
+    }
 }
 
 enum TraceEvent {

@@ -22,15 +22,18 @@ use axion_server::store::{SqliteStore, Store};
 
 mod workload;
 
-use workload::{export, BATCH};
+use workload::{export_with, Times, BATCH};
 
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
     let requests = if full { 200 } else { 4 };
     // 8-span traces, as in the end-to-end benchmark.
-    let exports: Vec<Vec<u8>> = (0..requests)
-        .map(|r| export(10_000_000 + r as u64 * 64, 64, 8))
-        .collect();
+    let exports_with = |times| -> Vec<Vec<u8>> {
+        (0..requests)
+            .map(|r| export_with(10_000_000 + r as u64 * 64, 64, 8, times))
+            .collect()
+    };
+    let exports = exports_with(Times::InOrder);
     let spans = (requests * BATCH) as f64;
 
     println!("| stage ({requests} exports of {BATCH} spans) | µs per span |");
@@ -45,15 +48,23 @@ fn main() {
             })
             .collect()
     };
+    // Each export's writes are dropped before the next, as a request thread does.
     let started = Instant::now();
-    drop(process(&exports));
+    for body in &exports {
+        drop(process(std::slice::from_ref(body)));
+    }
     let per_span = started.elapsed().as_secs_f64() * 1e6 / spans;
     println!("| decode + map + normalise (one thread) | {per_span:.2} |");
     if std::env::var("AXION_BENCH_STAGE").as_deref() == Ok("process") {
         return; // for instruction counts of the first stage alone
     }
 
-    for writers in [1usize, 4] {
+    for (times, writers) in [
+        (Times::InOrder, 1usize),
+        (Times::InOrder, 4),
+        (Times::Shuffled, 4),
+    ] {
+        let exports = exports_with(times);
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(
             SqliteStore::open(
@@ -78,12 +89,20 @@ fn main() {
             }
         });
         let per_span = started.elapsed().as_secs_f64() * 1e6 / spans;
+        let times = match times {
+            Times::InOrder => "start times in sending order",
+            Times::Shuffled => "start times shuffled over 30 days",
+        };
         println!(
-            "| fold + price + serialise + store, {writers} concurrent request(s), fsync'd commits | {per_span:.2} |"
+            "| fold + price + serialise + store, {writers} concurrent request(s), fsync'd commits, {times} | {per_span:.2} |"
         );
         store.close();
         if let Ok(keep) = std::env::var("AXION_BENCH_KEEP_DB") {
-            std::fs::copy(dir.path().join("axion.db"), format!("{keep}-{writers}.db")).unwrap();
+            std::fs::copy(
+                dir.path().join("axion.db"),
+                format!("{keep}-{writers}-{times}.db"),
+            )
+            .unwrap();
         }
     }
 }

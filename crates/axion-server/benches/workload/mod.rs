@@ -42,12 +42,41 @@ pub fn id_bytes(n: u64, len: usize) -> Vec<u8> {
     bytes
 }
 
-/// One export of `spans_per_trace`-span traces, Langfuse-SDK-like attributes on every span.
+/// When the traces of a workload start.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(dead_code)] // each bench uses the variants it needs
+pub enum Times {
+    /// In the order they are sent, a million traces over 30 days: live traffic, where spans
+    /// arrive shortly after they end.
+    InOrder,
+    /// Shuffled over 30 days: a backfill of old data in random order, the worst case for the
+    /// time-ordered indexes.
+    Shuffled,
+}
+
+/// One export of `spans_per_trace`-span traces, Langfuse-SDK-like attributes on every span,
+/// started in the order they are sent.
+#[allow(dead_code)] // each bench uses the variants it needs
 pub fn export(first_trace: u64, traces: usize, spans_per_trace: usize) -> Vec<u8> {
+    export_with(first_trace, traces, spans_per_trace, Times::InOrder)
+}
+
+/// [`export`] with a choice of start times.
+pub fn export_with(
+    first_trace: u64,
+    traces: usize,
+    spans_per_trace: usize,
+    times: Times,
+) -> Vec<u8> {
     let mut spans = Vec::with_capacity(traces * spans_per_trace);
     for t in 0..traces as u64 {
         let trace = first_trace + t;
-        let start = BASE_NANOS + trace.wrapping_mul(0x9e37_79b9_7f4a_7c15) % (30 * DAY_NANOS);
+        let start = match times {
+            Times::InOrder => BASE_NANOS + trace % 1_000_000 * (30 * DAY_NANOS / 1_000_000),
+            Times::Shuffled => {
+                BASE_NANOS + trace.wrapping_mul(0x9e37_79b9_7f4a_7c15) % (30 * DAY_NANOS)
+            }
+        };
         for s in 0..spans_per_trace as u64 {
             let mut attributes = vec![
                 string("langfuse.trace.name", format!("chat-{}", trace % 50)),

@@ -6,8 +6,8 @@ use serde_json::Value;
 use axion_model::IngestionEvent;
 
 use super::{
-    observation_kind, observation_upsert, parse_time, processing_order, scores, trace_upsert,
-    EventError, Scope, WriteBatch,
+    observation_kind, observation_upsert, parse_time, processing_order, scores, shallow_trace,
+    shallow_trace_covered, trace_upsert, EventError, Scope, WriteBatch,
 };
 
 /// What a batch produced: the writes, and one result per event for the 207 answer.
@@ -121,10 +121,15 @@ fn apply(
                      or observation-*"
                 ))
             })?;
-            let (observation, shallow) =
-                observation_upsert(body, observation_type, is_update, time)?;
-            if let Some(shallow) = shallow {
-                writes.traces.push(shallow);
+            let observation = observation_upsert(body, observation_type, is_update, time)?;
+            // OTLP maps a span that carries trace attributes to a trace event just before its
+            // observation: then the placeholder would add nothing, and is not made at all.
+            let covered = writes
+                .traces
+                .last()
+                .is_some_and(|trace| shallow_trace_covered(trace, &observation));
+            if !is_update && !covered {
+                writes.traces.extend(shallow_trace(&observation));
             }
             writes.observations.push(observation);
         }

@@ -3,12 +3,12 @@
 
 use std::io::Read;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use axion_model::otlp::{self as mapping, OtlpError};
 
 use super::langfuse_batch::{process_events, BatchOutcome};
-use super::{parse_time, Scope};
+use super::Scope;
 
 /// The largest decompressed body accepted, so a small gzip bomb cannot exhaust memory.
 pub const MAX_DECOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
@@ -72,8 +72,9 @@ pub fn process(
         .into_iter()
         .enumerate()
         .map(|(index, event)| {
-            let time = serde_json::Value::String(event.timestamp.clone());
-            let time = parse_time(&time, "timestamp").unwrap_or_else(|_| Utc::now());
+            let time = DateTime::parse_from_rfc3339(&event.timestamp)
+                .map(|time| time.with_timezone(&Utc))
+                .unwrap_or_else(|_| Utc::now());
             (index, event, time)
         })
         .collect();

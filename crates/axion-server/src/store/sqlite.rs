@@ -92,6 +92,7 @@ pub struct SqliteStore {
     pricing: Arc<Pricing>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -146,17 +147,29 @@ impl SqliteStore {
         let mut connection = open(&path, false)?;
         migrate(&mut connection)?;
         optimize(&connection)?;
+        // Checkpoints (copying the WAL back into the database and syncing it) run on their
+        // own connection and thread, so the writer only appends to the WAL. The writer's own
+        // automatic checkpoint stays as a bound on the WAL's size should this one fall behind.
+        connection.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        let checkpoint_connection = open(&path, false)?;
+        checkpoint_connection.pragma_update(None, "cache_size", -1_000)?;
+        let (commits, committed) = mpsc::sync_channel::<()>(1);
+        let checkpointer = std::thread::Builder::new()
+            .name("axion-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_connection, committed))
+            .map_err(|error| StoreError::Database(error.to_string()))?;
         let (sender, receiver) = mpsc::channel::<Job>();
         let writer_pricing = Arc::clone(&pricing);
         let writer = std::thread::Builder::new()
             .name("axion-sqlite-writer".into())
-            .spawn(move || writer_loop(connection, receiver, writer_pricing))
+            .spawn(move || writer_loop(connection, receiver, writer_pricing, commits))
             .map_err(|error| StoreError::Database(error.to_string()))?;
         Ok(Self {
             path,
             pricing,
             jobs: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
+            checkpointer: Mutex::new(Some(checkpointer)),
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -171,6 +184,15 @@ impl SqliteStore {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = writer.join();
+        }
+        // The writer is gone, and with it the checkpointer's wake-ups: it ends by itself.
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(checkpointer) = checkpointer {
+            let _ = checkpointer.join();
         }
     }
 
@@ -233,7 +255,32 @@ fn optimize(connection: &Connection) -> Result<(), StoreError> {
 /// Rows written between statistics refreshes.
 const OPTIMIZE_EVERY: usize = 50_000;
 
-fn writer_loop(mut connection: Connection, jobs: mpsc::Receiver<Job>, pricing: Arc<Pricing>) {
+/// The writer's own automatic checkpoint, in pages (16 KB): only reached when the checkpoint
+/// thread falls behind.
+const WRITER_CHECKPOINT_PAGES: i64 = 16_000;
+
+/// Shortest pause between background checkpoints: each one syncs the database file, so a
+/// burst of commits shares one.
+const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Copies committed WAL frames into the database after commits (passive: never blocks the
+/// writer or readers). Ends when the writer does.
+fn checkpoint_loop(connection: Connection, committed: mpsc::Receiver<()>) {
+    while committed.recv().is_ok() {
+        let started = std::time::Instant::now();
+        if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            log::warn!("background checkpoint failed: {error}");
+        }
+        std::thread::sleep(CHECKPOINT_PAUSE.saturating_sub(started.elapsed()));
+    }
+}
+
+fn writer_loop(
+    mut connection: Connection,
+    jobs: mpsc::Receiver<Job>,
+    pricing: Arc<Pricing>,
+    commits: mpsc::SyncSender<()>,
+) {
     let mut written_since_optimize = 0usize;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -253,6 +300,8 @@ fn writer_loop(mut connection: Connection, jobs: mpsc::Receiver<Job>, pricing: A
         for (job, result) in apply_group(&mut connection, &pricing, group) {
             let _ = job.reply.send((result, job.batch));
         }
+        // A wake-up already pending covers this commit too.
+        let _ = commits.try_send(());
     }
 }
 

@@ -29,7 +29,7 @@ mod support;
 mod workload;
 
 use support::{run_serve, ChildRole, ROLE};
-use workload::{export, id_bytes, BATCH};
+use workload::{export, export_with, id_bytes, Times, BATCH};
 
 fn main() {
     if std::env::var(ROLE).as_deref() == Ok("serve") {
@@ -140,6 +140,21 @@ async fn startup_ms() -> f64 {
 
 async fn list_query(base: &str, label: &str) {
     let client = client();
+    // A query that finds nothing would time nothing.
+    let found: serde_json::Value = client
+        .get(format!(
+            "{base}/api/public/traces?userId=user-1&tags=team-1&fromTimestamp=2026-01-05T00:00:00Z&toTimestamp=2026-01-25T00:00:00Z&limit=50"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        found["data"].as_array().is_some_and(|data| !data.is_empty()),
+        "the list query finds no traces: {found}"
+    );
     let (p50, p95) = percentiles(
         |i| {
             let url = format!(
@@ -192,7 +207,8 @@ async fn load(full: bool) {
     .await;
     println!("| trace detail with 100 observations | p50 {p50:.2} ms |");
 
-    // Stored traces for the list query: one root span each, spread over 30 days.
+    // Stored traces for the list query: one root span each, shuffled over 30 days so that the
+    // query's time range holds traces at every size.
     let target: u64 = std::env::var("AXION_BENCH_TRACES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -212,10 +228,8 @@ async fn load(full: bool) {
             let requests = if full { 64 } else { 4 };
             let chunk: Vec<(Vec<u8>, usize)> = (0..requests)
                 .map(|i| {
-                    (
-                        export(100_000_000 + stored + i * BATCH as u64, BATCH, 1),
-                        BATCH,
-                    )
+                    let first = 100_000_000 + stored + i * BATCH as u64;
+                    (export_with(first, BATCH, 1, Times::Shuffled), BATCH)
                 })
                 .collect();
             ingest(&base, chunk, 4).await;

@@ -152,7 +152,9 @@ async fn list_query(base: &str, label: &str) {
         .await
         .unwrap();
     assert!(
-        found["data"].as_array().is_some_and(|data| !data.is_empty()),
+        found["data"]
+            .as_array()
+            .is_some_and(|data| !data.is_empty()),
         "the list query finds no traces: {found}"
     );
     let (p50, p95) = percentiles(

@@ -68,7 +68,8 @@ pub struct Answer {
 /// and loaders.
 #[derive(Clone)]
 pub struct HttpSender {
-    client: std::sync::OnceLock<reqwest::blocking::Client>,
+    /// Shared by clones: one connection pool for every concurrent export of a provider.
+    client: std::sync::Arc<std::sync::OnceLock<reqwest::blocking::Client>>,
     policy: RetryPolicy,
     backend: String,
 }
@@ -126,7 +127,7 @@ impl HttpSender {
     /// worker thread, so constructing a provider inside an async runtime is safe.
     pub fn new(backend: &str, policy: RetryPolicy) -> Self {
         Self {
-            client: std::sync::OnceLock::new(),
+            client: std::sync::Arc::new(std::sync::OnceLock::new()),
             policy,
             backend: backend.to_owned(),
         }

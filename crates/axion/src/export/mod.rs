@@ -11,4 +11,4 @@ pub mod otlp;
 mod pipeline;
 mod reaper;
 
-pub use pipeline::{BatchPipeline, Exporter, PipelineConfig, PipelineTracer};
+pub use pipeline::{BatchPipeline, Delivery, Exporter, PipelineConfig, PipelineTracer};

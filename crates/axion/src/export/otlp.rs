@@ -17,7 +17,7 @@ use axion_model::{Observation, Record, Score, Trace};
 use prost::Message;
 
 use super::http::{gzip, HttpSender, Outgoing};
-use super::pipeline::Exporter;
+use super::pipeline::{Delivery, Exporter};
 use crate::error::{Error, Result};
 use crate::provider::RawRecord;
 
@@ -159,6 +159,37 @@ fn merge_trace(into: &mut Trace, later: Trace) {
 
 impl Exporter for OtlpExporter {
     fn export(&mut self, batch: Vec<RawRecord>) -> Result<()> {
+        let (spans, side) = self.prepare(batch)?;
+        let sent = match spans {
+            Some(outgoing) => self.sender.send(&outgoing).map(|_| ()),
+            None => Ok(()),
+        };
+        sent.and(side)
+    }
+
+    fn export_deferred(&mut self, batch: Vec<RawRecord>) -> Result<Option<Delivery>> {
+        // OTLP batches may arrive in any order: the span request can be sent while the next
+        // batch is encoded. Scores and orphan traces (the side channel) went out in `prepare`.
+        match self.prepare(batch)? {
+            (Some(outgoing), Ok(())) => {
+                let sender = self.sender.clone();
+                Ok(Some(Delivery::new(move || {
+                    sender.send(&outgoing).map(|_| ())
+                })))
+            }
+            (Some(outgoing), Err(error)) => {
+                let _ = self.sender.send(&outgoing);
+                Err(error)
+            }
+            (None, side) => side.map(|()| None),
+        }
+    }
+}
+
+impl OtlpExporter {
+    /// Encodes a batch: the span request (if any spans), and the outcome of the side channel
+    /// (scores, traces without spans here), which is sent right away.
+    fn prepare(&mut self, batch: Vec<RawRecord>) -> Result<(Option<Outgoing>, Result<()>)> {
         // Input and output go straight from the captured values to JSON text (no JSON tree in
         // between), except for Logfire, whose attributes need the structure.
         let direct_io = self.convention != Convention::Logfire;
@@ -263,15 +294,15 @@ impl Exporter for OtlpExporter {
         }
         // The captured values are freed elsewhere (the last references are in `roots`).
         super::reaper::discard((roots, observations));
-        let mut result = Ok(());
-        if !spans.is_empty() {
-            let outgoing = self.encode(spans)?;
-            result = self.sender.send(&outgoing).map(|_| ());
-        }
+        let outgoing = if spans.is_empty() {
+            None
+        } else {
+            Some(self.encode(spans)?)
+        };
+        let mut side = Ok(());
         match &mut self.side_channel {
             Some(channel) if !side_traces.is_empty() || !scores.is_empty() => {
-                let side = channel.send(side_traces, scores);
-                result = result.and(side);
+                side = channel.send(side_traces, scores);
             }
             Some(_) => {}
             None if !scores.is_empty() && !self.warned_scores => {
@@ -283,7 +314,7 @@ impl Exporter for OtlpExporter {
             }
             None => {}
         }
-        result
+        Ok((outgoing, side))
     }
 }
 

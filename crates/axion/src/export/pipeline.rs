@@ -22,8 +22,37 @@ pub trait Exporter: Send + 'static {
     /// Delivers one batch. An error drops the batch (it is counted as failed).
     fn export(&mut self, batch: Vec<RawRecord>) -> Result<()>;
 
+    /// Encodes `batch` here and hands back the sending of it, which the pipeline runs on a
+    /// sender thread while the worker encodes the next batch (at most
+    /// [`PipelineConfig::max_concurrent_exports`] at once). Only for backends that accept
+    /// batches in any order (OTLP). The default does the whole export here and returns `None`.
+    fn export_deferred(&mut self, batch: Vec<RawRecord>) -> Result<Option<Delivery>> {
+        self.export(batch).map(|()| None)
+    }
+
     /// Called once when the pipeline shuts down, after the last batch.
     fn shutdown(&mut self) {}
+}
+
+/// The network half of an export (see [`Exporter::export_deferred`]): runs once, on a sender
+/// thread, and says whether the batch was delivered.
+pub struct Delivery(Box<dyn FnOnce() -> Result<()> + Send>);
+
+impl Delivery {
+    /// Wraps the sending of one encoded batch.
+    pub fn new(send: impl FnOnce() -> Result<()> + Send + 'static) -> Self {
+        Self(Box::new(send))
+    }
+
+    fn run(self) -> Result<()> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Delivery")
+    }
 }
 
 /// Sizes and timings of a [`BatchPipeline`].
@@ -43,6 +72,11 @@ pub struct PipelineConfig {
     /// every span matters more than latency. While the worker makes no progress (backend
     /// down), records are dropped at once instead of each waiting again.
     pub max_block: Duration,
+    /// Batches being sent at once at most (`AXION_EXPORT_MAX_CONCURRENT`, 2), for exporters
+    /// that defer their sending ([`Exporter::export_deferred`]); the worker encodes the next
+    /// batch meanwhile. With a remote backend, one request at a time caps throughput at one
+    /// batch per round trip.
+    pub max_concurrent_exports: usize,
 }
 
 impl Default for PipelineConfig {
@@ -52,6 +86,7 @@ impl Default for PipelineConfig {
             max_batch_size: 512,
             scheduled_delay: Duration::from_millis(1000),
             max_block: Duration::ZERO,
+            max_concurrent_exports: 2,
         }
     }
 }
@@ -79,6 +114,10 @@ impl PipelineConfig {
                 defaults.scheduled_delay.as_millis() as usize,
             )? as u64),
             max_block: Duration::from_millis(settings.parse_or("AXION_EXPORT_BLOCK_MS", 0u64)?),
+            max_concurrent_exports: positive(
+                "AXION_EXPORT_MAX_CONCURRENT",
+                defaults.max_concurrent_exports,
+            )?,
         })
     }
 }
@@ -142,6 +181,33 @@ struct Shared {
     /// Set when a producer waited `max_block` in vain; cleared by the worker's next finished
     /// export. While set, full-queue records are dropped without waiting.
     stalled: AtomicBool,
+    /// Deliveries handed to sender threads and not finished yet.
+    in_flight: AtomicU64,
+    warned_failure: AtomicBool,
+}
+
+impl Shared {
+    /// Counts a finished export of `count` records (on the worker or a sender thread).
+    fn finished(&self, name: &str, count: u64, result: Result<()>) {
+        self.stalled.store(false, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                self.counters.exported.fetch_add(count, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.counters
+                    .dropped_export_failed
+                    .fetch_add(count, Ordering::Relaxed);
+                if !self.warned_failure.swap(true, Ordering::Relaxed) {
+                    warn(&format!(
+                        "{name} export failed, {count} records dropped: {error}"
+                    ));
+                } else {
+                    log::debug!("axion: {name} export failed, {count} records dropped: {error}");
+                }
+            }
+        }
+    }
 }
 
 /// A bounded queue and a worker thread that batches records into an [`Exporter`].
@@ -170,6 +236,8 @@ impl BatchPipeline {
             counters: Counters::default(),
             woken: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
+            in_flight: AtomicU64::new(0),
+            warned_failure: AtomicBool::new(false),
         });
         let (control, control_rx) = mpsc::channel();
         let max_batch_size = config.max_batch_size;
@@ -179,7 +247,7 @@ impl BatchPipeline {
             shared: shared.clone(),
             control: control_rx,
             config,
-            warned_failure: false,
+            senders: None,
             name: name.to_owned(),
         };
         let handle = std::thread::Builder::new()
@@ -329,7 +397,56 @@ struct Worker<E> {
     shared: Arc<Shared>,
     control: mpsc::Receiver<Control>,
     config: PipelineConfig,
-    warned_failure: bool,
+    senders: Option<Senders>,
+}
+
+/// Threads that run deferred deliveries. The hand-off is a rendezvous: when every sender is
+/// busy the worker waits, so at most `max_concurrent_exports` batches are in flight.
+struct Senders {
+    deliveries: mpsc::SyncSender<(Delivery, u64)>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Senders {
+    fn start(name: &str, count: usize, shared: &Arc<Shared>) -> Option<Self> {
+        let (deliveries, receiver) = mpsc::sync_channel::<(Delivery, u64)>(0);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let worker = std::thread::current();
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count {
+            let receiver = Arc::clone(&receiver);
+            let shared = Arc::clone(shared);
+            let worker = worker.clone();
+            let label = name.to_owned();
+            let spawned = std::thread::Builder::new()
+                .name(format!("axion-send-{name}-{index}"))
+                .spawn(move || loop {
+                    let next = receiver
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .recv();
+                    let Ok((delivery, count)) = next else { return };
+                    shared.finished(&label, count, delivery.run());
+                    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    worker.unpark();
+                });
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(error) => log::debug!("axion: cannot start a sender thread: {error}"),
+            }
+        }
+        (!threads.is_empty()).then_some(Self {
+            deliveries,
+            threads,
+        })
+    }
+
+    fn stop(self) {
+        drop(self.deliveries);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl BatchPipeline {
@@ -385,14 +502,14 @@ impl<E: Exporter> Worker<E> {
                     }
                     Ok(Control::Shutdown(reply)) => {
                         let exported = self.drain();
-                        self.exporter.shutdown();
+                        self.stop();
                         let _ = reply.send(exported);
                         return;
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         self.drain();
-                        self.exporter.shutdown();
+                        self.stop();
                         return;
                     }
                 }
@@ -406,11 +523,23 @@ impl<E: Exporter> Worker<E> {
         }
     }
 
-    /// Exports everything queued; returns how many records were delivered.
+    /// Exports everything queued and waits for what is in flight; returns how many records
+    /// were delivered.
     fn drain(&mut self) -> u64 {
         let before = self.shared.counters.exported.load(Ordering::Relaxed);
         while self.export_one_batch() > 0 {}
+        while self.shared.in_flight.load(Ordering::Acquire) > 0 {
+            // Senders unpark the worker when they finish; the timeout only guards a lost wake.
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
         self.shared.counters.exported.load(Ordering::Relaxed) - before
+    }
+
+    fn stop(&mut self) {
+        if let Some(senders) = self.senders.take() {
+            senders.stop();
+        }
+        self.exporter.shutdown();
     }
 
     fn export_one_batch(&mut self) -> usize {
@@ -435,30 +564,33 @@ impl<E: Exporter> Worker<E> {
 
     fn export(&mut self, records: Vec<RawRecord>) {
         let count = records.len() as u64;
-        let counters = &self.shared.counters;
-        let result = self.exporter.export(records);
-        self.shared.stalled.store(false, Ordering::Relaxed);
-        match result {
-            Ok(()) => {
-                counters.exported.fetch_add(count, Ordering::Relaxed);
-            }
-            Err(error) => {
-                counters
-                    .dropped_export_failed
-                    .fetch_add(count, Ordering::Relaxed);
-                if !self.warned_failure {
-                    self.warned_failure = true;
-                    warn(&format!(
-                        "{} export failed, {count} records dropped: {error}",
-                        self.name
-                    ));
-                } else {
-                    log::debug!(
-                        "axion: {} export failed, {count} records dropped: {error}",
-                        self.name
-                    );
-                }
-            }
+        if self.config.max_concurrent_exports <= 1 {
+            let result = self.exporter.export(records);
+            self.shared.finished(&self.name, count, result);
+            return;
+        }
+        match self.exporter.export_deferred(records) {
+            Ok(Some(delivery)) => self.dispatch(delivery, count),
+            Ok(None) => self.shared.finished(&self.name, count, Ok(())),
+            Err(error) => self.shared.finished(&self.name, count, Err(error)),
+        }
+    }
+
+    /// Hands a delivery to a sender thread, waiting for one to be free.
+    fn dispatch(&mut self, delivery: Delivery, count: u64) {
+        if self.senders.is_none() {
+            self.senders =
+                Senders::start(&self.name, self.config.max_concurrent_exports, &self.shared);
+        }
+        let Some(senders) = &self.senders else {
+            // No thread could be started: send here.
+            return self.shared.finished(&self.name, count, delivery.run());
+        };
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::SendError((delivery, count))) = senders.deliveries.send((delivery, count))
+        {
+            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.shared.finished(&self.name, count, delivery.run());
         }
     }
 }
@@ -509,5 +641,101 @@ impl BaseTracer for PipelineTracer {
     }
     fn export_stats(&self) -> ExportStats {
         self.pipeline.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Defers every send: each delivery takes a while, and says whether it fails.
+    struct Slow {
+        in_flight: Arc<AtomicUsize>,
+        most_at_once: Arc<AtomicUsize>,
+        fail_every: usize,
+        batches: usize,
+    }
+
+    impl Exporter for Slow {
+        fn export(&mut self, batch: Vec<RawRecord>) -> Result<()> {
+            self.export_deferred(batch)?.map_or(Ok(()), Delivery::run)
+        }
+
+        fn export_deferred(&mut self, batch: Vec<RawRecord>) -> Result<Option<Delivery>> {
+            drop(batch);
+            self.batches += 1;
+            let fails = self.batches % self.fail_every == 0;
+            let in_flight = Arc::clone(&self.in_flight);
+            let most = Arc::clone(&self.most_at_once);
+            Ok(Some(Delivery::new(move || {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(30));
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                if fails {
+                    Err(Error::Export {
+                        backend: "slow".into(),
+                        reason: "injected".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            })))
+        }
+    }
+
+    fn run(concurrent: usize) -> (ExportStats, FlushReport, usize) {
+        let most = Arc::new(AtomicUsize::new(0));
+        let exporter = Slow {
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            most_at_once: Arc::clone(&most),
+            fail_every: 4,
+            batches: 0,
+        };
+        let config = PipelineConfig {
+            max_batch_size: 10,
+            max_concurrent_exports: concurrent,
+            ..PipelineConfig::default()
+        };
+        let provider = Arc::new(PipelineTracer::new("slow", exporter, config).unwrap());
+        let tracer = crate::Tracer::builder(crate::MetadataType::Base)
+            .provider(provider.clone())
+            .build();
+        {
+            let _root = tracer.span("root");
+            for _ in 0..79 {
+                drop(tracer.span("child"));
+            }
+        }
+        // 80 records in batches of 10, every fourth batch failing.
+        let report = tracer.flush(Duration::from_secs(10)).unwrap();
+        (provider.export_stats(), report, most.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn deferred_deliveries_overlap_up_to_the_limit_and_flush_waits_for_them() {
+        let (stats, report, most) = run(3);
+        assert_eq!(stats.queued, 81, "79 children, the root and its trace");
+        // Read right after the flush: it waited for every delivery in flight.
+        assert_eq!(
+            stats.exported + stats.dropped_export_failed,
+            81,
+            "{stats:?}"
+        );
+        assert!(stats.dropped_export_failed >= 20, "{stats:?}");
+        assert_eq!(report.dropped_total, stats.dropped_export_failed);
+        assert!((2..=3).contains(&most), "{most} deliveries at once");
+    }
+
+    #[test]
+    fn one_export_at_a_time_when_asked() {
+        let (stats, _, most) = run(1);
+        assert_eq!(
+            stats.exported + stats.dropped_export_failed,
+            81,
+            "{stats:?}"
+        );
+        assert_eq!(most, 1);
     }
 }

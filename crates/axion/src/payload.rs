@@ -42,13 +42,15 @@ pub(crate) fn into_object(value: Value) -> serde_json::Map<String, Value> {
 /// A value attached to a span (input, output, attribute, metadata). Turning it into JSON
 /// happens only when it is exported, off the caller's thread.
 ///
-/// A `serde_json::Value` or a `String` is kept as it is, in place; any other value moves behind
-/// an `Arc`. Clones of a kept JSON value copy it; clones of a shared value share it.
+/// A `serde_json::Value`, a `String` or a string literal is kept as it is, in place; any other
+/// value moves behind an `Arc`. Clones of a kept JSON value copy it; clones of a shared value share it.
 pub struct Payload(Repr);
 
 enum Repr {
     /// Already JSON: nothing to defer, and no allocation to capture it.
     Json(Value),
+    /// A string literal: copied into JSON only when exported.
+    Static(&'static str),
     Deferred(Arc<dyn Deferred>),
 }
 
@@ -64,6 +66,9 @@ impl Payload {
         }
         if let Some(Some(text)) = any.downcast_mut::<Option<String>>().map(Option::take) {
             return Self(Repr::Json(Value::String(text)));
+        }
+        if let Some(Some(text)) = any.downcast_mut::<Option<&'static str>>().map(Option::take) {
+            return Self(Repr::Static(text));
         }
         match slot {
             Some(value) => Self(Repr::Deferred(Arc::new(value))),
@@ -85,6 +90,7 @@ impl Payload {
     pub fn to_json(&self) -> Value {
         match &self.0 {
             Repr::Json(value) => value.clone(),
+            Repr::Static(text) => Value::String((*text).to_owned()),
             Repr::Deferred(value) => value.to_json(),
         }
     }
@@ -93,6 +99,7 @@ impl Payload {
     pub fn into_json(self) -> Value {
         match self.0 {
             Repr::Json(value) => value,
+            Repr::Static(text) => Value::String(text.to_owned()),
             Repr::Deferred(value) => value.to_json(),
         }
     }
@@ -117,6 +124,7 @@ impl Payload {
         let shared: Arc<dyn Deferred> =
             match std::mem::replace(&mut self.0, Repr::Json(Value::Null)) {
                 Repr::Json(value) => Arc::new(value),
+                Repr::Static(text) => Arc::new(text),
                 Repr::Deferred(value) => value,
             };
         self.0 = Repr::Deferred(Arc::clone(&shared));
@@ -128,6 +136,7 @@ impl Payload {
     pub fn to_json_string(&self) -> String {
         match &self.0 {
             Repr::Json(value) => value.to_json_string(),
+            Repr::Static(text) => text.to_json_string(),
             Repr::Deferred(value) => value.to_json_string(),
         }
     }
@@ -137,6 +146,7 @@ impl Clone for Payload {
     fn clone(&self) -> Self {
         match &self.0 {
             Repr::Json(value) => Self(Repr::Json(value.clone())),
+            Repr::Static(text) => Self(Repr::Static(text)),
             Repr::Deferred(value) => Self(Repr::Deferred(Arc::clone(value))),
         }
     }
@@ -187,5 +197,9 @@ mod tests {
         assert!(!text.is_shared());
         assert_eq!(text.to_json_string(), r#""hello""#);
         assert!(Payload::new(vec![1, 2]).is_shared());
+        let literal = Payload::new("prompt");
+        assert!(!literal.is_shared());
+        assert_eq!(literal.clone().into_json(), "prompt");
+        assert_eq!(literal.to_json_string(), r#""prompt""#);
     }
 }

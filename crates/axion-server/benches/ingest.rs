@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use axion_server::cost::Pricing;
 use axion_server::ingest::otlp;
+use axion_server::store::rows::PreparedBatch;
 use axion_server::store::{SqliteStore, Store};
 
 mod workload;
@@ -58,6 +59,19 @@ fn main() {
     println!("| decode + map + normalise (one thread) | {per_span:.2} |");
     if std::env::var("AXION_BENCH_STAGE").as_deref() == Ok("process") {
         return; // for instruction counts of the first stage alone
+    }
+
+    // What a request thread does next, before the writer: fold, price, serialise rows.
+    let pricing = Pricing::langfuse_defaults();
+    let mut batches = process(&exports);
+    let started = Instant::now();
+    for batch in batches.drain(..) {
+        drop(PreparedBatch::new(batch, &pricing, 0));
+    }
+    let per_span = started.elapsed().as_secs_f64() * 1e6 / spans;
+    println!("| fold + price + serialise (one thread) | {per_span:.2} |");
+    if std::env::var("AXION_BENCH_STAGE").as_deref() == Ok("prepare") {
+        return;
     }
 
     for (times, writers) in [

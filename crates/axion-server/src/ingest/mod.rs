@@ -600,11 +600,17 @@ pub fn processing_order(events: &mut [(usize, IngestionEvent, DateTime<Utc>)]) {
 /// don't, `metadata` is deep-merged, `tags` are unioned and sorted, and fields fixed by the
 /// first write (`immutable`) keep their stored value. Trace timestamps keep the earliest.
 pub fn merge_into(stored: &mut JsonMap, patch: &JsonMap, immutable: &[&str]) {
+    merge_owned(stored, patch.clone(), immutable);
+}
+
+/// [`merge_into`] taking the patch by value: its keys and values move into `stored` instead of
+/// being copied (folding the upserts of one batch, whose patches are dropped right after).
+pub fn merge_owned(stored: &mut JsonMap, patch: JsonMap, immutable: &[&str]) {
     for (key, value) in patch {
         if value.is_null() {
             continue;
         }
-        if let Value::Object(map) = value {
+        if let Value::Object(map) = &value {
             if map.is_empty() {
                 continue;
             }
@@ -612,56 +618,69 @@ pub fn merge_into(stored: &mut JsonMap, patch: &JsonMap, immutable: &[&str]) {
         match key.as_str() {
             "metadata" => match (stored.get_mut("metadata"), value) {
                 (Some(Value::Object(old)), Value::Object(new)) => deep_merge(old, new),
-                _ => {
-                    stored.insert(key.clone(), value.clone());
+                (_, value) => {
+                    stored.insert(key, value);
                 }
             },
             "tags" => {
-                let mut tags: Vec<String> = stored
-                    .get("tags")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .chain(value.as_array().into_iter().flatten())
-                    .filter_map(|tag| tag.as_str().map(str::to_owned))
-                    .collect();
+                let mut tags: Vec<String> = match stored.remove("tags") {
+                    Some(Value::Array(old)) => old
+                        .into_iter()
+                        .filter_map(|tag| match tag {
+                            Value::String(tag) => Some(tag),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if let Value::Array(new) = value {
+                    tags.extend(new.into_iter().filter_map(|tag| match tag {
+                        Value::String(tag) => Some(tag),
+                        _ => None,
+                    }));
+                }
                 tags.sort();
                 tags.dedup();
-                stored.insert(key.clone(), tags.into_iter().map(Value::String).collect());
+                stored.insert(key, tags.into_iter().map(Value::String).collect());
             }
             "timestamp" if stored.contains_key("timestamp") => {
-                let earlier = match (
-                    time_micros(stored.get("timestamp")),
-                    time_micros(Some(value)),
-                ) {
-                    (Some(old), Some(new)) => new < old,
-                    _ => false,
+                let earlier = match (stored.get("timestamp"), &value) {
+                    // Canonical times (the usual case) order as text; no parsing needed.
+                    (Some(Value::String(old)), Value::String(new))
+                        if is_canonical_time(old) && is_canonical_time(new) =>
+                    {
+                        new < old
+                    }
+                    (old, new) => match (time_micros(old), time_micros(Some(new))) {
+                        (Some(old), Some(new)) => new < old,
+                        _ => false,
+                    },
                 };
                 if earlier {
-                    stored.insert(key.clone(), value.clone());
+                    stored.insert(key, value);
                 }
             }
             "environment"
                 if stored.get("environment").and_then(Value::as_str) == Some("default") =>
             {
-                stored.insert(key.clone(), value.clone());
+                stored.insert(key, value);
             }
-            key if immutable.contains(&key) && stored.contains_key(key) => {}
+            name if immutable.contains(&name) && stored.contains_key(name) => {}
             _ => {
-                stored.insert(key.clone(), value.clone());
+                stored.insert(key, value);
             }
         }
     }
 }
 
-fn deep_merge(old: &mut JsonMap, new: &JsonMap) {
+fn deep_merge(old: &mut JsonMap, new: JsonMap) {
     for (key, value) in new {
-        match (old.get_mut(key), value) {
+        match (old.get_mut(&key), value) {
             (Some(Value::Object(old_child)), Value::Object(new_child)) => {
                 deep_merge(old_child, new_child)
             }
-            _ => {
-                old.insert(key.clone(), value.clone());
+            (_, value) => {
+                old.insert(key, value);
             }
         }
     }

@@ -11,7 +11,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use crate::cost::Pricing;
-use crate::ingest::{merge_into, time_micros, Upsert, WriteBatch};
+use crate::ingest::{merge_owned, time_micros, Upsert, WriteBatch};
 use crate::ingest::{OBSERVATION_IMMUTABLE, SCORE_IMMUTABLE, TRACE_IMMUTABLE};
 use crate::JsonMap;
 
@@ -57,7 +57,13 @@ impl<'a> Body<'a> {
     }
 
     fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+        // Sized for a typical body up front: growing from serde_json's 128 bytes copied each
+        // body several times.
+        let mut out = Vec::with_capacity(1024);
+        match serde_json::to_writer(&mut out, self) {
+            Ok(()) => String::from_utf8(out).unwrap_or_else(|_| "{}".into()),
+            Err(_) => "{}".into(),
+        }
     }
 }
 
@@ -260,7 +266,7 @@ fn coalesce(upserts: Vec<Upsert>, immutable: &[&str]) -> Vec<(String, JsonMap)> 
     let mut index: HashMap<String, usize> = HashMap::with_capacity(upserts.len());
     for upsert in upserts {
         match index.get(upsert.id.as_str()) {
-            Some(&at) => merge_into(&mut order[at].1, &upsert.patch, immutable),
+            Some(&at) => merge_owned(&mut order[at].1, upsert.patch, immutable),
             None => {
                 index.insert(upsert.id.clone(), order.len());
                 order.push((upsert.id, upsert.patch));

@@ -426,7 +426,17 @@ impl Senders {
                         .unwrap_or_else(|poisoned| poisoned.into_inner())
                         .recv();
                     let Ok((delivery, count)) = next else { return };
-                    shared.finished(&label, count, delivery.run());
+                    // A panicking delivery counts as a failed one: the in-flight count must
+                    // still come down, or every later flush would wait for it.
+                    let result =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| delivery.run()))
+                            .unwrap_or_else(|_| {
+                                Err(Error::Export {
+                                    backend: label.clone(),
+                                    reason: "the delivery panicked".into(),
+                                })
+                            });
+                    shared.finished(&label, count, result);
                     shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                     worker.unpark();
                 });
@@ -655,6 +665,7 @@ mod tests {
         most_at_once: Arc<AtomicUsize>,
         fail_every: usize,
         batches: usize,
+        panic_third: bool,
     }
 
     impl Exporter for Slow {
@@ -666,6 +677,7 @@ mod tests {
             drop(batch);
             self.batches += 1;
             let fails = self.batches % self.fail_every == 0;
+            let panics = self.panic_third && self.batches == 3;
             let in_flight = Arc::clone(&self.in_flight);
             let most = Arc::clone(&self.most_at_once);
             Ok(Some(Delivery::new(move || {
@@ -673,6 +685,9 @@ mod tests {
                 most.fetch_max(now, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(30));
                 in_flight.fetch_sub(1, Ordering::SeqCst);
+                if panics {
+                    panic!("injected panic in a delivery");
+                }
                 if fails {
                     Err(Error::Export {
                         backend: "slow".into(),
@@ -692,6 +707,7 @@ mod tests {
             most_at_once: Arc::clone(&most),
             fail_every: 4,
             batches: 0,
+            panic_third: concurrent > 1,
         };
         let config = PipelineConfig {
             max_batch_size: 10,
@@ -708,7 +724,8 @@ mod tests {
                 drop(tracer.span("child"));
             }
         }
-        // 80 records in batches of 10, every fourth batch failing.
+        // 81 records in batches of 10: every fourth fails, and with concurrent sends the third
+        // panics on its sender thread.
         let report = tracer.flush(Duration::from_secs(10)).unwrap();
         (provider.export_stats(), report, most.load(Ordering::SeqCst))
     }
@@ -723,7 +740,7 @@ mod tests {
             81,
             "{stats:?}"
         );
-        assert!(stats.dropped_export_failed >= 20, "{stats:?}");
+        assert!(stats.dropped_export_failed >= 30, "{stats:?}");
         assert_eq!(report.dropped_total, stats.dropped_export_failed);
         assert!((2..=3).contains(&most), "{most} deliveries at once");
     }

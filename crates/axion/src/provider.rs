@@ -157,6 +157,39 @@ impl RawRecord {
 /// A root span as it ends, with its trace: one allocation for both on the caller's thread.
 /// The trace's name, timestamp, input and output, when never set, are the root span's; they
 /// are filled in by [`into_records`](Self::into_records).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use axion::{BaseTracer, RawRecord, RawRoot};
+///
+/// /// Keeps root spans whole; other records one by one.
+/// #[derive(Default)]
+/// struct Roots(Mutex<Vec<RawRoot>>);
+///
+/// impl BaseTracer for Roots {
+///     fn name(&self) -> &str { "roots" }
+///     fn export(&self, _record: RawRecord) {}
+///     fn export_root(&self, root: Box<RawRoot>) {
+///         self.0.lock().unwrap().push(*root);
+///     }
+/// }
+///
+/// let sink = Arc::new(Roots::default());
+/// let tracer = axion::Tracer::builder(axion::MetadataType::Base).provider(sink.clone()).build();
+/// {
+///     let span = tracer.span("chat");
+///     span.set_input("hello");
+/// }
+/// let root = sink.0.lock().unwrap().pop().unwrap();
+/// let [observation, trace] = root.into_records();
+/// match (observation, trace) {
+///     (RawRecord::Observation(observation), RawRecord::Trace(trace)) => {
+///         assert_eq!(trace.name.as_deref(), Some("chat"));
+///         assert!(trace.input.unwrap().same_as(observation.input.as_ref().unwrap()));
+///     }
+///     _ => unreachable!(),
+/// }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RawRoot {

@@ -18,6 +18,39 @@ use crate::{Error, Result};
 
 /// Sends batches somewhere. Runs on the pipeline's worker thread, so it may block and
 /// serialise at leisure.
+///
+/// ```
+/// use axion::export::{Delivery, Exporter, PipelineConfig, PipelineTracer};
+/// use axion::RawRecord;
+///
+/// /// Encodes on the worker; the "sending" runs on a sender thread, overlapping the next batch.
+/// struct Lines;
+///
+/// impl Exporter for Lines {
+///     fn export(&mut self, batch: Vec<RawRecord>) -> axion::Result<()> {
+///         // The sequential path (`max_concurrent_exports == 1`): encode and send right here.
+///         self.export_deferred(batch)?.map_or(Ok(()), Delivery::run)
+///     }
+///     fn export_deferred(&mut self, batch: Vec<RawRecord>) -> axion::Result<Option<Delivery>> {
+///         let body: Vec<String> = batch
+///             .into_iter()
+///             .map(|record| serde_json::to_string(&record.into_model()).unwrap_or_default())
+///             .collect();
+///         Ok(Some(Delivery::new(move || {
+///             assert!(!body.is_empty());
+///             Ok(())
+///         })))
+///     }
+/// }
+///
+/// let provider = PipelineTracer::new("lines", Lines, PipelineConfig::default()).unwrap();
+/// let tracer = axion::Tracer::builder(axion::MetadataType::Base)
+///     .provider(std::sync::Arc::new(provider))
+///     .build();
+/// drop(tracer.span("work"));
+/// let report = tracer.flush(std::time::Duration::from_secs(5)).unwrap();
+/// assert_eq!(report.dropped_total, 0);
+/// ```
 pub trait Exporter: Send + 'static {
     /// Delivers one batch. An error drops the batch (it is counted as failed).
     fn export(&mut self, batch: Vec<RawRecord>) -> Result<()>;
@@ -44,7 +77,8 @@ impl Delivery {
         Self(Box::new(send))
     }
 
-    fn run(self) -> Result<()> {
+    /// Sends now, on this thread (what a sender thread does with it).
+    pub fn run(self) -> Result<()> {
         (self.0)()
     }
 }

@@ -138,13 +138,21 @@ async fn startup_ms() -> f64 {
     times[times.len() / 2]
 }
 
+/// The list query of the `i`-th sample: user and tag vary together (a trace's tag follows
+/// from its user), the time range is fixed.
+fn list_url(base: &str, i: usize) -> String {
+    format!(
+        "{base}/api/public/traces?userId=user-{}&tags=team-{}&fromTimestamp=2026-01-05T00:00:00Z&toTimestamp=2026-01-25T00:00:00Z&limit=50",
+        i % 1000,
+        i % 20
+    )
+}
+
 async fn list_query(base: &str, label: &str) {
     let client = client();
     // A query that finds nothing would time nothing.
     let found: serde_json::Value = client
-        .get(format!(
-            "{base}/api/public/traces?userId=user-1&tags=team-1&fromTimestamp=2026-01-05T00:00:00Z&toTimestamp=2026-01-25T00:00:00Z&limit=50"
-        ))
+        .get(list_url(base, 1))
         .send()
         .await
         .unwrap()
@@ -157,18 +165,7 @@ async fn list_query(base: &str, label: &str) {
             .is_some_and(|data| !data.is_empty()),
         "the list query finds no traces: {found}"
     );
-    let (p50, p95) = percentiles(
-        |i| {
-            let url = format!(
-                "{base}/api/public/traces?userId=user-{}&tags=team-{}&fromTimestamp=2026-01-05T00:00:00Z&toTimestamp=2026-01-25T00:00:00Z&limit=50",
-                i % 1000,
-                i % 20
-            );
-            (url, client.clone())
-        },
-        200,
-    )
-    .await;
+    let (p50, p95) = percentiles(|i| (list_url(base, i), client.clone()), 200).await;
     println!("| list traces, tag + user + time range, {label} stored | p50 {p50:.2} ms, p95 {p95:.2} ms |");
 }
 

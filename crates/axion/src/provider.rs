@@ -231,6 +231,11 @@ impl RawRoot {
     }
 }
 
+/// Attributes as one JSON object, `None` when there are none.
+fn attributes_object(pairs: impl ExactSizeIterator<Item = (String, Value)>) -> Option<Value> {
+    (pairs.len() > 0).then(|| Value::Object(pairs.collect::<JsonMap>()))
+}
+
 /// An observation before serialisation. Field meanings are those of [`Observation`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -261,28 +266,21 @@ pub struct RawObservation {
 impl RawObservation {
     /// The attributes as one JSON object (`None` when there are none).
     pub fn metadata_json(&self) -> Option<Value> {
-        if self.attributes.is_empty() {
-            return None;
-        }
-        let map: JsonMap = self
-            .attributes
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_json()))
-            .collect();
-        Some(Value::Object(map))
+        attributes_object(
+            self.attributes
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_json())),
+        )
     }
 
     /// Serialises into the shared model.
     pub fn into_model(self) -> Observation {
         let mut observation = Observation::new(self.id.to_string(), self.trace_id.to_string());
-        if !self.attributes.is_empty() {
-            let map: JsonMap = self
-                .attributes
+        observation.metadata = attributes_object(
+            self.attributes
                 .into_iter()
-                .map(|(key, value)| (key.into_owned(), value.into_json()))
-                .collect();
-            observation.metadata = Some(Value::Object(map));
-        }
+                .map(|(key, value)| (key.into_owned(), value.into_json())),
+        );
         observation.parent_observation_id = self.parent_id.map(|id| id.to_string());
         observation.r#type = self.r#type;
         observation.name = Some(self.name.into_owned());

@@ -91,6 +91,11 @@ pub fn parse_time(value: &Value, field: &str) -> Result<DateTime<Utc>, EventErro
     let text = value.as_str().ok_or_else(|| {
         EventError::invalid(format!("{field}: expected an ISO-8601 datetime string"))
     })?;
+    parse_time_text(text, field)
+}
+
+/// [`parse_time`] of a string.
+pub fn parse_time_text(text: &str, field: &str) -> Result<DateTime<Utc>, EventError> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc))
         .map_err(|error| {
@@ -128,29 +133,29 @@ pub fn normalize_environment(value: Option<&Value>) -> String {
         }
     }
     let name: String = name.chars().take(40).collect();
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if valid {
+    if is_environment_name(&name) {
         name
     } else {
         "default".into()
     }
 }
 
+/// 1 to 40 characters of `[a-z0-9-_]`.
+fn is_environment_name(name: &str) -> bool {
+    (1..=40).contains(&name.len())
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+}
+
 /// Moves `environment` into the patch, normalised; with `always`, a missing one becomes
 /// `default`. A name that is normal already keeps its string.
 fn move_environment(body: &mut JsonMap, patch: &mut JsonMap, always: bool) {
-    let is_normal = |text: &str| {
-        (1..=40).contains(&text.len())
-            && !text.starts_with("langfuse")
-            && text
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
-    };
     match body.remove_entry("environment") {
-        Some((key, Value::String(text))) if is_normal(&text) => {
+        // What `normalize_environment` would return unchanged.
+        Some((key, Value::String(text)))
+            if is_environment_name(&text) && !text.starts_with("langfuse") =>
+        {
             patch.insert(key, Value::String(text));
         }
         None | Some((_, Value::Null)) if !always => {}
@@ -182,27 +187,26 @@ fn check_id(value: &Value, field: &str) -> Result<(), EventError> {
 /// Moves a string field out of the body (a number becomes its text). Moving, not copying:
 /// the body is dropped afterwards, and freeing its copies was a fifth of the mapping's cost.
 fn take_string(body: &mut JsonMap, key: &str) -> Result<Option<String>, EventError> {
-    match body.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(Value::Number(number)) => Ok(Some(number.to_string())),
+    Ok(take_string_entry(body, key)?.map(|(_, text)| text))
+}
+
+/// [`take_string`] with the body's own key string, for a patch of the same keys: allocating
+/// each key again (and freeing the old) was a large share of ingest's allocations.
+fn take_string_entry(
+    body: &mut JsonMap,
+    key: &str,
+) -> Result<Option<(String, String)>, EventError> {
+    match body.remove_entry(key) {
+        None | Some((_, Value::Null)) => Ok(None),
+        Some((key, Value::String(text))) => Ok(Some((key, text))),
+        Some((key, Value::Number(number))) => Ok(Some((key, number.to_string()))),
         Some(_) => Err(EventError::invalid(format!("{key}: expected a string"))),
     }
 }
 
-// The movers keep the body's own key string: the patch is a new map of the same keys, and
-// allocating each key again (and freeing the old) was a large share of ingest's allocations.
-
 fn move_string(body: &mut JsonMap, key: &str, patch: &mut JsonMap) -> Result<(), EventError> {
-    match body.remove_entry(key) {
-        None | Some((_, Value::Null)) => {}
-        Some((key, Value::String(text))) => {
-            patch.insert(key, Value::String(text));
-        }
-        Some((key, Value::Number(number))) => {
-            patch.insert(key, Value::String(number.to_string()));
-        }
-        Some(_) => return Err(EventError::invalid(format!("{key}: expected a string"))),
+    if let Some((key, text)) = take_string_entry(body, key)? {
+        patch.insert(key, Value::String(text));
     }
     Ok(())
 }
@@ -312,10 +316,9 @@ pub fn shallow_trace(observation: &Upsert) -> Option<Upsert> {
     let trace_id = patch.get("traceId")?.as_str()?;
     let mut trace = JsonMap::new();
     trace.insert("id".into(), Value::String(trace_id.to_owned()));
-    for key in ["timestamp", "environment"] {
-        let source = if key == "timestamp" { "startTime" } else { key };
-        if let Some(value) = patch.get(source) {
-            trace.insert(key.into(), value.clone());
+    for (trace_key, observation_key) in SHALLOW_TRACE_FIELDS {
+        if let Some(value) = patch.get(observation_key) {
+            trace.insert(trace_key.into(), value.clone());
         }
     }
     Some(Upsert {
@@ -329,9 +332,16 @@ pub fn shallow_trace(observation: &Upsert) -> Option<Upsert> {
 pub fn shallow_trace_covered(trace: &Upsert, observation: &Upsert) -> bool {
     let patch = &observation.patch;
     patch.get("traceId").and_then(Value::as_str) == Some(trace.id.as_str())
-        && trace.patch.get("timestamp") == patch.get("startTime")
-        && trace.patch.get("environment") == patch.get("environment")
+        && SHALLOW_TRACE_FIELDS
+            .iter()
+            .all(|(trace_key, observation_key)| {
+                trace.patch.get(*trace_key) == patch.get(*observation_key)
+            })
 }
+
+/// What a placeholder trace takes from its observation: trace field ← observation field.
+const SHALLOW_TRACE_FIELDS: [(&str, &str); 2] =
+    [("timestamp", "startTime"), ("environment", "environment")];
 
 /// The observation type a `<kind>-create`/`-update` event writes; `None` for other kinds.
 pub fn observation_kind(kind: &str) -> Option<(&'static str, bool)> {

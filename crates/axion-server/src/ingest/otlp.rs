@@ -3,12 +3,12 @@
 
 use std::io::Read;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use axion_model::otlp::{self as mapping, OtlpError};
 
 use super::langfuse_batch::{process_events, BatchOutcome};
-use super::Scope;
+use super::{parse_time_text, Scope};
 
 /// The largest decompressed body accepted, so a small gzip bomb cannot exhaust memory.
 pub const MAX_DECOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
@@ -72,9 +72,8 @@ pub fn process(
         .into_iter()
         .enumerate()
         .map(|(index, event)| {
-            let time = DateTime::parse_from_rfc3339(&event.timestamp)
-                .map(|time| time.with_timezone(&Utc))
-                .unwrap_or_else(|_| Utc::now());
+            let time =
+                parse_time_text(&event.timestamp, "timestamp").unwrap_or_else(|_| Utc::now());
             (index, event, time)
         })
         .collect();

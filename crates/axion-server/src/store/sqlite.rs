@@ -96,6 +96,14 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
 }
 
+/// Waits for the thread in `slot`, if it still runs.
+fn join(slot: &Mutex<Option<JoinHandle<()>>>) {
+    let handle = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(handle) = handle {
+        let _ = handle.join();
+    }
+}
+
 fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -123,7 +131,9 @@ fn open(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        // Fewer, larger checkpoints: each one fsyncs the database file.
+        // Fewer, larger checkpoints on occasional writers: each one fsyncs the database file.
+        // The ingest writer raises this (`WRITER_CHECKPOINT_PAGES`): its checkpoints run on
+        // their own thread.
         connection.pragma_update(None, "wal_autocheckpoint", 4000)?;
     }
     Ok(connection)
@@ -182,18 +192,9 @@ impl SqliteStore {
     /// Stops accepting writes, finishes the queued ones and waits for the writer.
     pub fn close(&self) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = writer.join();
-        }
+        join(&self.writer);
         // The writer is gone, and with it the checkpointer's wake-ups: it ends by itself.
-        let checkpointer = self
-            .checkpointer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(checkpointer) = checkpointer {
-            let _ = checkpointer.join();
-        }
+        join(&self.checkpointer);
     }
 
     fn read<T>(

@@ -207,6 +207,8 @@ impl Entry {
 
 /// What the application's threads and the worker share.
 struct Shared {
+    /// The provider's name, for thread names and messages.
+    name: String,
     queue: ArrayQueue<Entry>,
     counters: Counters,
     /// Set when a producer has woken the worker and it has not run yet, so that a burst
@@ -222,7 +224,8 @@ struct Shared {
 
 impl Shared {
     /// Counts a finished export of `count` records (on the worker or a sender thread).
-    fn finished(&self, name: &str, count: u64, result: Result<()>) {
+    fn finished(&self, count: u64, result: Result<()>) {
+        let name = &self.name;
         self.stalled.store(false, Ordering::Relaxed);
         match result {
             Ok(()) => {
@@ -266,6 +269,7 @@ impl BatchPipeline {
     /// Starts the worker thread.
     pub fn start<E: Exporter>(name: &str, exporter: E, config: PipelineConfig) -> Result<Self> {
         let shared = Arc::new(Shared {
+            name: name.to_owned(),
             queue: ArrayQueue::new(config.max_queue_size),
             counters: Counters::default(),
             woken: AtomicBool::new(false),
@@ -282,7 +286,7 @@ impl BatchPipeline {
             control: control_rx,
             config,
             senders: None,
-            name: name.to_owned(),
+            taken: 0,
         };
         let handle = std::thread::Builder::new()
             .name(format!("axion-export-{name}"))
@@ -426,12 +430,14 @@ impl Drop for BatchPipeline {
 }
 
 struct Worker<E> {
-    name: String,
     exporter: E,
     shared: Arc<Shared>,
     control: mpsc::Receiver<Control>,
     config: PipelineConfig,
     senders: Option<Senders>,
+    /// Records taken out of the queue so far: with the producers' running count, how many
+    /// records wait (the queue's own length counts entries, and a root entry is two records).
+    taken: u64,
 }
 
 /// Threads that run deferred deliveries. The hand-off is a rendezvous: when every sender is
@@ -442,7 +448,7 @@ struct Senders {
 }
 
 impl Senders {
-    fn start(name: &str, count: usize, shared: &Arc<Shared>) -> Option<Self> {
+    fn start(count: usize, shared: &Arc<Shared>) -> Option<Self> {
         let (deliveries, receiver) = mpsc::sync_channel::<(Delivery, u64)>(0);
         let receiver = Arc::new(Mutex::new(receiver));
         let worker = std::thread::current();
@@ -451,9 +457,8 @@ impl Senders {
             let receiver = Arc::clone(&receiver);
             let shared = Arc::clone(shared);
             let worker = worker.clone();
-            let label = name.to_owned();
             let spawned = std::thread::Builder::new()
-                .name(format!("axion-send-{name}-{index}"))
+                .name(format!("axion-send-{}-{index}", shared.name))
                 .spawn(move || loop {
                     let next = receiver
                         .lock()
@@ -466,11 +471,11 @@ impl Senders {
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| delivery.run()))
                             .unwrap_or_else(|_| {
                                 Err(Error::Export {
-                                    backend: label.clone(),
+                                    backend: shared.name.clone(),
                                     reason: "the delivery panicked".into(),
                                 })
                             });
-                    shared.finished(&label, count, result);
+                    shared.finished(count, result);
                     shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                     worker.unpark();
                 });
@@ -535,7 +540,7 @@ impl<E: Exporter> Worker<E> {
                 self.drain();
                 next_export = now + self.config.scheduled_delay;
             } else {
-                while self.shared.queue.len() >= self.config.max_batch_size {
+                while self.waiting() >= self.config.max_batch_size as u64 {
                     self.export_one_batch();
                 }
             }
@@ -560,7 +565,7 @@ impl<E: Exporter> Worker<E> {
             }
             let wait = next_export.saturating_duration_since(Instant::now());
             if !self.shared.woken.load(Ordering::Acquire)
-                && self.shared.queue.len() < self.config.max_batch_size
+                && self.waiting() < self.config.max_batch_size as u64
             {
                 std::thread::park_timeout(wait);
             }
@@ -577,6 +582,12 @@ impl<E: Exporter> Worker<E> {
             std::thread::park_timeout(Duration::from_millis(10));
         }
         self.shared.counters.exported.load(Ordering::Relaxed) - before
+    }
+
+    /// Records in the queue, counted as producers count them when they wake the worker.
+    fn waiting(&self) -> u64 {
+        let queued = self.shared.counters.queued.load(Ordering::Acquire);
+        queued.saturating_sub(self.taken)
     }
 
     fn stop(&mut self) {
@@ -600,6 +611,7 @@ impl<E: Exporter> Worker<E> {
             }
         }
         let count = batch.len();
+        self.taken += count as u64;
         if count > 0 {
             self.export(batch);
         }
@@ -610,31 +622,30 @@ impl<E: Exporter> Worker<E> {
         let count = records.len() as u64;
         if self.config.max_concurrent_exports <= 1 {
             let result = self.exporter.export(records);
-            self.shared.finished(&self.name, count, result);
+            self.shared.finished(count, result);
             return;
         }
         match self.exporter.export_deferred(records) {
             Ok(Some(delivery)) => self.dispatch(delivery, count),
-            Ok(None) => self.shared.finished(&self.name, count, Ok(())),
-            Err(error) => self.shared.finished(&self.name, count, Err(error)),
+            Ok(None) => self.shared.finished(count, Ok(())),
+            Err(error) => self.shared.finished(count, Err(error)),
         }
     }
 
     /// Hands a delivery to a sender thread, waiting for one to be free.
     fn dispatch(&mut self, delivery: Delivery, count: u64) {
         if self.senders.is_none() {
-            self.senders =
-                Senders::start(&self.name, self.config.max_concurrent_exports, &self.shared);
+            self.senders = Senders::start(self.config.max_concurrent_exports, &self.shared);
         }
         let Some(senders) = &self.senders else {
             // No thread could be started: send here.
-            return self.shared.finished(&self.name, count, delivery.run());
+            return self.shared.finished(count, delivery.run());
         };
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::SendError((delivery, count))) = senders.deliveries.send((delivery, count))
         {
             self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-            self.shared.finished(&self.name, count, delivery.run());
+            self.shared.finished(count, delivery.run());
         }
     }
 }

@@ -21,6 +21,7 @@
 
 mod ids;
 mod ingestion;
+mod json_text;
 mod observation;
 #[cfg(feature = "otlp")]
 pub mod otlp;
@@ -30,6 +31,7 @@ mod trace;
 
 pub use ids::{from_hex, random_event_id, to_hex, uuid7_from_parts, IdParseError, SpanId, TraceId};
 pub use ingestion::{IngestionBatch, IngestionEvent};
+pub use json_text::{Io, JsonText};
 pub use observation::{Observation, ObservationLevel, ObservationType, ParseEnumError};
 pub use record::Record;
 pub use score::{Score, ScoreDataType, ScoreSource};

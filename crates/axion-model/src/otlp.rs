@@ -33,7 +33,7 @@ pub use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
 };
 
-use crate::{to_hex, IngestionEvent, JsonMap};
+use crate::{to_hex, IngestionEvent, Io, JsonMap, JsonText};
 
 /// Why an OTLP export could not be read. The whole export is rejected (Langfuse does the same).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -298,19 +298,29 @@ pub fn any_value_to_json(value: &AnyValue) -> Value {
 /// A JSON-encoded string attribute decoded; anything else (or unparsable text) as is.
 fn decoded(value: &Value) -> Value {
     match value {
-        Value::String(text) => {
-            let trimmed = text.trim_start();
-            let looks_json = trimmed.starts_with(['{', '[', '"'])
-                || matches!(trimmed, "true" | "false" | "null")
-                || trimmed.parse::<f64>().is_ok();
-            if looks_json {
-                serde_json::from_str(text).unwrap_or_else(|_| value.clone())
-            } else {
-                value.clone()
-            }
+        Value::String(text) if looks_json(text) => {
+            serde_json::from_str(text).unwrap_or_else(|_| value.clone())
         }
         other => other.clone(),
     }
+}
+
+/// [`decoded`] as text: a JSON-encoded string attribute kept as the JSON it holds, without
+/// building it; anything else (or unparsable text) as its JSON.
+fn decoded_text(value: &Value) -> JsonText {
+    match value {
+        Value::String(text) if looks_json(text) => {
+            JsonText::parse(text).unwrap_or_else(|| JsonText::from_value(value))
+        }
+        other => JsonText::from_value(other),
+    }
+}
+
+fn looks_json(text: &str) -> bool {
+    let trimmed = text.trim_start();
+    trimmed.starts_with(['{', '[', '"'])
+        || matches!(trimmed, "true" | "false" | "null")
+        || trimmed.parse::<f64>().is_ok()
 }
 
 fn iso_from_nanos(nanos: u64) -> String {
@@ -604,7 +614,7 @@ fn event_messages(span: &Span, names: &[&str]) -> Option<Value> {
     (!messages.is_empty()).then_some(Value::Array(messages))
 }
 
-fn input_output(attributes: &Attributes<'_>, span: &Span) -> (Option<Value>, Option<Value>) {
+fn input_output(attributes: &Attributes<'_>, span: &Span) -> Io {
     const PAIRS: &[(&str, &str)] = &[
         ("langfuse.observation.input", "langfuse.observation.output"),
         ("gen_ai.input.messages", "gen_ai.output.messages"),
@@ -616,10 +626,10 @@ fn input_output(attributes: &Attributes<'_>, span: &Span) -> (Option<Value>, Opt
         ("ai.prompt", "ai.result.text"),
     ];
     for (input_key, output_key) in PAIRS {
-        let input = attributes.get(input_key).map(decoded);
-        let output = attributes.get(output_key).map(decoded);
+        let input = attributes.get(input_key).map(decoded_text);
+        let output = attributes.get(output_key).map(decoded_text);
         if input.is_some() || output.is_some() {
-            return (input, output);
+            return Io { input, output };
         }
     }
     let input = indexed_messages(attributes, "gen_ai.prompt")
@@ -638,7 +648,10 @@ fn input_output(attributes: &Attributes<'_>, span: &Span) -> (Option<Value>, Opt
     let output = indexed_messages(attributes, "gen_ai.completion")
         .or_else(|| indexed_messages(attributes, "llm.output_messages"))
         .or_else(|| event_messages(span, &["gen_ai.choice"]));
-    (input, output)
+    Io {
+        input: input.as_ref().map(JsonText::from_value),
+        output: output.as_ref().map(JsonText::from_value),
+    }
 }
 
 fn usage_details(attributes: &Attributes<'_>) -> Option<JsonMap> {
@@ -783,6 +796,20 @@ fn insert_some(map: &mut JsonMap, key: &str, value: Option<impl Into<Value>>) {
 /// observation event, preceded by a `trace-create` when the span is a root, carries trace
 /// attributes, or is the first span seen of its trace in this export.
 pub fn to_ingestion_events(request: &ExportTraceServiceRequest) -> Vec<IngestionEvent> {
+    to_events(request)
+        .into_iter()
+        .map(|(mut event, io)| {
+            for (key, text) in io.fields() {
+                event.body.insert(key.into(), text.to_value());
+            }
+            event
+        })
+        .collect()
+}
+
+/// [`to_ingestion_events`] with each event's input and output beside its body, as the JSON
+/// text the span carried (a server stores them without ever parsing them).
+pub fn to_events(request: &ExportTraceServiceRequest) -> Vec<(IngestionEvent, Io)> {
     let mut events = Vec::new();
     let mut traces_with_full_event: HashSet<String> = HashSet::new();
     let mut shallow: Vec<(usize, String)> = Vec::new();
@@ -823,28 +850,37 @@ pub fn to_ingestion_events(request: &ExportTraceServiceRequest) -> Vec<Ingestion
                 match mapped.trace {
                     TraceEvent::Full(body) | TraceEvent::Update(body) => {
                         traces_with_full_event.insert(mapped.trace_id);
-                        events.push(event(
-                            trace_event_id,
-                            "trace-create",
-                            mapped.timestamp.clone(),
-                            body,
+                        events.push((
+                            event(
+                                trace_event_id,
+                                "trace-create",
+                                mapped.timestamp.clone(),
+                                body,
+                            ),
+                            mapped.trace_io,
                         ));
                     }
                     TraceEvent::Shallow(body) => {
                         shallow.push((events.len(), mapped.trace_id));
-                        events.push(event(
-                            trace_event_id,
-                            "trace-create",
-                            mapped.timestamp.clone(),
-                            body,
+                        events.push((
+                            event(
+                                trace_event_id,
+                                "trace-create",
+                                mapped.timestamp.clone(),
+                                body,
+                            ),
+                            mapped.trace_io,
                         ));
                     }
                 }
-                events.push(event(
-                    observation_event_id,
-                    &mapped.observation_kind,
-                    mapped.timestamp,
-                    mapped.observation,
+                events.push((
+                    event(
+                        observation_event_id,
+                        &mapped.observation_kind,
+                        mapped.timestamp,
+                        mapped.observation,
+                    ),
+                    mapped.observation_io,
                 ));
             }
         }
@@ -890,7 +926,9 @@ struct MappedSpan {
     timestamp: String,
     observation_kind: String,
     observation: JsonMap,
+    observation_io: Io,
     trace: TraceEvent,
+    trace_io: Io,
 }
 
 fn map_span(
@@ -945,7 +983,7 @@ fn map_span(
         metadata.insert("attributes".into(), Value::Object(others));
     }
 
-    let (input, output) = input_output(&attributes, span);
+    let io = input_output(&attributes, span);
     let version = attributes
         .first_string(&["langfuse.version"])
         .or_else(|| resource.first_string(&["service.version"]));
@@ -1017,6 +1055,7 @@ fn map_span(
     trace.insert("id".into(), Value::String(trace_id.clone()));
     trace.insert("timestamp".into(), Value::String(start_time.clone()));
     trace.insert("environment".into(), Value::String(environment));
+    let mut trace_io = Io::default();
     let trace_event = if is_root || has_trace_updates(&attributes) {
         let mut trace_metadata = attributes
             .object("langfuse.trace.metadata")
@@ -1033,8 +1072,8 @@ fn map_span(
             attributes.with_prefix(prefix, &mut trace_metadata);
         }
         let trace_name = attributes.first_string(TRACE_NAME);
-        let trace_input = attributes.get("langfuse.trace.input").map(decoded);
-        let trace_output = attributes.get("langfuse.trace.output").map(decoded);
+        let trace_input = attributes.get("langfuse.trace.input").map(decoded_text);
+        let trace_output = attributes.get("langfuse.trace.output").map(decoded_text);
         if is_root {
             for (key, value) in &metadata {
                 trace_metadata
@@ -1042,16 +1081,16 @@ fn map_span(
                     .or_insert_with(|| value.clone());
             }
             insert_some(&mut trace, "name", trace_name.or(Some(name)));
-            insert_some(&mut trace, "input", trace_input.or_else(|| input.clone()));
-            insert_some(
-                &mut trace,
-                "output",
-                trace_output.or_else(|| output.clone()),
-            );
+            trace_io = Io {
+                input: trace_input.or_else(|| io.input.clone()),
+                output: trace_output.or_else(|| io.output.clone()),
+            };
         } else {
             insert_some(&mut trace, "name", trace_name);
-            insert_some(&mut trace, "input", trace_input);
-            insert_some(&mut trace, "output", trace_output);
+            trace_io = Io {
+                input: trace_input,
+                output: trace_output,
+            };
         }
         if !trace_metadata.is_empty() {
             trace.insert("metadata".into(), Value::Object(trace_metadata));
@@ -1079,17 +1118,17 @@ fn map_span(
         TraceEvent::Shallow(trace)
     };
 
-    // Moved in last: the trace above borrows them (a root span's trace copies them).
+    // Moved in last: the trace above borrows it (a root span's trace copies it).
     observation.insert("metadata".into(), Value::Object(metadata));
-    insert_some(&mut observation, "input", input);
-    insert_some(&mut observation, "output", output);
 
     MappedSpan {
         trace_id,
         timestamp: start_time,
         observation_kind: format!("{}-create", kind.to_ascii_lowercase()),
         observation,
+        observation_io: io,
         trace: trace_event,
+        trace_io,
     }
 }
 
@@ -1741,6 +1780,30 @@ mod tests {
             3,
             "shallow trace: id, timestamp, environment"
         );
+    }
+
+    #[test]
+    fn input_and_output_keep_their_text_and_a_root_trace_shares_it() {
+        let body = span_json(
+            json!([
+                {"key": "langfuse.observation.input", "value": {"stringValue": " {\"b\": 1, \"a\": [2]}"}},
+                {"key": "langfuse.observation.output", "value": {"stringValue": "not json {"}}
+            ]),
+            None,
+        );
+        let events = to_events(&decode_json(&body).unwrap());
+        let (trace, trace_io) = &events[0];
+        let (observation, io) = &events[1];
+        assert_eq!(trace.kind, "trace-create");
+        assert!(!observation.body.contains_key("input"), "kept out of the body");
+        let input = io.input.as_ref().unwrap();
+        assert_eq!(input.as_str(), r#"{"b": 1, "a": [2]}"#, "as sent, key order too");
+        assert_eq!(io.output.as_ref().unwrap().as_str(), r#""not json {""#);
+        assert_eq!(trace_io, io, "a root span's trace takes its input and output");
+        // The tree form puts them back into the bodies.
+        let events = to_ingestion_events(&decode_json(&body).unwrap());
+        assert_eq!(events[1].body["input"], json!({"a": [2], "b": 1}));
+        assert_eq!(events[0].body["output"], "not json {");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axion_model::{Io, JsonText};
 use axion_server::cost::Pricing;
 use axion_server::ingest::{Upsert, WriteBatch};
 use axion_server::store::*;
@@ -10,10 +11,7 @@ use serde_json::{json, Value};
 
 fn upsert(body: Value) -> Upsert {
     let patch = body.as_object().unwrap().clone();
-    Upsert {
-        id: patch["id"].as_str().unwrap().to_owned(),
-        patch,
-    }
+    Upsert::new(patch["id"].as_str().unwrap().to_owned(), patch)
 }
 
 fn traces(items: Vec<Value>) -> WriteBatch {
@@ -51,6 +49,67 @@ fn writes_merge_and_read_back(store: &dyn Store) {
         store.trace("project-b", "t1").unwrap().is_none(),
         "projects are isolated"
     );
+}
+
+/// Input and output carried as JSON text beside the patch (as OTLP ingest sends them): stored
+/// as they came, folded and merged like any field (later wins), read back as JSON.
+fn io_text_is_stored_folded_and_merged(store: &dyn Store) {
+    let text = |t: &str| Some(JsonText::parse(t).unwrap());
+    let with_io = |body: Value, input: &str, output: Option<&str>| {
+        let mut upsert = upsert(body);
+        upsert.io = Io {
+            input: text(input),
+            output: output.and_then(text),
+        };
+        upsert
+    };
+    let batch = WriteBatch {
+        traces: vec![
+            with_io(json!({"id": "t1", "name": "n"}), r#"{"q": "first"}"#, None),
+            with_io(json!({"id": "t1"}), r#"{"q": "second"}"#, Some("[1, 2]")),
+        ],
+        observations: vec![with_io(
+            json!({"id": "o1", "traceId": "t1", "startTime": "2024-01-01T00:00:00Z", "input": {"ignored": true}}),
+            r#"  {"messages": [{"role": "user", "content": "hi \u00e9"}]} "#,
+            Some(r#""done""#),
+        )],
+        ..WriteBatch::default()
+    };
+    store.write(P, batch).unwrap();
+    let trace = store.trace(P, "t1").unwrap().unwrap();
+    assert_eq!(
+        trace.body["input"],
+        json!({"q": "second"}),
+        "folded: later wins"
+    );
+    assert_eq!(trace.body["output"], json!([1, 2]));
+    assert_eq!(trace.body["name"], "n");
+    let observation = store.observation(P, "o1").unwrap().unwrap();
+    assert_eq!(
+        observation.body["input"],
+        json!({"messages": [{"role": "user", "content": "hi é"}]}),
+        "the carried text wins over a body field"
+    );
+    assert_eq!(observation.body["output"], "done");
+
+    // An existing record: the stored body is merged, the new text replaces only what it has.
+    store
+        .write(
+            P,
+            WriteBatch {
+                traces: vec![with_io(json!({"id": "t1", "userId": "u"}), "3", None)],
+                ..WriteBatch::default()
+            },
+        )
+        .unwrap();
+    let trace = store.trace(P, "t1").unwrap().unwrap();
+    assert_eq!(trace.body["input"], 3);
+    assert_eq!(
+        trace.body["output"],
+        json!([1, 2]),
+        "kept from the stored body"
+    );
+    assert_eq!(trace.body["userId"], "u");
 }
 
 fn trace_filters_sort_and_count(store: &dyn Store) {
@@ -201,6 +260,11 @@ macro_rules! conformance {
             fn writes_merge_and_read_back() {
                 let (store, _guard) = $make;
                 super::writes_merge_and_read_back(&store);
+            }
+            #[test]
+            fn io_text_is_stored_folded_and_merged() {
+                let (store, _guard) = $make;
+                super::io_text_is_stored_folded_and_merged(&store);
             }
             #[test]
             fn trace_filters_sort_and_count() {

@@ -42,6 +42,34 @@ pub fn id_bytes(n: u64, len: usize) -> Vec<u8> {
     bytes
 }
 
+/// A span's input and output: a short chat exchange, or with `AXION_BENCH_IO_BYTES` set, chat
+/// messages of about that many bytes each (the SDK benches' 1 KB spans).
+fn io() -> (String, String) {
+    static IO: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    IO.get_or_init(|| {
+        match std::env::var("AXION_BENCH_IO_BYTES")
+            .ok()
+            .and_then(|bytes| bytes.parse::<usize>().ok())
+        {
+            Some(bytes) => {
+                let message = |role: &str, i: usize| {
+                    format!(r#"{{"role":"{role}","content":"{}","index":{i}}}"#, "x".repeat(100))
+                };
+                let messages: Vec<String> = (0..bytes.div_ceil(130))
+                    .map(|i| message(if i % 2 == 0 { "user" } else { "assistant" }, i))
+                    .collect();
+                let text = format!(r#"{{"model":"gpt-4o-mini","messages":[{}]}}"#, messages.join(","));
+                (text.clone(), text)
+            }
+            None => (
+                r#"{"messages":[{"role":"user","content":"What is the capital of France? Answer briefly."}]}"#.into(),
+                r#"{"role":"assistant","content":"Paris."}"#.into(),
+            ),
+        }
+    })
+    .clone()
+}
+
 /// When the traces of a workload start.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[allow(dead_code)] // each bench uses the variants it needs
@@ -78,19 +106,14 @@ pub fn export_with(
             }
         };
         for s in 0..spans_per_trace as u64 {
+            let (input, output) = io();
             let mut attributes = vec![
                 string("langfuse.trace.name", format!("chat-{}", trace % 50)),
                 string("user.id", format!("user-{}", trace % 1000)),
                 string("session.id", format!("session-{}", trace / 8)),
                 tags(&[format!("team-{}", trace % 20), "prod".into()]),
-                string(
-                    "langfuse.observation.input",
-                    r#"{"messages":[{"role":"user","content":"What is the capital of France? Answer briefly."}]}"#,
-                ),
-                string(
-                    "langfuse.observation.output",
-                    r#"{"role":"assistant","content":"Paris."}"#,
-                ),
+                string("langfuse.observation.input", input),
+                string("langfuse.observation.output", output),
             ];
             if s % 2 == 1 {
                 attributes.push(string("langfuse.observation.type", "generation"));

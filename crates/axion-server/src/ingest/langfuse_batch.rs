@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use axion_model::IngestionEvent;
+use axion_model::{IngestionEvent, Io};
 
 use super::{
     observation_kind, observation_upsert, parse_time, processing_order, scores, shallow_trace,
@@ -28,22 +28,21 @@ pub struct EnvelopeError(pub String);
 
 /// Parses the envelope `{"batch": [...], "metadata"}` and processes every event.
 pub fn process(body: &[u8], scope: Scope) -> Result<BatchOutcome, EnvelopeError> {
-    let envelope: Value = serde_json::from_slice(body)
+    let mut envelope: Value = serde_json::from_slice(body)
         .map_err(|error| EnvelopeError(format!("body is not JSON: {error}")))?;
-    let batch = envelope
-        .get("batch")
-        .and_then(Value::as_array)
-        .ok_or_else(|| EnvelopeError("batch: expected an array of events".into()))?;
+    let Some(Value::Array(batch)) = envelope.get_mut("batch").map(Value::take) else {
+        return Err(EnvelopeError("batch: expected an array of events".into()));
+    };
     let mut outcome = BatchOutcome::default();
     let mut parsed = Vec::with_capacity(batch.len());
-    for (index, raw) in batch.iter().enumerate() {
+    for (index, raw) in batch.into_iter().enumerate() {
         let id = raw
             .get("id")
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| "unknown".into());
         match parse_event(raw) {
-            Ok((event, time)) => parsed.push((index, event, time)),
+            Ok((event, time)) => parsed.push((index, event, Io::default(), time)),
             Err(error) => outcome.errors.push((id, error)),
         }
     }
@@ -51,7 +50,7 @@ pub fn process(body: &[u8], scope: Scope) -> Result<BatchOutcome, EnvelopeError>
     Ok(outcome)
 }
 
-fn parse_event(raw: &Value) -> Result<(IngestionEvent, DateTime<Utc>), EventError> {
+fn parse_event(raw: Value) -> Result<(IngestionEvent, DateTime<Utc>), EventError> {
     let object = raw
         .as_object()
         .ok_or_else(|| EventError::invalid("event: expected an object"))?;
@@ -64,22 +63,22 @@ fn parse_event(raw: &Value) -> Result<(IngestionEvent, DateTime<Utc>), EventErro
         return Err(EventError::invalid("body: expected an object"));
     }
     let time = parse_time(&object["timestamp"], "timestamp")?;
-    let event: IngestionEvent = serde_json::from_value(raw.clone())
-        .map_err(|error| EventError::invalid(error.to_string()))?;
+    let event: IngestionEvent =
+        serde_json::from_value(raw).map_err(|error| EventError::invalid(error.to_string()))?;
     Ok((event, time))
 }
 
 /// Processes parsed events (from the batch route or mapped from OTLP) in Langfuse's order.
 pub fn process_events(
-    mut events: Vec<(usize, IngestionEvent, DateTime<Utc>)>,
+    mut events: Vec<(usize, IngestionEvent, Io, DateTime<Utc>)>,
     scope: Scope,
     outcome: &mut BatchOutcome,
 ) {
     processing_order(&mut events);
     let mut accepted: Vec<(usize, String)> = Vec::with_capacity(events.len());
-    for (index, event, time) in events {
+    for (index, event, io, time) in events {
         let IngestionEvent { id, kind, body, .. } = event;
-        match apply(&kind, body, time, scope, &mut outcome.writes) {
+        match apply(&kind, body, io, time, scope, &mut outcome.writes) {
             Ok(true) => accepted.push((index, id)),
             Ok(false) => {}
             Err(error) => outcome.errors.push((id, error)),
@@ -95,6 +94,7 @@ pub fn process_events(
 fn apply(
     kind: &str,
     body: crate::JsonMap,
+    io: Io,
     time: DateTime<Utc>,
     scope: Scope,
     writes: &mut WriteBatch,
@@ -107,7 +107,11 @@ fn apply(
         });
     }
     match kind {
-        "trace-create" => writes.traces.push(trace_upsert(body, time)?),
+        "trace-create" => {
+            let mut trace = trace_upsert(body, time)?;
+            trace.carry(io);
+            writes.traces.push(trace);
+        }
         "score-create" => writes.scores.push(scores::score_upsert(body, time)?),
         "sdk-log" => {
             log::debug!("sdk-log: {}", Value::Object(body));
@@ -121,7 +125,8 @@ fn apply(
                      or observation-*"
                 ))
             })?;
-            let observation = observation_upsert(body, observation_type, is_update, time)?;
+            let mut observation = observation_upsert(body, observation_type, is_update, time)?;
+            observation.carry(io);
             // OTLP maps a span that carries trace attributes to a trace event just before its
             // observation: then the placeholder would add nothing, and is not made at all.
             let covered = writes

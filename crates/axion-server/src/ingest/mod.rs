@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use axion_model::IngestionEvent;
+use axion_model::{IngestionEvent, Io, JsonText};
 
 use crate::JsonMap;
 
@@ -24,6 +24,47 @@ pub struct Upsert {
     pub id: String,
     /// Normalised fields, in Langfuse's camelCase names; absent keys leave stored values alone.
     pub patch: JsonMap,
+    /// Input and output, as JSON text beside the patch (never `null` or `{}`, which a merge
+    /// skips): stored as they came, never parsed.
+    pub io: Io,
+}
+
+impl Upsert {
+    /// An upsert of `patch` without input or output.
+    pub fn new(id: String, patch: JsonMap) -> Self {
+        Self {
+            id,
+            patch,
+            io: Io::default(),
+        }
+    }
+
+    /// Adds input and output carried beside the event's body (OTLP), over any of the body's.
+    pub fn carry(&mut self, io: Io) {
+        self.io.update(without_empty(io));
+    }
+}
+
+/// `null` and `{}` dropped: a merge skips them and a stored body leaves them out.
+fn without_empty(mut io: Io) -> Io {
+    for slot in [&mut io.input, &mut io.output] {
+        if slot.as_ref().is_some_and(JsonText::is_empty_value) {
+            *slot = None;
+        }
+    }
+    io
+}
+
+/// Moves `input` and `output` out of a body, as text.
+fn take_io(body: &mut JsonMap) -> Io {
+    let mut take = |key: &str| {
+        body.remove(key)
+            .filter(|value| !value.is_null())
+            .map(|value| JsonText::from_value(&value))
+    };
+    let input = take("input");
+    let output = take("output");
+    without_empty(Io { input, output })
 }
 
 /// Everything one request writes, applied atomically and in order by a store.
@@ -284,9 +325,7 @@ pub fn trace_upsert(mut body: JsonMap, envelope_time: DateTime<Utc>) -> Result<U
     for key in ["userId", "sessionId", "release", "version"] {
         move_string(&mut body, key, &mut patch)?;
     }
-    for key in ["input", "output"] {
-        move_json(&mut body, key, &mut patch);
-    }
+    let io = take_io(&mut body);
     move_metadata(&mut body, &mut patch);
     move_environment(&mut body, &mut patch, false);
     match body.remove_entry("tags") {
@@ -304,7 +343,7 @@ pub fn trace_upsert(mut body: JsonMap, envelope_time: DateTime<Utc>) -> Result<U
         }
         Some(_) => return Err(EventError::invalid("public: expected a boolean")),
     }
-    Ok(Upsert { id, patch })
+    Ok(Upsert { id, patch, io })
 }
 
 /// A placeholder trace (id, timestamp, environment) for a new observation, from its normalised
@@ -321,10 +360,7 @@ pub fn shallow_trace(observation: &Upsert) -> Option<Upsert> {
             trace.insert(trace_key.into(), value.clone());
         }
     }
-    Some(Upsert {
-        id: trace_id.to_owned(),
-        patch: trace,
-    })
+    Some(Upsert::new(trace_id.to_owned(), trace))
 }
 
 /// Whether `trace`'s upsert already says all that [`shallow_trace`] of `observation` would
@@ -413,9 +449,7 @@ pub fn observation_upsert(
     }
     move_time(&mut body, "endTime", &mut patch)?;
     move_time(&mut body, "completionStartTime", &mut patch)?;
-    for key in ["input", "output"] {
-        move_json(&mut body, key, &mut patch);
-    }
+    let io = take_io(&mut body);
     move_metadata(&mut body, &mut patch);
     move_environment(&mut body, &mut patch, !is_update);
     let body = &body;
@@ -448,7 +482,7 @@ pub fn observation_upsert(
     if !cost.is_empty() {
         patch.insert("costDetails".into(), Value::Object(cost));
     }
-    Ok(Upsert { id, patch })
+    Ok(Upsert { id, patch, io })
 }
 
 fn count(value: &Value) -> Option<u64> {
@@ -595,12 +629,12 @@ fn openai_usage(details: &JsonMap, usage: &mut JsonMap) {
 }
 
 /// Orders events as Langfuse processes them: creates before updates, each by envelope time.
-pub fn processing_order(events: &mut [(usize, IngestionEvent, DateTime<Utc>)]) {
+pub fn processing_order(events: &mut [(usize, IngestionEvent, Io, DateTime<Utc>)]) {
     events.sort_by(|a, b| {
         let a_update = a.1.kind.ends_with("-update");
         let b_update = b.1.kind.ends_with("-update");
         match a_update.cmp(&b_update) {
-            Ordering::Equal => a.2.cmp(&b.2).then(a.0.cmp(&b.0)),
+            Ordering::Equal => a.3.cmp(&b.3).then(a.0.cmp(&b.0)),
             other => other,
         }
     });

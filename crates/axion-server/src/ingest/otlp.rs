@@ -66,15 +66,15 @@ pub fn process(
     } else {
         return Err(OtlpBodyError::ContentType(content_type.to_owned()));
     };
-    let events = mapping::to_ingestion_events(&request);
+    let events = mapping::to_events(&request);
     let mut outcome = BatchOutcome::default();
     let parsed = events
         .into_iter()
         .enumerate()
-        .map(|(index, event)| {
+        .map(|(index, (event, io))| {
             let time =
                 parse_time_text(&event.timestamp, "timestamp").unwrap_or_else(|_| Utc::now());
-            (index, event, time)
+            (index, event, io, time)
         })
         .collect();
     process_events(parsed, Scope::Project, &mut outcome);

@@ -103,7 +103,7 @@ pub fn score_upsert(mut body: JsonMap, time: DateTime<Utc>) -> Result<Upsert, Ev
         "environment".into(),
         Value::String(normalize_environment(body.get("environment"))),
     );
-    Ok(Upsert { id, patch })
+    Ok(Upsert::new(id, patch))
 }
 
 #[cfg(test)]

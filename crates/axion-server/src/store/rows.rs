@@ -10,15 +10,19 @@ use std::collections::HashMap;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
+use axion_model::Io;
+
 use crate::cost::Pricing;
 use crate::ingest::{merge_owned, time_micros, Upsert, WriteBatch};
 use crate::ingest::{OBSERVATION_IMMUTABLE, SCORE_IMMUTABLE, TRACE_IMMUTABLE};
 use crate::JsonMap;
 
 /// A record's body as stored: the merged fields without nulls and empty objects (a merge skips
-/// them too), with `overrides` replacing or adding fields (defaults, a clamped end time).
+/// them too), with `overrides` replacing or adding fields (defaults, a clamped end time), and
+/// the input and output text as it came (over any in `fields`).
 struct Body<'a> {
     fields: &'a JsonMap,
+    io: &'a Io,
     overrides: Vec<(&'static str, Value)>,
 }
 
@@ -31,9 +35,10 @@ fn is_empty(value: &Value) -> bool {
 }
 
 impl<'a> Body<'a> {
-    fn new(fields: &'a JsonMap) -> Self {
+    fn new(fields: &'a JsonMap, io: &'a Io) -> Self {
         Self {
             fields,
+            io,
             overrides: Vec::new(),
         }
     }
@@ -59,11 +64,30 @@ impl<'a> Body<'a> {
     fn to_json(&self) -> String {
         // Sized for a typical body up front: growing from serde_json's 128 bytes copied each
         // body several times.
-        let mut out = Vec::with_capacity(1024);
-        match serde_json::to_writer(&mut out, self) {
-            Ok(()) => String::from_utf8(out).unwrap_or_else(|_| "{}".into()),
-            Err(_) => "{}".into(),
+        let io_len: usize = self
+            .io
+            .fields()
+            .map(|(_, text)| text.as_str().len() + 12)
+            .sum();
+        let mut out = Vec::with_capacity(1024 + io_len);
+        if serde_json::to_writer(&mut out, self).is_err() {
+            return "{}".into();
         }
+        // The input and output text goes in as it came: it is valid JSON already.
+        if out.last() == Some(&b'}') && !self.io.is_empty() {
+            out.pop();
+            for (key, text) in self.io.fields() {
+                if out.len() > 1 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"\"");
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"\":");
+                out.extend_from_slice(text.as_str().as_bytes());
+            }
+            out.push(b'}');
+        }
+        String::from_utf8(out).unwrap_or_else(|_| "{}".into())
     }
 }
 
@@ -71,7 +95,8 @@ impl Serialize for Body<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         for (key, value) in self.fields {
-            let overridden = self.overrides.iter().any(|(name, _)| name == key);
+            let overridden = self.overrides.iter().any(|(name, _)| name == key)
+                || self.io.fields().any(|(name, _)| name == key);
             if !overridden && !is_empty(value) {
                 map.serialize_entry(key, value)?;
             }
@@ -108,9 +133,9 @@ pub struct TraceRow {
     pub body: String,
 }
 
-/// The row of a trace body.
-pub fn trace_row(fields: &JsonMap, now: i64) -> TraceRow {
-    let mut body = Body::new(fields);
+/// The row of a trace body and its input and output.
+pub fn trace_row(fields: &JsonMap, io: &Io, now: i64) -> TraceRow {
+    let mut body = Body::new(fields, io);
     body.default("environment", "default");
     TraceRow {
         timestamp: time_micros(body.get("timestamp")).unwrap_or(now),
@@ -168,9 +193,9 @@ pub struct ObservationRow {
     pub derived: String,
 }
 
-/// The row of an observation body, priced with `pricing`.
-pub fn observation_row(fields: &JsonMap, pricing: &Pricing) -> ObservationRow {
-    let mut body = Body::new(fields);
+/// The row of an observation body and its input and output, priced with `pricing`.
+pub fn observation_row(fields: &JsonMap, io: &Io, pricing: &Pricing) -> ObservationRow {
+    let mut body = Body::new(fields, io);
     let start_time = time_micros(body.get("startTime"));
     let mut end_time = time_micros(body.get("endTime"));
     if let (Some(start), Some(end)) = (start_time, end_time) {
@@ -210,6 +235,8 @@ pub struct Prepared<R> {
     pub id: String,
     /// The normalised fields this batch writes.
     pub patch: JsonMap,
+    /// The input and output this batch writes.
+    pub io: Io,
     /// The row for a new id.
     pub row: R,
 }
@@ -231,21 +258,26 @@ impl PreparedBatch {
         Self {
             traces: coalesce(batch.traces, TRACE_IMMUTABLE)
                 .into_iter()
-                .map(|(id, patch)| Prepared {
-                    row: trace_row(&patch, now),
+                .map(|Upsert { id, patch, io }| Prepared {
+                    row: trace_row(&patch, &io, now),
                     id,
                     patch,
+                    io,
                 })
                 .collect(),
             observations: coalesce(batch.observations, OBSERVATION_IMMUTABLE)
                 .into_iter()
-                .map(|(id, patch)| Prepared {
-                    row: observation_row(&patch, pricing),
+                .map(|Upsert { id, patch, io }| Prepared {
+                    row: observation_row(&patch, &io, pricing),
                     id,
                     patch,
+                    io,
                 })
                 .collect(),
-            scores: coalesce(batch.scores, SCORE_IMMUTABLE),
+            scores: coalesce(batch.scores, SCORE_IMMUTABLE)
+                .into_iter()
+                .map(|upsert| (upsert.id, upsert.patch))
+                .collect(),
         }
     }
 
@@ -261,15 +293,19 @@ impl PreparedBatch {
 }
 
 /// Folds upserts of the same id together, keeping first-seen order.
-fn coalesce(upserts: Vec<Upsert>, immutable: &[&str]) -> Vec<(String, JsonMap)> {
-    let mut order: Vec<(String, JsonMap)> = Vec::with_capacity(upserts.len());
+fn coalesce(upserts: Vec<Upsert>, immutable: &[&str]) -> Vec<Upsert> {
+    let mut order: Vec<Upsert> = Vec::with_capacity(upserts.len());
     let mut index: HashMap<String, usize> = HashMap::with_capacity(upserts.len());
     for upsert in upserts {
         match index.get(upsert.id.as_str()) {
-            Some(&at) => merge_owned(&mut order[at].1, upsert.patch, immutable),
+            Some(&at) => {
+                let folded = &mut order[at];
+                merge_owned(&mut folded.patch, upsert.patch, immutable);
+                folded.io.update(upsert.io);
+            }
             None => {
                 index.insert(upsert.id.clone(), order.len());
-                order.push((upsert.id, upsert.patch));
+                order.push(upsert);
             }
         }
     }
@@ -291,7 +327,7 @@ mod tests {
             "id": "o", "startTime": "2024-01-01T00:00:02Z", "endTime": "2024-01-01T00:00:01Z",
             "input": {}, "output": null, "model": "gpt-4o-mini", "usageDetails": {"input": 1000}
         }));
-        let row = observation_row(&patch, &Pricing::langfuse_defaults());
+        let row = observation_row(&patch, &Io::default(), &Pricing::langfuse_defaults());
         let body: Value = serde_json::from_str(&row.body).unwrap();
         assert_eq!(
             body,
@@ -307,10 +343,7 @@ mod tests {
 
     #[test]
     fn folded_traces_union_tags() {
-        let upsert = |tags: Value| Upsert {
-            id: "t".into(),
-            patch: map(json!({"id": "t", "tags": tags})),
-        };
+        let upsert = |tags: Value| Upsert::new("t".into(), map(json!({"id": "t", "tags": tags})));
         let batch = WriteBatch {
             traces: vec![upsert(json!(["b"])), upsert(json!(["a"]))],
             ..WriteBatch::default()

@@ -517,7 +517,7 @@ fn apply_batch(
         .unwrap_or_default();
         let old_tags = rows::tags_of(&stored);
         merge_into(&mut stored, &trace.patch, TRACE_IMMUTABLE);
-        let row = rows::trace_row(&stored, now);
+        let row = rows::trace_row(&stored, &trace.io, now);
         write_trace(tx, project, id, &row, true, now)?;
         if row.tags != old_tags {
             write_tags(tx, project, id, &row.tags, true)?;
@@ -537,7 +537,7 @@ fn apply_batch(
         )?
         .unwrap_or_default();
         merge_into(&mut stored, &observation.patch, OBSERVATION_IMMUTABLE);
-        let row = rows::observation_row(&stored, pricing);
+        let row = rows::observation_row(&stored, &observation.io, pricing);
         write_observation(tx, project, id, &row, true, now)?;
     }
 
@@ -1221,10 +1221,7 @@ mod tests {
             .cloned()
             .unwrap();
         let batch = WriteBatch {
-            traces: vec![Upsert {
-                id: id.into(),
-                patch,
-            }],
+            traces: vec![Upsert::new(id.into(), patch)],
             ..WriteBatch::default()
         };
         let (reply, answer) = mpsc::sync_channel(1);

@@ -19,6 +19,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod canonical_time;
 mod ids;
 mod ingestion;
 mod json_text;

@@ -326,10 +326,11 @@ fn looks_json(text: &str) -> bool {
 fn iso_from_nanos(nanos: u64) -> String {
     let seconds = (nanos / 1_000_000_000) as i64;
     let sub = (nanos % 1_000_000_000) as u32;
-    Utc.timestamp_opt(seconds, sub)
-        .single()
-        .unwrap_or_else(Utc::now)
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
+    crate::canonical_time::format(
+        Utc.timestamp_opt(seconds, sub)
+            .single()
+            .unwrap_or_else(Utc::now),
+    )
 }
 
 /// A span's (or resource's) attributes as JSON values. A list, not a hash map: spans carry a
@@ -1795,11 +1796,21 @@ mod tests {
         let (trace, trace_io) = &events[0];
         let (observation, io) = &events[1];
         assert_eq!(trace.kind, "trace-create");
-        assert!(!observation.body.contains_key("input"), "kept out of the body");
+        assert!(
+            !observation.body.contains_key("input"),
+            "kept out of the body"
+        );
         let input = io.input.as_ref().unwrap();
-        assert_eq!(input.as_str(), r#"{"b": 1, "a": [2]}"#, "as sent, key order too");
+        assert_eq!(
+            input.as_str(),
+            r#"{"b": 1, "a": [2]}"#,
+            "as sent, key order too"
+        );
         assert_eq!(io.output.as_ref().unwrap().as_str(), r#""not json {""#);
-        assert_eq!(trace_io, io, "a root span's trace takes its input and output");
+        assert_eq!(
+            trace_io, io,
+            "a root span's trace takes its input and output"
+        );
         // The tree form puts them back into the bodies.
         let events = to_ingestion_events(&decode_json(&body).unwrap());
         assert_eq!(events[1].body["input"], json!({"a": [2], "b": 1}));

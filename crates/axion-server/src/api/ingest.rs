@@ -35,9 +35,9 @@ pub async fn ingestion(
     let project_id = caller.project_id.clone();
     let outcome = state
         .blocking(move |store| {
-            let outcome = langfuse_batch::process(&body, caller.scope)
+            let mut outcome = langfuse_batch::process(&body, caller.scope)
                 .map_err(|error| ApiError::BadRequest(error.0))?;
-            store.write(&project_id, outcome.writes.clone())?;
+            store.write(&project_id, std::mem::take(&mut outcome.writes))?;
             Ok(outcome)
         })
         .await?;

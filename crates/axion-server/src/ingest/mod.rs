@@ -10,10 +10,10 @@ pub mod scores;
 
 use std::cmp::Ordering;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use axion_model::{IngestionEvent, Io, JsonText};
+use axion_model::{canonical_time, IngestionEvent, Io, JsonText};
 
 use crate::JsonMap;
 
@@ -137,6 +137,9 @@ pub fn parse_time(value: &Value, field: &str) -> Result<DateTime<Utc>, EventErro
 
 /// [`parse_time`] of a string.
 pub fn parse_time_text(text: &str, field: &str) -> Result<DateTime<Utc>, EventError> {
+    if let Some(time) = canonical_time::parse(text) {
+        return Ok(time);
+    }
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc))
         .map_err(|error| {
@@ -148,12 +151,15 @@ pub fn parse_time_text(text: &str, field: &str) -> Result<DateTime<Utc>, EventEr
 
 /// The canonical stored form of a time: RFC 3339, microseconds, `Z`.
 pub fn format_time(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+    canonical_time::format(time)
 }
 
 /// Microseconds since the epoch of a stored time string (0 when unreadable).
 pub fn time_micros(value: Option<&Value>) -> Option<i64> {
     let text = value?.as_str()?;
+    if let Some(time) = canonical_time::parse(text) {
+        return Some(time.timestamp_micros());
+    }
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|time| time.timestamp_micros())

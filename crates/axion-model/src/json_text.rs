@@ -80,21 +80,29 @@ pub struct Io {
     pub input: Option<JsonText>,
     /// `output`.
     pub output: Option<JsonText>,
+    /// The observation whose input and output a trace shows where it has none of its own: a
+    /// root span's, by Langfuse's rule. Stored as a reference, not a second copy of what is
+    /// often the largest part of an LLM trace.
+    pub from_observation: Option<String>,
 }
 
 impl Io {
-    /// Neither input nor output.
+    /// Neither input nor output text (a reference may be set).
     pub fn is_empty(&self) -> bool {
         self.input.is_none() && self.output.is_none()
     }
 
-    /// Later values win, as in a merge: `later`'s input and output replace these when present.
+    /// Later values win, as in a merge: `later`'s input, output and reference replace these
+    /// when present.
     pub fn update(&mut self, later: Io) {
         if later.input.is_some() {
             self.input = later.input;
         }
         if later.output.is_some() {
             self.output = later.output;
+        }
+        if later.from_observation.is_some() {
+            self.from_observation = later.from_observation;
         }
     }
 
@@ -225,11 +233,13 @@ mod tests {
         let mut io = Io {
             input: text("1"),
             output: text("2"),
+            from_observation: Some("o1".into()),
         };
         io.update(Io {
-            input: None,
             output: text("3"),
+            ..Io::default()
         });
+        assert_eq!(io.from_observation.as_deref(), Some("o1"));
         assert_eq!(io.input, text("1"));
         assert_eq!(io.output, text("3"));
         let names: Vec<_> = io.fields().map(|(name, _)| name).collect();

@@ -18,7 +18,7 @@
 //! assert_eq!(events[1].body["model"], "gpt-4o");
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{SecondsFormat, TimeZone, Utc};
 use prost::Message;
@@ -630,7 +630,11 @@ fn input_output(attributes: &Attributes<'_>, span: &Span) -> Io {
         let input = attributes.get(input_key).map(decoded_text);
         let output = attributes.get(output_key).map(decoded_text);
         if input.is_some() || output.is_some() {
-            return Io { input, output };
+            return Io {
+                input,
+                output,
+                from_observation: None,
+            };
         }
     }
     let input = indexed_messages(attributes, "gen_ai.prompt")
@@ -652,6 +656,7 @@ fn input_output(attributes: &Attributes<'_>, span: &Span) -> Io {
     Io {
         input: input.as_ref().map(JsonText::from_value),
         output: output.as_ref().map(JsonText::from_value),
+        from_observation: None,
     }
 }
 
@@ -797,19 +802,42 @@ fn insert_some(map: &mut JsonMap, key: &str, value: Option<impl Into<Value>>) {
 /// observation event, preceded by a `trace-create` when the span is a root, carries trace
 /// attributes, or is the first span seen of its trace in this export.
 pub fn to_ingestion_events(request: &ExportTraceServiceRequest) -> Vec<IngestionEvent> {
-    to_events(request)
-        .into_iter()
-        .map(|(mut event, io)| {
+    let events = to_events(request);
+    let observation_io: HashMap<&str, &Io> = events
+        .iter()
+        .filter(|(event, _)| event.kind != "trace-create")
+        .filter_map(|(event, io)| Some((event.entity_id()?, io)))
+        .collect();
+    let bodies: Vec<JsonMap> = events
+        .iter()
+        .map(|(event, io)| {
+            let mut body = event.body.clone();
             for (key, text) in io.fields() {
-                event.body.insert(key.into(), text.to_value());
+                body.insert(key.into(), text.to_value());
             }
+            // A trace that shows its root span's input and output gets a copy of them here.
+            let root = io.from_observation.as_deref();
+            if let Some(root_io) = root.and_then(|id| observation_io.get(id)) {
+                for (key, text) in root_io.fields() {
+                    body.entry(key).or_insert_with(|| text.to_value());
+                }
+            }
+            body
+        })
+        .collect();
+    events
+        .into_iter()
+        .zip(bodies)
+        .map(|((mut event, _), body)| {
+            event.body = body;
             event
         })
         .collect()
 }
 
 /// [`to_ingestion_events`] with each event's input and output beside its body, as the JSON
-/// text the span carried (a server stores them without ever parsing them).
+/// text the span carried (a server stores them without ever parsing them). A root span's
+/// trace refers to the span for input and output it has none of ([`Io::from_observation`]).
 pub fn to_events(request: &ExportTraceServiceRequest) -> Vec<(IngestionEvent, Io)> {
     let mut events = Vec::new();
     let mut traces_with_full_event: HashSet<String> = HashSet::new();
@@ -993,7 +1021,6 @@ fn map_span(
         .unwrap_or_else(|| span.name.clone());
 
     let mut observation = JsonMap::new();
-    observation.insert("id".into(), Value::String(span_id));
     observation.insert("traceId".into(), Value::String(trace_id.clone()));
     insert_some(&mut observation, "parentObservationId", parent_id.clone());
     observation.insert("name".into(), Value::String(name.clone()));
@@ -1082,15 +1109,20 @@ fn map_span(
                     .or_insert_with(|| value.clone());
             }
             insert_some(&mut trace, "name", trace_name.or(Some(name)));
+            // Where the trace has no input or output of its own it shows the root span's.
+            let borrows = (trace_input.is_none() && io.input.is_some())
+                || (trace_output.is_none() && io.output.is_some());
             trace_io = Io {
-                input: trace_input.or_else(|| io.input.clone()),
-                output: trace_output.or_else(|| io.output.clone()),
+                input: trace_input,
+                output: trace_output,
+                from_observation: borrows.then(|| span_id.clone()),
             };
         } else {
             insert_some(&mut trace, "name", trace_name);
             trace_io = Io {
                 input: trace_input,
                 output: trace_output,
+                from_observation: None,
             };
         }
         if !trace_metadata.is_empty() {
@@ -1119,7 +1151,8 @@ fn map_span(
         TraceEvent::Shallow(trace)
     };
 
-    // Moved in last: the trace above borrows it (a root span's trace copies it).
+    // Moved in last: the trace above borrows them (a root span's trace copies the metadata).
+    observation.insert("id".into(), Value::String(span_id));
     observation.insert("metadata".into(), Value::Object(metadata));
 
     MappedSpan {
@@ -1807,9 +1840,11 @@ mod tests {
             "as sent, key order too"
         );
         assert_eq!(io.output.as_ref().unwrap().as_str(), r#""not json {""#);
+        assert!(trace_io.is_empty(), "no copy for the trace: {trace_io:?}");
         assert_eq!(
-            trace_io, io,
-            "a root span's trace takes its input and output"
+            trace_io.from_observation.as_deref(),
+            observation.entity_id(),
+            "a root span's trace shows its input and output"
         );
         // The tree form puts them back into the bodies.
         let events = to_ingestion_events(&decode_json(&body).unwrap());

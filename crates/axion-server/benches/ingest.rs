@@ -30,14 +30,21 @@ use workload::{export_with, Times, BATCH};
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
     let requests = if full { 200 } else { 4 };
-    // 8-span traces, as in the end-to-end benchmark.
+    // 8-span traces, as in the end-to-end benchmark; `AXION_BENCH_SPANS_PER_TRACE=1` and
+    // `AXION_BENCH_IO_BYTES=1024` give the SDK export bench's shape.
+    let per_trace: usize = std::env::var("AXION_BENCH_SPANS_PER_TRACE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| (1..=BATCH).contains(n))
+        .unwrap_or(8);
+    let traces = BATCH / per_trace;
     let exports_with = |times| -> Vec<Vec<u8>> {
         (0..requests)
-            .map(|r| export_with(10_000_000 + r as u64 * 64, 64, 8, times))
+            .map(|r| export_with(10_000_000 + (r * traces) as u64, traces, per_trace, times))
             .collect()
     };
     let exports = exports_with(Times::InOrder);
-    let spans = (requests * BATCH) as f64;
+    let spans = (requests * traces * per_trace) as f64;
 
     println!("| stage ({requests} exports of {BATCH} spans) | µs per span |");
     println!("| --- | --- |");

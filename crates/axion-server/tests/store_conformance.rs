@@ -60,6 +60,7 @@ fn io_text_is_stored_folded_and_merged(store: &dyn Store) {
         upsert.io = Io {
             input: text(input),
             output: output.and_then(text),
+            from_observation: None,
         };
         upsert
     };
@@ -110,6 +111,67 @@ fn io_text_is_stored_folded_and_merged(store: &dyn Store) {
         "kept from the stored body"
     );
     assert_eq!(trace.body["userId"], "u");
+}
+
+/// A trace that refers to its root observation for input and output shows the observation's
+/// (as it is now) wherever it has none of its own, in every read.
+fn trace_io_by_reference(store: &dyn Store) {
+    let text = |t: &str| Some(JsonText::parse(t).unwrap());
+    let mut trace =
+        upsert(json!({"id": "t1", "sessionId": "s1", "timestamp": "2024-01-01T00:00:00Z"}));
+    trace.io = Io {
+        output: text(r#""own output""#),
+        from_observation: Some("root".into()),
+        ..Io::default()
+    };
+    let mut root =
+        upsert(json!({"id": "root", "traceId": "t1", "startTime": "2024-01-01T00:00:00Z"}));
+    root.io = Io {
+        input: text(r#"{"q": "long prompt"}"#),
+        output: text(r#""root output""#),
+        from_observation: None,
+    };
+    let batch = WriteBatch {
+        traces: vec![trace],
+        observations: vec![root],
+        ..WriteBatch::default()
+    };
+    store.write(P, batch).unwrap();
+    let check = |trace: &TraceRecord, input: Value| {
+        assert_eq!(trace.body["input"], input);
+        assert_eq!(trace.body["output"], "own output", "its own output wins");
+    };
+    check(
+        &store.trace(P, "t1").unwrap().unwrap(),
+        json!({"q": "long prompt"}),
+    );
+    let listed = store
+        .list_traces(P, &TraceQuery::default(), &offset(10))
+        .unwrap();
+    check(&listed.items[0], json!({"q": "long prompt"}));
+    check(
+        &store.session_traces(P, "s1").unwrap()[0],
+        json!({"q": "long prompt"}),
+    );
+
+    // The observation changes: the trace shows the change. A later trace write without a
+    // reference keeps the one stored.
+    let mut update = upsert(json!({"id": "root"}));
+    update.io.input = text("[1]");
+    let rename = upsert(json!({"id": "t1", "name": "renamed"}));
+    store
+        .write(
+            P,
+            WriteBatch {
+                traces: vec![rename],
+                observations: vec![update],
+                ..WriteBatch::default()
+            },
+        )
+        .unwrap();
+    let trace = store.trace(P, "t1").unwrap().unwrap();
+    check(&trace, json!([1]));
+    assert_eq!(trace.body["name"], "renamed");
 }
 
 fn trace_filters_sort_and_count(store: &dyn Store) {
@@ -265,6 +327,11 @@ macro_rules! conformance {
             fn io_text_is_stored_folded_and_merged() {
                 let (store, _guard) = $make;
                 super::io_text_is_stored_folded_and_merged(&store);
+            }
+            #[test]
+            fn trace_io_by_reference() {
+                let (store, _guard) = $make;
+                super::trace_io_by_reference(&store);
             }
             #[test]
             fn trace_filters_sort_and_count() {

@@ -64,7 +64,11 @@ fn take_io(body: &mut JsonMap) -> Io {
     };
     let input = take("input");
     let output = take("output");
-    without_empty(Io { input, output })
+    without_empty(Io {
+        input,
+        output,
+        from_observation: None,
+    })
 }
 
 /// Everything one request writes, applied atomically and in order by a store.

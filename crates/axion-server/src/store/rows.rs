@@ -131,6 +131,8 @@ pub struct TraceRow {
     pub tags: Vec<String>,
     /// The body as JSON text.
     pub body: String,
+    /// The observation whose input and output the trace shows where it has none.
+    pub io_observation_id: Option<String>,
 }
 
 /// The row of a trace body and its input and output.
@@ -148,6 +150,7 @@ pub fn trace_row(fields: &JsonMap, io: &Io, now: i64) -> TraceRow {
         public: body.get("public").and_then(Value::as_bool).unwrap_or(false),
         tags: tags_of(fields),
         body: body.to_json(),
+        io_observation_id: io.from_observation.clone(),
     }
 }
 

@@ -22,7 +22,8 @@ use crate::ingest::{
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE projects (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE api_keys (
@@ -71,7 +72,12 @@ CREATE TABLE sessions (
     project_id TEXT NOT NULL, id TEXT NOT NULL, environment TEXT NOT NULL,
     created_at INTEGER NOT NULL, PRIMARY KEY (project_id, id));
 CREATE INDEX sessions_by_time ON sessions (project_id, created_at);
-"#];
+"#,
+    // A trace whose input or output is its root span's refers to the span instead of a copy.
+    r#"
+ALTER TABLE traces ADD COLUMN io_observation_id TEXT;
+"#,
+];
 
 /// The most jobs folded into one transaction.
 const MAX_GROUP: usize = 256;
@@ -364,8 +370,8 @@ fn text(body: &JsonMap, key: &str) -> Option<String> {
 macro_rules! insert_trace {
     () => {
         "INSERT INTO traces (project_id, id, timestamp, name, user_id, session_id, release, version,
-        environment, public, body, created_at, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)"
+        environment, public, body, io_observation_id, created_at, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)"
     };
 }
 macro_rules! upsert_trace_tail {
@@ -373,7 +379,9 @@ macro_rules! upsert_trace_tail {
         " ON CONFLICT (project_id, id) DO UPDATE SET timestamp = excluded.timestamp,
         name = excluded.name, user_id = excluded.user_id, session_id = excluded.session_id,
         release = excluded.release, version = excluded.version, environment = excluded.environment,
-        public = excluded.public, body = excluded.body, updated_at = excluded.updated_at"
+        public = excluded.public, body = excluded.body,
+        io_observation_id = coalesce(excluded.io_observation_id, traces.io_observation_id),
+        updated_at = excluded.updated_at"
     };
 }
 macro_rules! insert_observation {
@@ -421,6 +429,7 @@ fn write_trace(
         row.environment,
         row.public,
         row.body,
+        row.io_observation_id,
         now,
     ])?;
     if changed == 0 {
@@ -691,19 +700,67 @@ fn tags_clause(filter: &mut Filter, trace_id_column: &str, project_column: &str,
     }
 }
 
-fn trace_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, i64)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+/// The columns [`trace_row`] reads, in order.
+const TRACE_COLUMNS: &str = "t.project_id, t.body, t.io_observation_id, t.created_at, t.updated_at";
+
+type TraceColumns = (String, String, Option<String>, i64, i64);
+
+fn trace_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TraceColumns> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
+/// A trace record, showing its root span's input and output where it has none of its own.
 fn to_trace(
-    (project_id, body, created_at, updated_at): (String, String, i64, i64),
+    connection: &Connection,
+    (project_id, body, io_observation_id, created_at, updated_at): TraceColumns,
 ) -> Result<TraceRecord, StoreError> {
+    let mut body = parse_body(&body)?;
+    if let Some(observation_id) = io_observation_id {
+        borrow_io(connection, &project_id, &observation_id, &mut body)?;
+    }
     Ok(TraceRecord {
         project_id,
-        body: parse_body(&body)?,
+        body,
         created_at,
         updated_at,
     })
+}
+
+/// Fills `body`'s missing input and output from the observation's.
+fn borrow_io(
+    connection: &Connection,
+    project_id: &str,
+    observation_id: &str,
+    body: &mut JsonMap,
+) -> Result<(), StoreError> {
+    if body.contains_key("input") && body.contains_key("output") {
+        return Ok(());
+    }
+    /// Only these two fields of the observation body are built; the rest is skipped.
+    #[derive(serde::Deserialize)]
+    struct IoFields {
+        input: Option<Value>,
+        output: Option<Value>,
+    }
+    let text: Option<String> = connection
+        .prepare_cached("SELECT body FROM observations WHERE project_id = ?1 AND id = ?2")?
+        .query_row(params![project_id, observation_id], |row| row.get(0))
+        .optional()?;
+    let Some(text) = text else { return Ok(()) };
+    let fields: IoFields =
+        serde_json::from_str(&text).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    for (key, value) in [("input", fields.input), ("output", fields.output)] {
+        if let Some(value) = value.filter(|value| !value.is_null()) {
+            body.entry(key).or_insert(value);
+        }
+    }
+    Ok(())
 }
 
 fn observation_row(
@@ -745,6 +802,10 @@ fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
         environment: row.get(2)?,
         created_at: row.get(3)?,
     })
+}
+
+fn score_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
 
 fn to_score(
@@ -895,13 +956,15 @@ impl Store for SqliteStore {
             "DESC"
         };
         let sql = format!(
-            "SELECT t.project_id, t.body, t.created_at, t.updated_at FROM traces t WHERE {} \
+            "SELECT {TRACE_COLUMNS} FROM traces t WHERE {} \
              ORDER BY {column} {direction}, t.id {direction} {}",
             filter.sql(),
             page_clause(page)
         );
         self.read(|connection| {
-            let items = collect(connection, &sql, &filter.values, trace_row, to_trace)?;
+            let items = collect(connection, &sql, &filter.values, trace_row, |row| {
+                to_trace(connection, row)
+            })?;
             let total = count(connection, "traces t", &filter, page)?;
             Ok(Page { items, total })
         })
@@ -909,11 +972,14 @@ impl Store for SqliteStore {
 
     fn trace(&self, project_id: &str, id: &str) -> Result<Option<TraceRecord>, StoreError> {
         self.read(|connection| {
+            let sql = format!(
+                "SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.id = ?2"
+            );
             let row = connection
-                .prepare_cached("SELECT project_id, body, created_at, updated_at FROM traces WHERE project_id = ?1 AND id = ?2")?
+                .prepare_cached(&sql)?
                 .query_row([project_id, id], trace_row)
                 .optional()?;
-            row.map(to_trace).transpose()
+            row.map(|row| to_trace(connection, row)).transpose()
         })
     }
 
@@ -1119,11 +1185,13 @@ impl Store for SqliteStore {
         self.read(|connection| {
             collect(
                 connection,
-                "SELECT project_id, body, created_at, updated_at FROM traces WHERE project_id = ?1 AND session_id = ?2
-                 ORDER BY timestamp, id",
+                &format!(
+                    "SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.session_id = ?2
+                     ORDER BY t.timestamp, t.id"
+                ),
                 &[project_id.to_owned().into(), session_id.to_owned().into()],
                 trace_row,
-                to_trace,
+                |row| to_trace(connection, row),
             )
         })
     }
@@ -1176,7 +1244,7 @@ impl Store for SqliteStore {
             page_clause(page)
         );
         self.read(|connection| {
-            let items = collect(connection, &sql, &filter.values, trace_row, to_score)?;
+            let items = collect(connection, &sql, &filter.values, score_row, to_score)?;
             let total = count(connection, "scores s", &filter, page)?;
             Ok(Page { items, total })
         })
@@ -1186,7 +1254,7 @@ impl Store for SqliteStore {
         self.read(|connection| {
             let row = connection
                 .prepare_cached("SELECT project_id, body, created_at, updated_at FROM scores WHERE project_id = ?1 AND id = ?2")?
-                .query_row([project_id, id], trace_row)
+                .query_row([project_id, id], score_row)
                 .optional()?;
             row.map(to_score).transpose()
         })
@@ -1212,6 +1280,33 @@ impl std::fmt::Debug for SqliteStore {
 mod tests {
     use super::*;
     use crate::ingest::{Upsert, WriteBatch};
+
+    #[test]
+    fn a_database_of_the_first_schema_is_migrated_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("axion.db");
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection.execute_batch(MIGRATIONS[0]).unwrap();
+            connection.pragma_update(None, "user_version", 1).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO traces (project_id, id, timestamp, environment, body, created_at, updated_at)
+                     VALUES ('p', 't1', 0, 'default', '{\"id\":\"t1\",\"input\":\"kept\"}', 0, 0)",
+                    [],
+                )
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path, Arc::new(Pricing::langfuse_defaults())).unwrap();
+        let trace = store.trace("p", "t1").unwrap().unwrap();
+        assert_eq!(trace.body["input"], "kept");
+        store.close();
+        let connection = Connection::open(&path).unwrap();
+        let version: usize = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+    }
 
     type Answer = mpsc::Receiver<(Result<(), StoreError>, PreparedBatch)>;
 

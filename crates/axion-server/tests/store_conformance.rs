@@ -149,6 +149,14 @@ fn trace_io_by_reference(store: &dyn Store) {
         .list_traces(P, &TraceQuery::default(), &offset(10))
         .unwrap();
     check(&listed.items[0], json!({"q": "long prompt"}));
+    let lean = TraceQuery {
+        skip_borrowed_io: true,
+        ..TraceQuery::default()
+    };
+    let listed = store.list_traces(P, &lean, &offset(10)).unwrap();
+    let body = &listed.items[0].body;
+    assert!(!body.contains_key("input"), "not looked up: {body:?}");
+    assert_eq!(body["output"], "own output");
     check(
         &store.session_traces(P, "s1").unwrap()[0],
         json!({"q": "long prompt"}),

@@ -91,6 +91,7 @@ fn query(params: &Params) -> ApiResult<TraceQuery> {
         to_timestamp: params.time("toTimestamp")?,
         order_by: order_by(params.get("orderBy"))?,
         conditions: Vec::new(),
+        skip_borrowed_io: false,
     })
 }
 
@@ -105,7 +106,8 @@ pub async fn list(
     let params = Params::parse(raw.as_deref());
     let fields = Fields::parse(&params);
     let page = params.offset_page(100)?;
-    let query = query(&params)?;
+    let mut query = query(&params)?;
+    query.skip_borrowed_io = !fields.io;
     let project_id = caller.project_id;
     let need_metrics = fields.metrics || fields.scores || fields.observations;
     let (found, page, metrics) = state

@@ -121,6 +121,9 @@ pub struct TraceQuery {
     pub order_by: Option<(String, Direction)>,
     /// Conditions of the structured `filter` parameter, all of which must hold.
     pub conditions: Vec<filter::Condition>,
+    /// Leave out input and output a trace shows from its root observation (`fields` without
+    /// `io`: nobody reads them, so they are not looked up).
+    pub skip_borrowed_io: bool,
 }
 
 /// A trace as stored: the merged Langfuse-shaped body.

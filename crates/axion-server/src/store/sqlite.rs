@@ -962,7 +962,10 @@ impl Store for SqliteStore {
             page_clause(page)
         );
         self.read(|connection| {
-            let items = collect(connection, &sql, &filter.values, trace_row, |row| {
+            let items = collect(connection, &sql, &filter.values, trace_row, |mut row| {
+                if query.skip_borrowed_io {
+                    row.2 = None;
+                }
                 to_trace(connection, row)
             })?;
             let total = count(connection, "traces t", &filter, page)?;

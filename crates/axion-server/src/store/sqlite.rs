@@ -11,7 +11,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{
+    params, params_from_iter, CachedStatement, Connection, OpenFlags, OptionalExtension,
+};
 use serde_json::Value;
 
 use super::rows::{self, ObservationRow, PreparedBatch, TraceRow};
@@ -402,22 +404,60 @@ macro_rules! upsert_observation_tail {
     };
 }
 
+/// The statements every new record runs, prepared once per request's batch: taking each from
+/// the statement cache per row hashed its SQL text twice (about a tenth of the writer's
+/// instructions).
+struct Statements<'c> {
+    tx: &'c Connection,
+    insert_trace: CachedStatement<'c>,
+    upsert_session: CachedStatement<'c>,
+    insert_tag: CachedStatement<'c>,
+    insert_observation: CachedStatement<'c>,
+}
+
+impl<'c> Statements<'c> {
+    fn new(tx: &'c Connection) -> Result<Self, StoreError> {
+        Ok(Self {
+            tx,
+            insert_trace: tx.prepare_cached(concat!(
+                insert_trace!(),
+                " ON CONFLICT (project_id, id) DO NOTHING"
+            ))?,
+            upsert_session: tx.prepare_cached(
+                "INSERT INTO sessions (project_id, id, environment, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (project_id, id) DO UPDATE SET created_at = min(created_at, excluded.created_at)",
+            )?,
+            insert_tag: tx.prepare_cached(
+                "INSERT OR IGNORE INTO trace_tags (project_id, trace_id, tag) VALUES (?1, ?2, ?3)",
+            )?,
+            insert_observation: tx.prepare_cached(concat!(
+                insert_observation!(),
+                " ON CONFLICT (project_id, id) DO NOTHING"
+            ))?,
+        })
+    }
+}
+
 /// Writes a trace row; `merge` turns the insert into an upsert of a record read back first.
 /// `false` when the id exists and `merge` is off.
 fn write_trace(
-    tx: &Connection,
+    statements: &mut Statements<'_>,
     project: &str,
     id: &str,
     row: &TraceRow,
     merge: bool,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let sql = if merge {
-        concat!(insert_trace!(), upsert_trace_tail!())
+    let mut upsert;
+    let statement = if merge {
+        upsert = statements
+            .tx
+            .prepare_cached(concat!(insert_trace!(), upsert_trace_tail!()))?;
+        &mut upsert
     } else {
-        concat!(insert_trace!(), " ON CONFLICT (project_id, id) DO NOTHING")
+        &mut statements.insert_trace
     };
-    let changed = tx.prepare_cached(sql)?.execute(params![
+    let changed = statement.execute(params![
         project,
         id,
         row.timestamp,
@@ -436,52 +476,53 @@ fn write_trace(
         return Ok(false);
     }
     if let Some(session_id) = &row.session_id {
-        tx.prepare_cached(
-            "INSERT INTO sessions (project_id, id, environment, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (project_id, id) DO UPDATE SET created_at = min(created_at, excluded.created_at)",
-        )?
-        .execute(params![project, session_id, row.environment, row.timestamp])?;
+        statements.upsert_session.execute(params![
+            project,
+            session_id,
+            row.environment,
+            row.timestamp
+        ])?;
     }
     Ok(true)
 }
 
 fn write_tags(
-    tx: &Connection,
+    statements: &mut Statements<'_>,
     project: &str,
     id: &str,
     tags: &[String],
     replace: bool,
 ) -> Result<(), StoreError> {
     if replace {
-        tx.prepare_cached("DELETE FROM trace_tags WHERE project_id = ?1 AND trace_id = ?2")?
+        statements
+            .tx
+            .prepare_cached("DELETE FROM trace_tags WHERE project_id = ?1 AND trace_id = ?2")?
             .execute(params![project, id])?;
     }
-    let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO trace_tags (project_id, trace_id, tag) VALUES (?1, ?2, ?3)",
-    )?;
     for tag in tags {
-        insert.execute(params![project, id, tag])?;
+        statements.insert_tag.execute(params![project, id, tag])?;
     }
     Ok(())
 }
 
 fn write_observation(
-    tx: &Connection,
+    statements: &mut Statements<'_>,
     project: &str,
     id: &str,
     row: &ObservationRow,
     merge: bool,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let sql = if merge {
-        concat!(insert_observation!(), upsert_observation_tail!())
+    let mut upsert;
+    let statement = if merge {
+        upsert = statements
+            .tx
+            .prepare_cached(concat!(insert_observation!(), upsert_observation_tail!()))?;
+        &mut upsert
     } else {
-        concat!(
-            insert_observation!(),
-            " ON CONFLICT (project_id, id) DO NOTHING"
-        )
+        &mut statements.insert_observation
     };
-    let changed = tx.prepare_cached(sql)?.execute(params![
+    let changed = statement.execute(params![
         project,
         id,
         row.trace_id,
@@ -511,10 +552,11 @@ fn apply_batch(
     batch: &PreparedBatch,
     now: i64,
 ) -> Result<(), StoreError> {
+    let statements = &mut Statements::new(tx)?;
     for trace in &batch.traces {
         let id = trace.id.as_str();
-        if write_trace(tx, project, id, &trace.row, false, now)? {
-            write_tags(tx, project, id, &trace.row.tags, false)?;
+        if write_trace(statements, project, id, &trace.row, false, now)? {
+            write_tags(statements, project, id, &trace.row.tags, false)?;
             continue;
         }
         let mut stored = load_body(
@@ -527,15 +569,15 @@ fn apply_batch(
         let old_tags = rows::tags_of(&stored);
         merge_into(&mut stored, &trace.patch, TRACE_IMMUTABLE);
         let row = rows::trace_row(&stored, &trace.io, now);
-        write_trace(tx, project, id, &row, true, now)?;
+        write_trace(statements, project, id, &row, true, now)?;
         if row.tags != old_tags {
-            write_tags(tx, project, id, &row.tags, true)?;
+            write_tags(statements, project, id, &row.tags, true)?;
         }
     }
 
     for observation in &batch.observations {
         let id = observation.id.as_str();
-        if write_observation(tx, project, id, &observation.row, false, now)? {
+        if write_observation(statements, project, id, &observation.row, false, now)? {
             continue;
         }
         let mut stored = load_body(
@@ -547,7 +589,7 @@ fn apply_batch(
         .unwrap_or_default();
         merge_into(&mut stored, &observation.patch, OBSERVATION_IMMUTABLE);
         let row = rows::observation_row(&stored, &observation.io, pricing);
-        write_observation(tx, project, id, &row, true, now)?;
+        write_observation(statements, project, id, &row, true, now)?;
     }
 
     for (id, patch) in &batch.scores {

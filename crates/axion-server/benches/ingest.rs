@@ -5,15 +5,16 @@
 //! `cargo bench -p axion-server --bench ingest`; under `cargo test --benches` it does a small
 //! smoke run. The end-to-end figure (HTTP from a second process) is in `benches/server.rs`.
 //!
-//! Last run (2-core VM, 102 400 spans):
+//! Last run (2-core VM, 102 400 spans, random W3C-like ids; `AXION_BENCH_SPANS_PER_TRACE=1
+//! AXION_BENCH_IO_BYTES=1024` for the SDK's shape):
 //!
-//! | stage | µs per span |
-//! | --- | --- |
-//! | decode + map + normalise (one thread) | 10.7 |
-//! | fold + price + serialise (one thread) | 9.5 |
-//! | fold + price + serialise + store, 1 request at a time | 26.4 |
-//! | the same, 4 concurrent requests (group commit) | 16.7 |
-//! | the same, start times shuffled over 30 days | 19.5 |
+//! | stage, µs per span | 8-span traces | SDK shape |
+//! | --- | --- | --- |
+//! | decode + map + normalise (one thread) | 9.8–10.6 | 11.9 |
+//! | fold + price + serialise (one thread) | 7.6–8.3 | 8.3–11.7 |
+//! | fold + price + serialise + store, 1 request at a time | 34.4–40.1 | 104–118 |
+//! | the same, 4 concurrent requests (group commit) | 20.4–24.2 | 78–85 |
+//! | the same, start times shuffled over 30 days | 28.2–34.4 | 107–114 |
 
 use std::sync::Arc;
 use std::time::Instant;

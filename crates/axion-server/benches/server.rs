@@ -12,15 +12,15 @@
 //! * `GET /traces/{id}` with 100 observations, p50;
 //! * the server's peak RSS (`VmHWM`) after everything.
 //!
-//! Last full run (2-core VM; details and goals in the README):
+//! Last full run (2-core VM, random W3C-like ids; details and goals in the README):
 //!
 //! | benchmark | result |
 //! | --- | --- |
-//! | start-up to healthy | 34.4 ms |
-//! | OTLP ingest, 512 spans/request, 4 connections | 38 440 spans/s |
-//! | trace detail, 100 observations | p50 3.87 ms |
-//! | list traces, tag + user + time, 1M stored | p50 9.37 ms, p95 13.23 ms |
-//! | server peak RSS after 1M traces | 139 MB |
+//! | start-up to healthy | 24.7 ms |
+//! | OTLP ingest, 512 spans/request, 4 connections | 27 648 spans/s (38–41k with sequential ids) |
+//! | trace detail, 100 observations | p50 2.78 ms |
+//! | list traces, tag + user + time, 1M stored | p50 11.80 ms, p95 14.60 ms |
+//! | server peak RSS after 1M traces | 123 MB |
 
 use std::time::{Duration, Instant};
 

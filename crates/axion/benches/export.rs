@@ -16,6 +16,7 @@
 //! | axion `langfuse` → sink | 34 850 | 140 556 of 200 000 records | 3.3 µs |
 //! | the same, `AXION_EXPORT_BLOCK_MS=1000` | 80 743 | 0 | 0.68 µs |
 //! | `opentelemetry-otlp` → sink | 124 562 | 609 of 100 000 spans | 6.8 µs |
+//! | axion `langfuse` → `axion serve`, `AXION_EXPORT_BLOCK_MS=1000` (20 000 spans) | 14 442 | 0 | 0.68 µs |
 
 use std::io::Read;
 use std::process::Command;

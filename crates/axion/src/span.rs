@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
 use axion_model::{JsonMap, ObservationLevel, ObservationType, Score, SpanId, TraceId};
@@ -39,37 +39,42 @@ pub trait BaseSpan {
     fn set_output<V: Serialize + Send + Sync + 'static>(&self, value: V);
 }
 
-/// State shared by every span of one trace in this process.
-pub(crate) struct TraceState {
-    pub(crate) id: TraceId,
-    pending: Mutex<PendingTrace>,
-}
-
-struct PendingTrace {
+/// A trace's update as it is built while its root span runs: what `update_current_trace`
+/// calls change, sent with the root span when it ends.
+pub(crate) struct PendingTrace {
     update: RawTrace,
     root_done: bool,
 }
 
-impl TraceState {
+/// How a span reaches its trace's pending update.
+pub(crate) enum TraceLink {
+    /// A root span holds it, in its own allocation: one fewer per trace than a separately
+    /// shared state.
+    Root(Mutex<PendingTrace>),
+    /// Any other span reaches it through its root. Weakly: a span that outlives its root (a
+    /// spawned task) must not keep the root from ending when its last handle drops; once the
+    /// root is gone, updates go out as records of their own.
+    Child(Weak<SpanCell>),
+}
+
+impl TraceLink {
+    /// A new trace's link, with its defaults.
     #[inline]
-    pub(crate) fn new(defaults: RawTrace) -> Arc<Self> {
-        Arc::new(Self {
-            id: defaults.id,
-            pending: Mutex::new(PendingTrace {
-                update: defaults,
-                root_done: false,
-            }),
-        })
+    pub(crate) fn root(defaults: RawTrace) -> Self {
+        Self::Root(Mutex::new(PendingTrace {
+            update: defaults,
+            root_done: false,
+        }))
     }
 }
 
 /// The shared part of a recording span.
 pub(crate) struct SpanCell {
     pub(crate) tracer: Tracer,
-    pub(crate) trace: Arc<TraceState>,
+    pub(crate) trace_id: TraceId,
+    trace: TraceLink,
     pub(crate) id: SpanId,
     pub(crate) parent: Option<SpanId>,
-    pub(crate) is_root: bool,
     ended: AtomicBool,
     state: Mutex<SpanState>,
 }
@@ -121,20 +126,28 @@ impl SpanCell {
     #[inline]
     pub(crate) fn new(
         tracer: Tracer,
-        trace: Arc<TraceState>,
+        trace_id: TraceId,
+        trace: TraceLink,
         parent: Option<SpanId>,
-        is_root: bool,
         state: SpanState,
     ) -> Arc<Self> {
         Arc::new(Self {
             tracer,
+            trace_id,
             trace,
             id: crate::ids::new_span_id(),
             parent,
-            is_root,
             ended: AtomicBool::new(false),
             state: Mutex::new(state),
         })
+    }
+
+    /// The link a child of this span gets to the trace.
+    pub(crate) fn child_link(self: &Arc<Self>) -> TraceLink {
+        match &self.trace {
+            TraceLink::Root(_) => TraceLink::Child(Arc::downgrade(self)),
+            TraceLink::Child(root) => TraceLink::Child(root.clone()),
+        }
     }
 
     fn update(&self, apply: impl FnOnce(&mut SpanState)) {
@@ -156,7 +169,7 @@ impl SpanCell {
         let kind = state.kind.unwrap_or_else(|| infer_type(&state));
         let observation = RawObservation {
             id: self.id,
-            trace_id: self.trace.id,
+            trace_id: self.trace_id,
             parent_id: self.parent,
             r#type: kind,
             name: state.name,
@@ -176,15 +189,15 @@ impl SpanCell {
             cost_details: state.cost,
         };
         self.tracer.record_observation_stats(&observation);
-        if !self.is_root {
+        let TraceLink::Root(pending) = &self.trace else {
             self.tracer
                 .emit(RawRecord::Observation(Box::new(observation)));
             return;
-        }
+        };
         // One allocation for the span and its trace; the trace's defaults (name, timestamp,
         // input, output from the root span) are filled in where the two are split.
-        let mut root = Box::new(RawRoot::new(observation, RawTrace::new(self.trace.id)));
-        let mut pending = lock(&self.trace.pending);
+        let mut root = Box::new(RawRoot::new(observation, RawTrace::new(self.trace_id)));
+        let mut pending = lock(pending);
         pending.root_done = true;
         std::mem::swap(&mut pending.update, &mut root.trace);
         drop(pending);
@@ -192,15 +205,24 @@ impl SpanCell {
     }
 
     pub(crate) fn update_trace(&self, update: TraceUpdate) {
-        let mut pending = lock(&self.trace.pending);
-        if pending.root_done {
-            drop(pending);
-            let mut trace = RawTrace::new(self.trace.id);
-            update.apply(&mut trace);
-            self.tracer.emit(RawRecord::Trace(Box::new(trace)));
-        } else {
-            update.apply(&mut pending.update);
+        match &self.trace {
+            TraceLink::Root(pending) => {
+                let mut pending = lock(pending);
+                if !pending.root_done {
+                    update.apply(&mut pending.update);
+                    return;
+                }
+            }
+            TraceLink::Child(root) => {
+                if let Some(root) = root.upgrade() {
+                    return root.update_trace(update);
+                }
+            }
         }
+        // The root span has ended: the update goes out on its own.
+        let mut trace = RawTrace::new(self.trace_id);
+        update.apply(&mut trace);
+        self.tracer.emit(RawRecord::Trace(Box::new(trace)));
     }
 }
 
@@ -288,7 +310,7 @@ impl fmt::Debug for Span {
         match &self.cell {
             Some(cell) => f
                 .debug_struct("Span")
-                .field("trace_id", &cell.trace.id)
+                .field("trace_id", &cell.trace_id)
                 .field("span_id", &cell.id)
                 .finish(),
             None => f.write_str("Span(disabled)"),
@@ -331,7 +353,7 @@ impl Span {
 
     /// The trace id (`None` when not recording).
     pub fn trace_id(&self) -> Option<TraceId> {
-        self.cell.as_ref().map(|cell| cell.trace.id)
+        self.cell.as_ref().map(|cell| cell.trace_id)
     }
 
     /// The parent observation id (`None` for a root span or when not recording).
@@ -596,9 +618,9 @@ impl Span {
             state.input = Some(Payload::new(data));
             let event = SpanCell::new(
                 cell.tracer.clone(),
-                cell.trace.clone(),
+                cell.trace_id,
+                cell.child_link(),
                 Some(cell.id),
-                false,
                 state,
             );
             event.end(now);
@@ -635,7 +657,7 @@ impl Span {
         if let Some(cell) = &self.cell {
             let mut score = value
                 .into_score(name, comment)
-                .with_trace(cell.trace.id.to_string());
+                .with_trace(cell.trace_id.to_string());
             if on_observation {
                 score = score.with_observation(cell.id.to_string());
             }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::context::{current_span_cell, ContextGuard, Instrumented, TraceContext};
 use crate::provider::{BaseTracer, FlushReport, RawObservation, RawRecord, RawRoot, RawTrace};
-use crate::span::{lock, Span, SpanCell, SpanGuard, SpanState, TraceState};
+use crate::span::{lock, Span, SpanCell, SpanGuard, SpanState, TraceLink};
 use crate::stats::{Counters, TracerStats};
 use crate::trace_update::ScoreValue;
 use crate::Result;
@@ -593,7 +593,7 @@ impl Tracer {
     /// The current span's trace id, else the tracer's fixed trace id.
     pub fn trace_id(&self) -> Option<TraceId> {
         current_span_cell()
-            .map(|cell| cell.trace.id)
+            .map(|cell| cell.trace_id)
             .or(self.inner.defaults.trace_id)
     }
 
@@ -674,15 +674,18 @@ impl Tracer {
             Parent::NewTrace => None,
         };
         let start = SystemTime::now();
-        let (trace, parent_id, is_root) = match parent {
-            Some(parent) => (parent.trace.clone(), Some(parent.id), false),
-            None => (TraceState::new(self.trace_defaults(start)), None, true),
+        let (trace_id, link, parent_id) = match parent {
+            Some(parent) => (parent.trace_id, parent.child_link(), Some(parent.id)),
+            None => {
+                let defaults = self.trace_defaults(start);
+                (defaults.id, TraceLink::root(defaults), None)
+            }
         };
         Span::from_cell(SpanCell::new(
             self.clone(),
-            trace,
+            trace_id,
+            link,
             parent_id,
-            is_root,
             SpanState::new(name, kind, start),
         ))
     }
@@ -796,7 +799,7 @@ impl Tracer {
         );
         let trace_id = span
             .as_ref()
-            .map(|cell| cell.trace.id)
+            .map(|cell| cell.trace_id)
             .or(self.inner.defaults.trace_id);
         metadata.insert(
             "trace_id".into(),

@@ -334,6 +334,34 @@ fn a_span_nobody_ends_is_recorded_when_the_last_handle_drops() {
 }
 
 #[test]
+fn a_root_is_recorded_when_its_last_handle_drops_though_a_child_lives_on() {
+    let (tracer, sink) = tracer(MetadataType::Base);
+    let root = tracer.span_builder("root").start();
+    let child = tracer.span_builder("worker").child_of(&root).start();
+    child.update_trace(TraceUpdate::new().user_id("early"));
+    drop(root);
+    let traces = sink.traces();
+    assert_eq!(
+        traces.len(),
+        1,
+        "the root ended with its handle, not with its child"
+    );
+    assert_eq!(traces[0].user_id.as_deref(), Some("early"));
+    child.update_trace(TraceUpdate::new().session_id("late"));
+    child.end();
+    let traces = sink.traces();
+    assert_eq!(traces.len(), 2);
+    assert_eq!(traces[1].session_id.as_deref(), Some("late"));
+    assert_eq!(traces[1].id, traces[0].id);
+    let worker = sink.observation("worker");
+    assert_eq!(worker.trace_id, traces[0].id);
+    assert_eq!(
+        worker.parent_observation_id.as_deref(),
+        Some(sink.observation("root").id.as_str())
+    );
+}
+
+#[test]
 fn explicit_parents_and_new_traces() {
     let (tracer, sink) = tracer(MetadataType::Base);
     let parent = tracer.span_builder("parent").start();

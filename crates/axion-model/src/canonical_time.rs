@@ -4,6 +4,24 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
+/// Where the canonical form has its separators.
+const SEPARATORS: [(usize, u8); 7] = [
+    (4, b'-'),
+    (7, b'-'),
+    (10, b'T'),
+    (13, b':'),
+    (16, b':'),
+    (19, b'.'),
+    (26, b'Z'),
+];
+
+/// Whether `text` has the canonical form's length and separators (digits are not checked).
+/// Two such texts of valid times order as the times do, so they compare without parsing.
+pub fn has_form(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 27 && SEPARATORS.iter().all(|&(at, byte)| bytes[at] == byte)
+}
+
 /// `time` in the canonical form (microseconds, truncated).
 ///
 /// ```
@@ -40,15 +58,7 @@ pub fn format(time: DateTime<Utc>) -> String {
         return time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     }
     put(20, nanos / 1000, 6);
-    for (at, byte) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (26, b'Z'),
-    ] {
+    for (at, byte) in SEPARATORS {
         out[at] = byte;
     }
     // Digits and separators only: always ASCII.
@@ -58,23 +68,10 @@ pub fn format(time: DateTime<Utc>) -> String {
 /// A time in exactly the canonical form; `None` for anything else (other forms need a full
 /// RFC 3339 parser).
 pub fn parse(text: &str) -> Option<DateTime<Utc>> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 27 {
+    if !has_form(text) {
         return None;
     }
-    for (at, byte) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (26, b'Z'),
-    ] {
-        if bytes[at] != byte {
-            return None;
-        }
-    }
+    let bytes = text.as_bytes();
     let number = |from: usize, to: usize| -> Option<u32> {
         bytes[from..to].iter().try_fold(0u32, |value, &byte| {
             byte.is_ascii_digit()

@@ -803,33 +803,25 @@ fn insert_some(map: &mut JsonMap, key: &str, value: Option<impl Into<Value>>) {
 /// attributes, or is the first span seen of its trace in this export.
 pub fn to_ingestion_events(request: &ExportTraceServiceRequest) -> Vec<IngestionEvent> {
     let events = to_events(request);
-    let observation_io: HashMap<&str, &Io> = events
+    // Clones share the text.
+    let observation_io: HashMap<String, Io> = events
         .iter()
         .filter(|(event, _)| event.kind != "trace-create")
-        .filter_map(|(event, io)| Some((event.entity_id()?, io)))
-        .collect();
-    let bodies: Vec<JsonMap> = events
-        .iter()
-        .map(|(event, io)| {
-            let mut body = event.body.clone();
-            for (key, text) in io.fields() {
-                body.insert(key.into(), text.to_value());
-            }
-            // A trace that shows its root span's input and output gets a copy of them here.
-            let root = io.from_observation.as_deref();
-            if let Some(root_io) = root.and_then(|id| observation_io.get(id)) {
-                for (key, text) in root_io.fields() {
-                    body.entry(key).or_insert_with(|| text.to_value());
-                }
-            }
-            body
-        })
+        .filter_map(|(event, io)| Some((event.entity_id()?.to_owned(), io.clone())))
         .collect();
     events
         .into_iter()
-        .zip(bodies)
-        .map(|((mut event, _), body)| {
-            event.body = body;
+        .map(|(mut event, io)| {
+            for (key, text) in io.fields() {
+                event.body.insert(key.into(), text.to_value());
+            }
+            // A trace that shows its root span's input and output gets a copy of them here.
+            let root = io.from_observation.as_ref();
+            if let Some(root_io) = root.and_then(|id| observation_io.get(id)) {
+                for (key, text) in root_io.fields() {
+                    event.body.entry(key).or_insert_with(|| text.to_value());
+                }
+            }
             event
         })
         .collect()
@@ -876,32 +868,25 @@ pub fn to_events(request: &ExportTraceServiceRequest) -> Vec<(IngestionEvent, Io
                     .unwrap_or_default();
                 let trace_event_id = format!("{span_id}-trace");
                 let observation_event_id = span_id.to_owned();
-                match mapped.trace {
+                let trace_body = match mapped.trace {
                     TraceEvent::Full(body) | TraceEvent::Update(body) => {
                         traces_with_full_event.insert(mapped.trace_id);
-                        events.push((
-                            event(
-                                trace_event_id,
-                                "trace-create",
-                                mapped.timestamp.clone(),
-                                body,
-                            ),
-                            mapped.trace_io,
-                        ));
+                        body
                     }
                     TraceEvent::Shallow(body) => {
                         shallow.push((events.len(), mapped.trace_id));
-                        events.push((
-                            event(
-                                trace_event_id,
-                                "trace-create",
-                                mapped.timestamp.clone(),
-                                body,
-                            ),
-                            mapped.trace_io,
-                        ));
+                        body
                     }
-                }
+                };
+                events.push((
+                    event(
+                        trace_event_id,
+                        "trace-create",
+                        mapped.timestamp.clone(),
+                        trace_body,
+                    ),
+                    mapped.trace_io,
+                ));
                 events.push((
                     event(
                         observation_event_id,

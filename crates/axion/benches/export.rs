@@ -168,7 +168,9 @@ fn sink_count(base: &str) -> Option<u64> {
     text.trim().parse().ok()
 }
 
-fn axion_burst(base: &str, burst: usize, label: &str, block_ms: u64) -> String {
+/// A tracer on the `langfuse` provider sending to `base`, its export blocking up to
+/// `block_ms` when the queue is full (0: drop).
+fn langfuse_tracer(base: &str, block_ms: u64) -> Tracer {
     let block_ms = block_ms.to_string();
     let settings = Settings::from_pairs([
         ("LANGFUSE_PUBLIC_KEY", "pk-bench"),
@@ -177,23 +179,37 @@ fn axion_burst(base: &str, burst: usize, label: &str, block_ms: u64) -> String {
         ("AXION_EXPORT_BLOCK_MS", block_ms.as_str()),
     ]);
     let provider = TracerRegistry::create("langfuse", &settings).unwrap();
-    let tracer = Tracer::builder(MetadataType::Llm)
+    Tracer::builder(MetadataType::Llm)
         .provider(provider)
         .force_new(true)
-        .build();
+        .build()
+}
+
+/// `count` pairs of 1 KB values, made before any timing starts.
+fn kilobyte_values(count: usize) -> Vec<(Value, Value)> {
     let (input, output) = (kilobyte_json(), kilobyte_json());
-    let values: Vec<(Value, Value)> = (0..burst)
+    (0..count)
         .map(|_| (input.clone(), output.clone()))
-        .collect();
+        .collect()
+}
+
+/// One enabled span carrying `input` and `output`: the caller's nanoseconds.
+fn timed_span(tracer: &Tracer, input: Value, output: Value) -> f64 {
+    let begin = Instant::now();
+    let span = tracer.span("llm_call");
+    span.set_input(input);
+    span.set_output(output);
+    drop(span);
+    begin.elapsed().as_secs_f64() * 1e9
+}
+
+fn axion_burst(base: &str, burst: usize, label: &str, block_ms: u64) -> String {
+    let tracer = langfuse_tracer(base, block_ms);
+    let values = kilobyte_values(burst);
     let mut times = Vec::with_capacity(burst);
     let started = Instant::now();
     for (input, output) in values {
-        let begin = Instant::now();
-        let span = tracer.span("llm_call");
-        span.set_input(input);
-        span.set_output(output);
-        drop(span);
-        times.push(begin.elapsed().as_secs_f64() * 1e9);
+        times.push(timed_span(&tracer, input, output));
     }
     let report = tracer.flush(Duration::from_secs(300)).unwrap();
     let elapsed = started.elapsed().as_secs_f64();
@@ -213,20 +229,8 @@ fn axion_burst(base: &str, burst: usize, label: &str, block_ms: u64) -> String {
 /// The host's side while the pipeline keeps up: spans made at a steady `per_second`, below
 /// what the exporter delivers, so nothing waits for the queue and nothing is dropped.
 fn axion_paced(base: &str, spans: usize, per_second: u64) -> String {
-    let settings = Settings::from_pairs([
-        ("LANGFUSE_PUBLIC_KEY", "pk-bench"),
-        ("LANGFUSE_SECRET_KEY", "sk-bench"),
-        ("LANGFUSE_HOST", base),
-    ]);
-    let provider = TracerRegistry::create("langfuse", &settings).unwrap();
-    let tracer = Tracer::builder(MetadataType::Llm)
-        .provider(provider)
-        .force_new(true)
-        .build();
-    let (input, output) = (kilobyte_json(), kilobyte_json());
-    let values: Vec<(Value, Value)> = (0..spans)
-        .map(|_| (input.clone(), output.clone()))
-        .collect();
+    let tracer = langfuse_tracer(base, 0);
+    let values = kilobyte_values(spans);
     let interval = Duration::from_nanos(1_000_000_000 / per_second);
     let mut times = Vec::with_capacity(spans);
     let started = Instant::now();
@@ -235,12 +239,7 @@ fn axion_paced(base: &str, spans: usize, per_second: u64) -> String {
         if let Some(wait) = slot.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let begin = Instant::now();
-        let span = tracer.span("llm_call");
-        span.set_input(input);
-        span.set_output(output);
-        drop(span);
-        times.push(begin.elapsed().as_secs_f64() * 1e9);
+        times.push(timed_span(&tracer, input, output));
     }
     let report = tracer.flush(Duration::from_secs(60)).unwrap();
     let median = percentile(&mut times, 0.5);
@@ -264,10 +263,7 @@ fn otel_burst(base: &str, burst: usize) -> String {
         .with_batch_exporter(exporter)
         .build();
     let tracer = provider.tracer("bench");
-    let (input, output) = (kilobyte_json(), kilobyte_json());
-    let values: Vec<(Value, Value)> = (0..burst)
-        .map(|_| (input.clone(), output.clone()))
-        .collect();
+    let values = kilobyte_values(burst);
     let before = sink_count(base).unwrap_or(0);
     let mut times = Vec::with_capacity(burst);
     let started = Instant::now();
@@ -306,28 +302,13 @@ fn backend_down_memory(spans: usize) {
         .local_addr()
         .unwrap()
         .port();
-    let settings = Settings::from_pairs([
-        ("LANGFUSE_PUBLIC_KEY", "pk-bench".to_owned()),
-        ("LANGFUSE_SECRET_KEY", "sk-bench".to_owned()),
-        ("LANGFUSE_HOST", format!("http://127.0.0.1:{port}")),
-    ]);
-    let provider = TracerRegistry::create("langfuse", &settings).unwrap();
-    let tracer = Tracer::builder(MetadataType::Llm)
-        .provider(provider)
-        .force_new(true)
-        .build();
+    let tracer = langfuse_tracer(&format!("http://127.0.0.1:{port}"), 0);
     let input = kilobyte_json();
     let before = rss_mb();
     let mut peak: f64 = before;
     let mut times = Vec::with_capacity(spans);
     for i in 0..spans {
-        let (first, second) = (input.clone(), input.clone());
-        let begin = Instant::now();
-        let span = tracer.span("llm_call");
-        span.set_input(first);
-        span.set_output(second);
-        drop(span);
-        times.push(begin.elapsed().as_secs_f64() * 1e9);
+        times.push(timed_span(&tracer, input.clone(), input.clone()));
         if i % 10_000 == 0 {
             peak = peak.max(rss_mb());
         }

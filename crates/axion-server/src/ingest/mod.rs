@@ -277,26 +277,24 @@ fn move_time(
     match body.remove_entry(key) {
         None | Some((_, Value::Null)) => Ok(None),
         Some((key, value)) => {
-            let time = parse_time(&value, &key)?;
-            let text = match value {
-                Value::String(text) if is_canonical_time(&text) => text,
-                _ => format_time(time),
+            // A time already in the canonical form keeps its string.
+            let (time, text) = match value {
+                Value::String(text) => match canonical_time::parse(&text) {
+                    Some(time) => (time, text),
+                    None => {
+                        let time = parse_time_text(&text, &key)?;
+                        (time, format_time(time))
+                    }
+                },
+                other => {
+                    let time = parse_time(&other, &key)?;
+                    (time, format_time(time))
+                }
             };
             patch.insert(key, Value::String(text));
             Ok(Some(time))
         }
     }
-}
-
-/// Whether a valid RFC 3339 time is already in [`format_time`]'s form
-/// (`2024-01-01T00:00:00.000000Z`).
-fn is_canonical_time(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.len() == 27
-        && bytes[10] == b'T'
-        && bytes[19] == b'.'
-        && bytes[26] == b'Z'
-        && &bytes[17..19] != b"60"
 }
 
 /// Metadata as an object (a non-object becomes `{"metadata": value}`).
@@ -701,7 +699,7 @@ pub fn merge_owned(stored: &mut JsonMap, patch: JsonMap, immutable: &[&str]) {
                 let earlier = match (stored.get("timestamp"), &value) {
                     // Canonical times (the usual case) order as text; no parsing needed.
                     (Some(Value::String(old)), Value::String(new))
-                        if is_canonical_time(old) && is_canonical_time(new) =>
+                        if canonical_time::has_form(old) && canonical_time::has_form(new) =>
                     {
                         new < old
                     }

@@ -407,12 +407,15 @@ macro_rules! upsert_observation_tail {
 /// The statements every new record runs, prepared once per request's batch: taking each from
 /// the statement cache per row hashed its SQL text twice (about a tenth of the writer's
 /// instructions).
+/// The merge path's upserts (an id that exists already: rare) are prepared when first needed.
 struct Statements<'c> {
     tx: &'c Connection,
     insert_trace: CachedStatement<'c>,
+    upsert_trace: Option<CachedStatement<'c>>,
     upsert_session: CachedStatement<'c>,
     insert_tag: CachedStatement<'c>,
     insert_observation: CachedStatement<'c>,
+    upsert_observation: Option<CachedStatement<'c>>,
 }
 
 impl<'c> Statements<'c> {
@@ -434,8 +437,28 @@ impl<'c> Statements<'c> {
                 insert_observation!(),
                 " ON CONFLICT (project_id, id) DO NOTHING"
             ))?,
+            upsert_trace: None,
+            upsert_observation: None,
         })
     }
+}
+
+/// `insert`, or for a merge the upsert in `upsert` (prepared from `upsert_sql` on first use).
+fn insert_or_upsert<'s, 'c>(
+    tx: &'c Connection,
+    insert: &'s mut CachedStatement<'c>,
+    upsert: &'s mut Option<CachedStatement<'c>>,
+    merge: bool,
+    upsert_sql: &str,
+) -> Result<&'s mut CachedStatement<'c>, StoreError> {
+    if !merge {
+        return Ok(insert);
+    }
+    let statement = match upsert.take() {
+        Some(statement) => statement,
+        None => tx.prepare_cached(upsert_sql)?,
+    };
+    Ok(upsert.insert(statement))
 }
 
 /// Writes a trace row; `merge` turns the insert into an upsert of a record read back first.
@@ -448,15 +471,13 @@ fn write_trace(
     merge: bool,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let mut upsert;
-    let statement = if merge {
-        upsert = statements
-            .tx
-            .prepare_cached(concat!(insert_trace!(), upsert_trace_tail!()))?;
-        &mut upsert
-    } else {
-        &mut statements.insert_trace
-    };
+    let statement = insert_or_upsert(
+        statements.tx,
+        &mut statements.insert_trace,
+        &mut statements.upsert_trace,
+        merge,
+        concat!(insert_trace!(), upsert_trace_tail!()),
+    )?;
     let changed = statement.execute(params![
         project,
         id,
@@ -513,15 +534,13 @@ fn write_observation(
     merge: bool,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let mut upsert;
-    let statement = if merge {
-        upsert = statements
-            .tx
-            .prepare_cached(concat!(insert_observation!(), upsert_observation_tail!()))?;
-        &mut upsert
-    } else {
-        &mut statements.insert_observation
-    };
+    let statement = insert_or_upsert(
+        statements.tx,
+        &mut statements.insert_observation,
+        &mut statements.upsert_observation,
+        merge,
+        concat!(insert_observation!(), upsert_observation_tail!()),
+    )?;
     let changed = statement.execute(params![
         project,
         id,
@@ -742,8 +761,14 @@ fn tags_clause(filter: &mut Filter, trace_id_column: &str, project_column: &str,
     }
 }
 
-/// The columns [`trace_row`] reads, in order.
-const TRACE_COLUMNS: &str = "t.project_id, t.body, t.io_observation_id, t.created_at, t.updated_at";
+/// The columns [`trace_row`] reads, in order (a macro, so fixed queries are built at compile
+/// time).
+macro_rules! trace_columns {
+    () => {
+        "t.project_id, t.body, t.io_observation_id, t.created_at, t.updated_at"
+    };
+}
+const TRACE_COLUMNS: &str = trace_columns!();
 
 type TraceColumns = (String, String, Option<String>, i64, i64);
 
@@ -1017,11 +1042,12 @@ impl Store for SqliteStore {
 
     fn trace(&self, project_id: &str, id: &str) -> Result<Option<TraceRecord>, StoreError> {
         self.read(|connection| {
-            let sql = format!(
-                "SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.id = ?2"
-            );
             let row = connection
-                .prepare_cached(&sql)?
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    trace_columns!(),
+                    " FROM traces t WHERE t.project_id = ?1 AND t.id = ?2"
+                ))?
                 .query_row([project_id, id], trace_row)
                 .optional()?;
             row.map(|row| to_trace(connection, row)).transpose()
@@ -1230,8 +1256,10 @@ impl Store for SqliteStore {
         self.read(|connection| {
             collect(
                 connection,
-                &format!(
-                    "SELECT {TRACE_COLUMNS} FROM traces t WHERE t.project_id = ?1 AND t.session_id = ?2
+                concat!(
+                    "SELECT ",
+                    trace_columns!(),
+                    " FROM traces t WHERE t.project_id = ?1 AND t.session_id = ?2
                      ORDER BY t.timestamp, t.id"
                 ),
                 &[project_id.to_owned().into(), session_id.to_owned().into()],

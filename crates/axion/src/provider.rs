@@ -264,6 +264,38 @@ pub struct RawObservation {
 }
 
 impl RawObservation {
+    /// A span as it starts: a plain `SPAN` with nothing set yet.
+    #[inline]
+    pub(crate) fn started(
+        id: SpanId,
+        trace_id: TraceId,
+        parent_id: Option<SpanId>,
+        name: Cow<'static, str>,
+        start_time: SystemTime,
+    ) -> Self {
+        Self {
+            id,
+            trace_id,
+            parent_id,
+            r#type: ObservationType::Span,
+            name,
+            start_time,
+            end_time: None,
+            completion_start_time: None,
+            input: None,
+            output: None,
+            attributes: Vec::new(),
+            level: ObservationLevel::Default,
+            status_message: None,
+            version: None,
+            environment: None,
+            model: None,
+            model_parameters: None,
+            usage_details: None,
+            cost_details: None,
+        }
+    }
+
     /// The attributes as one JSON object (`None` when there are none).
     pub fn metadata_json(&self) -> Option<Value> {
         attributes_object(

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
-use axion_model::{JsonMap, ObservationLevel, ObservationType, Score, SpanId, TraceId};
+use axion_model::{ObservationLevel, ObservationType, Score, SpanId, TraceId};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -39,35 +39,23 @@ pub trait BaseSpan {
     fn set_output<V: Serialize + Send + Sync + 'static>(&self, value: V);
 }
 
-/// A trace's update as it is built while its root span runs: what `update_current_trace`
-/// calls change, sent with the root span when it ends.
-pub(crate) struct PendingTrace {
-    update: RawTrace,
-    root_done: bool,
+/// The record a span fills while it runs. It is allocated when the span starts, so that ending
+/// the span hands it to the exporter whole: no copy, no allocation at the end.
+pub(crate) enum Building {
+    Span(Box<RawObservation>),
+    /// A root span's observation and its trace's pending update (what `update_current_trace`
+    /// calls change), in one allocation.
+    Root(Box<RawRoot>),
+    Ended,
 }
 
-/// How a span reaches its trace's pending update.
-// The large variant is the point: boxing it would bring back the allocation it saves. Other
-// spans carry the unused room (about 300 bytes in a short-lived allocation).
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum TraceLink {
-    /// A root span holds it, in its own allocation: one fewer per trace than a separately
-    /// shared state.
-    Root(Mutex<PendingTrace>),
-    /// Any other span reaches it through its root. Weakly: a span that outlives its root (a
-    /// spawned task) must not keep the root from ending when its last handle drops; once the
-    /// root is gone, updates go out as records of their own.
-    Child(Weak<SpanCell>),
-}
-
-impl TraceLink {
-    /// A new trace's link, with its defaults.
-    #[inline]
-    pub(crate) fn root(defaults: RawTrace) -> Self {
-        Self::Root(Mutex::new(PendingTrace {
-            update: defaults,
-            root_done: false,
-        }))
+impl Building {
+    fn observation_mut(&mut self) -> Option<&mut RawObservation> {
+        match self {
+            Building::Span(observation) => Some(observation),
+            Building::Root(root) => Some(&mut root.observation),
+            Building::Ended => None,
+        }
     }
 }
 
@@ -75,148 +63,130 @@ impl TraceLink {
 pub(crate) struct SpanCell {
     pub(crate) tracer: Tracer,
     pub(crate) trace_id: TraceId,
-    trace: TraceLink,
     pub(crate) id: SpanId,
     pub(crate) parent: Option<SpanId>,
+    /// The trace's root span, for any other span: trace updates go to it. Weakly: a span that
+    /// outlives its root (a spawned task) must not keep the root from ending when its last
+    /// handle drops; once the root is gone, updates go out as records of their own.
+    root: Option<Weak<SpanCell>>,
     ended: AtomicBool,
     state: Mutex<SpanState>,
 }
 
-pub(crate) struct SpanState {
-    pub(crate) name: Cow<'static, str>,
-    pub(crate) kind: Option<ObservationType>,
-    pub(crate) start: SystemTime,
-    pub(crate) completion_start: Option<SystemTime>,
-    pub(crate) input: Option<Payload>,
-    pub(crate) output: Option<Payload>,
-    pub(crate) attributes: Vec<(Cow<'static, str>, Payload)>,
-    pub(crate) level: ObservationLevel,
-    pub(crate) status_message: Option<String>,
-    pub(crate) version: Option<String>,
-    pub(crate) model: Option<String>,
-    pub(crate) model_parameters: Option<JsonMap>,
-    pub(crate) usage: Option<BTreeMap<String, u64>>,
-    pub(crate) cost: Option<BTreeMap<String, f64>>,
-}
-
-impl SpanState {
-    #[inline]
-    pub(crate) fn new(
-        name: Cow<'static, str>,
-        kind: Option<ObservationType>,
-        start: SystemTime,
-    ) -> Self {
-        Self {
-            name,
-            kind,
-            start,
-            completion_start: None,
-            input: None,
-            output: None,
-            attributes: Vec::new(),
-            level: ObservationLevel::Default,
-            status_message: None,
-            version: None,
-            model: None,
-            model_parameters: None,
-            usage: None,
-            cost: None,
-        }
-    }
+struct SpanState {
+    /// Set by [`Span::set_type`]; otherwise inferred when the span ends.
+    kind: Option<ObservationType>,
+    record: Building,
 }
 
 impl SpanCell {
+    /// Starts the root span of a new trace, `trace` holding the trace's defaults.
     #[inline]
-    pub(crate) fn new(
+    pub(crate) fn new_root(
         tracer: Tracer,
-        trace_id: TraceId,
-        trace: TraceLink,
-        parent: Option<SpanId>,
-        state: SpanState,
+        trace: RawTrace,
+        name: Cow<'static, str>,
+        kind: Option<ObservationType>,
+        start: SystemTime,
     ) -> Arc<Self> {
+        let trace_id = trace.id;
+        let id = crate::ids::new_span_id();
+        let observation = RawObservation::started(id, trace_id, None, name, start);
         Arc::new(Self {
             tracer,
             trace_id,
-            trace,
-            id: crate::ids::new_span_id(),
-            parent,
+            id,
+            parent: None,
+            root: None,
             ended: AtomicBool::new(false),
-            state: Mutex::new(state),
+            state: Mutex::new(SpanState {
+                kind,
+                record: Building::Root(Box::new(RawRoot::new(observation, trace))),
+            }),
         })
     }
 
-    /// The link a child of this span gets to the trace.
-    pub(crate) fn child_link(self: &Arc<Self>) -> TraceLink {
-        match &self.trace {
-            TraceLink::Root(_) => TraceLink::Child(Arc::downgrade(self)),
-            TraceLink::Child(root) => TraceLink::Child(root.clone()),
-        }
+    /// Starts a span under `parent`, in its trace.
+    #[inline]
+    pub(crate) fn new_child(
+        tracer: Tracer,
+        parent: &Arc<SpanCell>,
+        name: Cow<'static, str>,
+        kind: Option<ObservationType>,
+        start: SystemTime,
+    ) -> Arc<Self> {
+        let id = crate::ids::new_span_id();
+        let observation =
+            RawObservation::started(id, parent.trace_id, Some(parent.id), name, start);
+        let root = match &parent.root {
+            None => Arc::downgrade(parent),
+            Some(root) => root.clone(),
+        };
+        Arc::new(Self {
+            tracer,
+            trace_id: parent.trace_id,
+            id,
+            parent: Some(parent.id),
+            root: Some(root),
+            ended: AtomicBool::new(false),
+            state: Mutex::new(SpanState {
+                kind,
+                record: Building::Span(Box::new(observation)),
+            }),
+        })
     }
 
-    fn update(&self, apply: impl FnOnce(&mut SpanState)) {
+    fn update(&self, apply: impl FnOnce(&mut RawObservation)) {
         if self.ended.load(Ordering::Acquire) {
             log::debug!("axion: span {} already ended; update ignored", self.id);
             return;
         }
-        apply(&mut lock(&self.state));
+        if let Some(observation) = lock(&self.state).record.observation_mut() {
+            apply(observation);
+        }
+    }
+
+    fn set_kind(&self, kind: ObservationType) {
+        lock(&self.state).kind = Some(kind);
     }
 
     fn end(&self, end_time: SystemTime) {
         if self.ended.swap(true, Ordering::AcqRel) {
             return;
         }
-        let state = std::mem::replace(
-            &mut *lock(&self.state),
-            SpanState::new(Cow::Borrowed(""), None, end_time),
-        );
-        let kind = state.kind.unwrap_or_else(|| infer_type(&state));
-        let observation = RawObservation {
-            id: self.id,
-            trace_id: self.trace_id,
-            parent_id: self.parent,
-            r#type: kind,
-            name: state.name,
-            start_time: state.start,
-            end_time: Some(end_time.max(state.start)),
-            completion_start_time: state.completion_start,
-            input: state.input,
-            output: state.output,
-            attributes: dedup_attributes(state.attributes),
-            level: state.level,
-            status_message: state.status_message,
-            version: state.version,
-            environment: self.tracer.shared_environment(),
-            model: state.model,
-            model_parameters: state.model_parameters,
-            usage_details: state.usage,
-            cost_details: state.cost,
+        let (kind, mut record) = {
+            let mut state = lock(&self.state);
+            (
+                state.kind,
+                std::mem::replace(&mut state.record, Building::Ended),
+            )
         };
-        self.tracer.record_observation_stats(&observation);
-        let TraceLink::Root(pending) = &self.trace else {
-            self.tracer
-                .emit(RawRecord::Observation(Box::new(observation)));
+        let Some(observation) = record.observation_mut() else {
             return;
         };
-        // One allocation for the span and its trace; the trace's defaults (name, timestamp,
-        // input, output from the root span) are filled in where the two are split.
-        let mut root = Box::new(RawRoot::new(observation, RawTrace::new(self.trace_id)));
-        let mut pending = lock(pending);
-        pending.root_done = true;
-        std::mem::swap(&mut pending.update, &mut root.trace);
-        drop(pending);
-        self.tracer.emit_root(root);
+        observation.end_time = Some(end_time.max(observation.start_time));
+        observation.r#type = kind.unwrap_or_else(|| infer_type(observation));
+        dedup_attributes(&mut observation.attributes);
+        observation.environment = self.tracer.shared_environment();
+        self.tracer.record_observation_stats(observation);
+        match record {
+            Building::Span(observation) => self.tracer.emit(RawRecord::Observation(observation)),
+            // The trace's defaults (name, timestamp, input, output from the root span) are
+            // filled in where the two are split, on the exporter's side.
+            Building::Root(root) => self.tracer.emit_root(root),
+            Building::Ended => {}
+        }
     }
 
     pub(crate) fn update_trace(&self, update: TraceUpdate) {
-        match &self.trace {
-            TraceLink::Root(pending) => {
-                let mut pending = lock(pending);
-                if !pending.root_done {
-                    update.apply(&mut pending.update);
+        match &self.root {
+            None => {
+                if let Building::Root(root) = &mut lock(&self.state).record {
+                    update.apply(&mut root.trace);
                     return;
                 }
             }
-            TraceLink::Child(root) => {
+            Some(root) => {
                 if let Some(root) = root.upgrade() {
                     return root.update_trace(update);
                 }
@@ -236,21 +206,19 @@ impl Drop for SpanCell {
     }
 }
 
-fn dedup_attributes(
-    mut attributes: Vec<(Cow<'static, str>, Payload)>,
-) -> Vec<(Cow<'static, str>, Payload)> {
+/// Keeps the last value set for each key (a later `set_attribute` replaces an earlier one).
+fn dedup_attributes(attributes: &mut Vec<(Cow<'static, str>, Payload)>) {
     if attributes.len() > 1 {
         let mut seen = std::collections::HashSet::new();
         attributes.reverse();
         attributes.retain(|(key, _)| seen.insert(key.clone()));
         attributes.reverse();
     }
-    attributes
 }
 
 /// The observation type of a span that did not set one: a model makes it a generation, and
 /// otherwise its name decides (Langfuse's rules, first match wins).
-fn infer_type(state: &SpanState) -> ObservationType {
+fn infer_type(state: &RawObservation) -> ObservationType {
     if state.model.is_some() {
         return ObservationType::Generation;
     }
@@ -337,7 +305,7 @@ impl Span {
     }
 
     #[inline]
-    fn update(&self, apply: impl FnOnce(&mut SpanState)) {
+    fn update(&self, apply: impl FnOnce(&mut RawObservation)) {
         if let Some(cell) = &self.cell {
             cell.update(apply);
         }
@@ -461,7 +429,7 @@ impl Span {
     {
         if self.cell.is_some() {
             let entries = details(usage);
-            self.update(|state| merge_details(&mut state.usage, entries));
+            self.update(|state| merge_details(&mut state.usage_details, entries));
         }
     }
 
@@ -479,7 +447,7 @@ impl Span {
     {
         if self.cell.is_some() {
             let entries = details(cost);
-            self.update(|state| merge_details(&mut state.cost, entries));
+            self.update(|state| merge_details(&mut state.cost_details, entries));
         }
     }
 
@@ -502,7 +470,9 @@ impl Span {
 
     /// Sets the observation type explicitly.
     pub fn set_type(&self, kind: ObservationType) {
-        self.update(|state| state.kind = Some(kind));
+        if let Some(cell) = &self.cell {
+            cell.set_kind(kind);
+        }
     }
 
     /// Sets the level.
@@ -528,12 +498,12 @@ impl Span {
 
     /// Records when the first token of a streamed completion arrived.
     pub fn set_completion_start_time(&self, time: SystemTime) {
-        self.update(|state| state.completion_start = Some(time));
+        self.update(|state| state.completion_start_time = Some(time));
     }
 
     /// Moves the start time (for work measured before the span was created).
     pub fn set_start_time(&self, time: SystemTime) {
-        self.update(|state| state.start = time);
+        self.update(|state| state.start_time = time);
     }
 
     pub(crate) fn update_payloads(&self, input: Option<Payload>, output: Option<Payload>) {
@@ -616,16 +586,19 @@ impl Span {
     ) {
         if let Some(cell) = &self.cell {
             let now = SystemTime::now();
-            let mut state = SpanState::new(name.into(), Some(ObservationType::Event), now);
-            state.level = level;
-            state.input = Some(Payload::new(data));
-            let event = SpanCell::new(
+            let name = name.into();
+            let input = Payload::new(data);
+            let event = SpanCell::new_child(
                 cell.tracer.clone(),
-                cell.trace_id,
-                cell.child_link(),
-                Some(cell.id),
-                state,
+                cell,
+                name,
+                Some(ObservationType::Event),
+                now,
             );
+            event.update(|event| {
+                event.level = level;
+                event.input = Some(input);
+            });
             event.end(now);
         }
     }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::payload::{into_object, Payload};
-use crate::provider::RawTrace;
-use crate::span::{merge_details, token_usage, SpanState};
+use crate::provider::{RawObservation, RawTrace};
+use crate::span::{merge_details, token_usage};
 
 /// Changes to the current trace, applied with
 /// [`update_current_trace`](crate::update_current_trace). Only the fields you set change; tags
@@ -231,7 +231,7 @@ impl ObservationUpdate {
         self
     }
 
-    pub(crate) fn apply(self, state: &mut SpanState) {
+    pub(crate) fn apply(self, state: &mut RawObservation) {
         if let Some(name) = self.name {
             state.name = Cow::Owned(name);
         }
@@ -255,10 +255,10 @@ impl ObservationUpdate {
             state.model_parameters = Some(into_object(parameters));
         }
         if let Some(usage) = self.usage {
-            merge_details(&mut state.usage, usage);
+            merge_details(&mut state.usage_details, usage);
         }
         if let Some(cost) = self.cost {
-            merge_details(&mut state.cost, cost);
+            merge_details(&mut state.cost_details, cost);
         }
         if self.version.is_some() {
             state.version = self.version;

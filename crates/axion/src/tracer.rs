@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::context::{current_span_cell, ContextGuard, Instrumented, TraceContext};
 use crate::provider::{BaseTracer, FlushReport, RawObservation, RawRecord, RawRoot, RawTrace};
-use crate::span::{lock, Span, SpanCell, SpanGuard, SpanState, TraceLink};
+use crate::span::{lock, Span, SpanCell, SpanGuard};
 use crate::stats::{Counters, TracerStats};
 use crate::trace_update::ScoreValue;
 use crate::Result;
@@ -674,20 +674,10 @@ impl Tracer {
             Parent::NewTrace => None,
         };
         let start = SystemTime::now();
-        let (trace_id, link, parent_id) = match parent {
-            Some(parent) => (parent.trace_id, parent.child_link(), Some(parent.id)),
-            None => {
-                let defaults = self.trace_defaults(start);
-                (defaults.id, TraceLink::root(defaults), None)
-            }
-        };
-        Span::from_cell(SpanCell::new(
-            self.clone(),
-            trace_id,
-            link,
-            parent_id,
-            SpanState::new(name, kind, start),
-        ))
+        Span::from_cell(match parent {
+            Some(parent) => SpanCell::new_child(self.clone(), &parent, name, kind, start),
+            None => SpanCell::new_root(self.clone(), self.trace_defaults(start), name, kind, start),
+        })
     }
 
     fn trace_defaults(&self, start: SystemTime) -> RawTrace {

@@ -44,6 +44,12 @@ fn main() {
                 .unwrap_or(20_000);
             return backend_down_memory(spans);
         }
+        // Only the paced row, for profiling the host's side.
+        Ok("paced") => {
+            let sink = ChildRole::spawn("sink");
+            println!("{}", axion_paced(&sink.base, 20_000, 10_000));
+            return sink.stop();
+        }
         _ => {}
     }
     let full = std::env::args().any(|arg| arg == "--bench");

@@ -100,6 +100,7 @@ pub mod load;
 mod payload;
 mod provider;
 pub mod publish;
+mod recycle;
 mod registry;
 mod span;
 mod stats;

@@ -206,6 +206,14 @@ impl RawRoot {
         Self { observation, trace }
     }
 
+    /// What an emptied record holds (see `recycle`): nothing to free.
+    pub(crate) fn placeholder() -> Self {
+        Self::new(
+            RawObservation::placeholder(),
+            RawTrace::new(TraceId::from_bytes([0; 16])),
+        )
+    }
+
     /// The observation record and the trace record, with the trace's defaults taken from the
     /// root span. Input and output are shared between the two, not copied
     /// ([`Payload::share`]).
@@ -264,6 +272,17 @@ pub struct RawObservation {
 }
 
 impl RawObservation {
+    /// What an emptied record holds (see `recycle`): nothing to free.
+    pub(crate) fn placeholder() -> Self {
+        Self::started(
+            SpanId::from_bytes([0; 8]),
+            TraceId::from_bytes([0; 16]),
+            None,
+            Cow::Borrowed(""),
+            SystemTime::UNIX_EPOCH,
+        )
+    }
+
     /// A span as it starts: a plain `SPAN` with nothing set yet.
     #[inline]
     pub(crate) fn started(

@@ -101,7 +101,7 @@ impl SpanCell {
             ended: AtomicBool::new(false),
             state: Mutex::new(SpanState {
                 kind,
-                record: Building::Root(Box::new(RawRoot::new(observation, trace))),
+                record: Building::Root(crate::recycle::root(RawRoot::new(observation, trace))),
             }),
         })
     }
@@ -131,7 +131,7 @@ impl SpanCell {
             ended: AtomicBool::new(false),
             state: Mutex::new(SpanState {
                 kind,
-                record: Building::Span(Box::new(observation)),
+                record: Building::Span(crate::recycle::observation(observation)),
             }),
         })
     }

@@ -156,6 +156,9 @@ impl PipelineConfig {
     }
 }
 
+/// How often a worker that has seen records lately looks at the queue.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
 enum Control {
     Flush(Sender<u64>),
     Shutdown(Sender<u64>),
@@ -214,6 +217,9 @@ struct Shared {
     /// Set when a producer has woken the worker and it has not run yet, so that a burst
     /// costs one wake-up, not one per record.
     woken: AtomicBool,
+    /// Records the worker has taken out of the queue (see [`Worker::taken`]), for producers
+    /// to tell how many wait.
+    taken: AtomicU64,
     /// Set when a producer waited `max_block` in vain; cleared by the worker's next finished
     /// export. While set, full-queue records are dropped without waiting.
     stalled: AtomicBool,
@@ -249,10 +255,12 @@ impl Shared {
 
 /// A bounded queue and a worker thread that batches records into an [`Exporter`].
 ///
-/// Pushing is a lock-free queue insert; the worker is woken only when a full batch is waiting
-/// (or on flush), otherwise it wakes by itself every `scheduled_delay`. The worker is a plain
-/// thread, so the pipeline works the same in a sync program and inside any async runtime (a
-/// current-thread one included), and never needs the host's executor.
+/// Pushing is a lock-free queue insert. While records flow, the worker polls the queue every
+/// few milliseconds, so a producer makes a system call to wake it only when records pile up
+/// faster than that (two batches waiting) or on flush; a quiet worker wakes by itself every
+/// `scheduled_delay`. The worker is a plain thread, so the pipeline works the same in a sync
+/// program and inside any async runtime (a current-thread one included), and never needs the
+/// host's executor.
 pub struct BatchPipeline {
     name: String,
     shared: Arc<Shared>,
@@ -273,6 +281,7 @@ impl BatchPipeline {
             queue: ArrayQueue::new(config.max_queue_size),
             counters: Counters::default(),
             woken: AtomicBool::new(false),
+            taken: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
             warned_failure: AtomicBool::new(false),
@@ -329,15 +338,12 @@ impl BatchPipeline {
         }
         match self.shared.queue.push(entry) {
             Ok(()) => {
-                // Wake the worker once per batch's worth of records. The running count is ours
-                // alone; the queue's length would read the worker's side of it, a cache miss
-                // on every span while the worker runs.
+                // Checked once per batch's worth of records: the running count is ours alone,
+                // and the worker's side of it is read only here, not on every span.
                 let before = counters.queued.fetch_add(records, Ordering::Relaxed);
                 let batch = self.max_batch_size as u64;
-                if (before + records) / batch != before / batch
-                    && !self.shared.woken.swap(true, Ordering::AcqRel)
-                {
-                    self.worker_thread.unpark();
+                if (before + records) / batch != before / batch {
+                    self.wake_if_behind(before + records);
                 }
             }
             Err(entry) => {
@@ -355,6 +361,17 @@ impl BatchPipeline {
                     ));
                 }
             }
+        }
+    }
+
+    /// Wakes the worker when two batches wait: it polls every [`POLL_INTERVAL`] while records
+    /// flow, so below that rate it finds them on its own, without a system call here (one
+    /// was a thread's longest stall in a steady stream of spans).
+    fn wake_if_behind(&self, queued: u64) {
+        let shared = &self.shared;
+        let waiting = queued.saturating_sub(shared.taken.load(Ordering::Relaxed));
+        if waiting >= 2 * self.max_batch_size as u64 && !shared.woken.swap(true, Ordering::AcqRel) {
+            self.worker_thread.unpark();
         }
     }
 
@@ -533,9 +550,15 @@ impl BatchPipeline {
 impl<E: Exporter> Worker<E> {
     fn run(mut self) {
         let mut next_export = Instant::now() + self.config.scheduled_delay;
+        // When records were last seen waiting: until `scheduled_delay` later the worker
+        // polls, then it sleeps until its next scheduled export (or a producer's wake-up).
+        let mut last_seen = Instant::now();
         loop {
             self.shared.woken.store(false, Ordering::Release);
             let now = Instant::now();
+            if self.waiting() > 0 {
+                last_seen = now;
+            }
             if now >= next_export {
                 self.drain();
                 next_export = now + self.config.scheduled_delay;
@@ -563,7 +586,10 @@ impl<E: Exporter> Worker<E> {
                     }
                 }
             }
-            let wait = next_export.saturating_duration_since(Instant::now());
+            let mut wait = next_export.saturating_duration_since(Instant::now());
+            if last_seen.elapsed() < self.config.scheduled_delay {
+                wait = wait.min(POLL_INTERVAL);
+            }
             if !self.shared.woken.load(Ordering::Acquire)
                 && self.waiting() < self.config.max_batch_size as u64
             {
@@ -605,13 +631,14 @@ impl<E: Exporter> Worker<E> {
         );
         while batch.len() < self.config.max_batch_size {
             match self.shared.queue.pop() {
-                Some(Entry::Record(record)) => batch.push(record),
-                Some(Entry::Root(root)) => batch.extend(root.into_records()),
+                Some(Entry::Record(record)) => batch.push(crate::recycle::rehome(record)),
+                Some(Entry::Root(root)) => batch.extend(crate::recycle::split_root(root)),
                 None => break,
             }
         }
         let count = batch.len();
         self.taken += count as u64;
+        self.shared.taken.store(self.taken, Ordering::Relaxed);
         if count > 0 {
             self.export(batch);
         }

@@ -1,0 +1,151 @@
+//! Span records handed back by the export worker, for the next spans to fill.
+//!
+//! A span's record is allocated on the application's thread and freed on the worker's. With
+//! glibc, memory freed on another thread goes back to the arena it came from, under that
+//! arena's lock, so the worker (and the reaper freeing captured values) and the application
+//! allocating its next record contend for it: in a steady stream of 10 000 spans/s the
+//! application thread blocked on that lock (`futex` wait, 50–450 µs) or woke a waiter in about
+//! one span in a hundred, which made the p99 of a span 23–45 µs. The worker moves each record's
+//! contents out and returns the empty allocation here; a span that starts takes one back
+//! instead of calling the allocator (p99 6–8 µs in the same run). A full pool frees as
+//! before, an empty one allocates.
+
+use std::sync::OnceLock;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::provider::{RawObservation, RawRecord, RawRoot};
+
+/// Allocations kept per kind at most: one default batch's worth, about 400 KB for both kinds.
+const CAPACITY: usize = 512;
+
+struct Pool<T> {
+    queue: OnceLock<ArrayQueue<Box<T>>>,
+}
+
+impl<T> Pool<T> {
+    const fn new() -> Self {
+        Self {
+            queue: OnceLock::new(),
+        }
+    }
+
+    fn queue(&self) -> &ArrayQueue<Box<T>> {
+        self.queue.get_or_init(|| ArrayQueue::new(CAPACITY))
+    }
+
+    /// `value` in a returned allocation when there is one, else in a new one.
+    #[inline]
+    fn boxed(&self, value: T) -> Box<T> {
+        match self.queue().pop() {
+            Some(mut reused) => {
+                *reused = value;
+                reused
+            }
+            None => Box::new(value),
+        }
+    }
+
+    /// Keeps an emptied allocation for a later span (freed when the pool is full).
+    fn give_back(&self, emptied: Box<T>) {
+        let _ = self.queue().push(emptied);
+    }
+}
+
+static ROOTS: Pool<RawRoot> = Pool::new();
+static OBSERVATIONS: Pool<RawObservation> = Pool::new();
+
+/// A root span's record, in a returned allocation when there is one.
+#[inline]
+pub(crate) fn root(root: RawRoot) -> Box<RawRoot> {
+    ROOTS.boxed(root)
+}
+
+/// A span's record, in a returned allocation when there is one.
+#[inline]
+pub(crate) fn observation(observation: RawObservation) -> Box<RawObservation> {
+    OBSERVATIONS.boxed(observation)
+}
+
+/// Splits a queued root span into its two records, in allocations of the calling (worker)
+/// thread, and returns the root's allocation to the pool.
+pub(crate) fn split_root(mut root: Box<RawRoot>) -> [RawRecord; 2] {
+    let records = std::mem::replace(&mut *root, RawRoot::placeholder()).into_records();
+    ROOTS.give_back(root);
+    records
+}
+
+/// A queued record in an allocation of the calling (worker) thread; an observation's own
+/// allocation is returned to the pool.
+pub(crate) fn rehome(record: RawRecord) -> RawRecord {
+    match record {
+        RawRecord::Observation(mut observation) => {
+            let moved = std::mem::replace(&mut *observation, RawObservation::placeholder());
+            OBSERVATIONS.give_back(observation);
+            RawRecord::Observation(Box::new(moved))
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::RawTrace;
+    use axion_model::{SpanId, TraceId};
+
+    #[test]
+    fn a_returned_allocation_is_reused_with_the_new_contents() {
+        let pool = Pool::new();
+        let first = pool.boxed(String::from("first"));
+        let address = &*first as *const String as usize;
+        pool.give_back(first);
+        let second = pool.boxed(String::from("second"));
+        assert_eq!(*second, "second");
+        assert_eq!(&*second as *const String as usize, address);
+        let third = pool.boxed(String::from("third"));
+        assert_ne!(
+            &*third as *const String as usize, address,
+            "the pool was empty"
+        );
+    }
+
+    #[test]
+    fn a_full_pool_frees_what_comes_back() {
+        let pool = Pool::new();
+        for _ in 0..CAPACITY + 10 {
+            pool.give_back(Box::new(0_u64));
+        }
+        assert_eq!(pool.queue().len(), CAPACITY);
+    }
+
+    #[test]
+    fn a_rehomed_observation_keeps_its_contents() {
+        let mut span = RawObservation::placeholder();
+        span.name = "step".into();
+        span.level = axion_model::ObservationLevel::Warning;
+        let RawRecord::Observation(moved) = rehome(RawRecord::Observation(observation(span)))
+        else {
+            panic!("an observation stays an observation");
+        };
+        assert_eq!(moved.name, "step");
+        assert_eq!(moved.level, axion_model::ObservationLevel::Warning);
+    }
+
+    #[test]
+    fn a_split_root_keeps_both_records() {
+        let trace_id = TraceId::from_bytes([7; 16]);
+        let mut span = RawObservation::placeholder();
+        span.id = SpanId::from_bytes([3; 8]);
+        span.trace_id = trace_id;
+        span.name = "root".into();
+        let [observation, trace] = split_root(root(RawRoot::new(span, RawTrace::new(trace_id))));
+        let (RawRecord::Observation(observation), RawRecord::Trace(trace)) = (observation, trace)
+        else {
+            panic!("an observation and a trace");
+        };
+        assert_eq!(observation.name, "root");
+        assert_eq!(trace.id, trace_id);
+        assert_eq!(trace.name.as_deref(), Some("root"));
+    }
+}

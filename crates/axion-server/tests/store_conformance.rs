@@ -49,6 +49,15 @@ fn writes_merge_and_read_back(store: &dyn Store) {
         store.trace("project-b", "t1").unwrap().is_none(),
         "projects are isolated"
     );
+    // The merged tags are the ones filters see.
+    for tags in [vec!["a"], vec!["b"], vec!["a", "b"]] {
+        let query = TraceQuery {
+            tags: tags.iter().map(|tag| tag.to_string()).collect(),
+            ..TraceQuery::default()
+        };
+        let page = store.list_traces(P, &query, &offset(10)).unwrap();
+        assert_eq!(ids(&page.items, |t| &t.body), ["t1"], "tags {tags:?}");
+    }
 }
 
 /// Input and output carried as JSON text beside the patch (as OTLP ingest sends them): stored

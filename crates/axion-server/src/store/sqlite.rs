@@ -85,6 +85,18 @@ ALTER TABLE traces ADD COLUMN io_observation_id TEXT;
     r#"
 DROP INDEX trace_tags_by_tag;
 "#,
+    // A trace's tags live in its row, as a JSON array (NULL when it has none): tag filters
+    // read the row they are testing anyway, and a table keyed by random trace ids cost a
+    // B-tree insert on a random page per tag.
+    r#"
+ALTER TABLE traces ADD COLUMN tags TEXT;
+UPDATE traces SET tags = (
+    SELECT json_group_array(tag) FROM trace_tags g
+    WHERE g.project_id = traces.project_id AND g.trace_id = traces.id)
+WHERE EXISTS (
+    SELECT 1 FROM trace_tags g WHERE g.project_id = traces.project_id AND g.trace_id = traces.id);
+DROP TABLE trace_tags;
+"#,
 ];
 
 /// The most jobs folded into one transaction.
@@ -378,8 +390,8 @@ fn text(body: &JsonMap, key: &str) -> Option<String> {
 macro_rules! insert_trace {
     () => {
         "INSERT INTO traces (project_id, id, timestamp, name, user_id, session_id, release, version,
-        environment, public, body, io_observation_id, created_at, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)"
+        environment, public, body, io_observation_id, created_at, updated_at, tags)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)"
     };
 }
 macro_rules! upsert_trace_tail {
@@ -387,7 +399,7 @@ macro_rules! upsert_trace_tail {
         " ON CONFLICT (project_id, id) DO UPDATE SET timestamp = excluded.timestamp,
         name = excluded.name, user_id = excluded.user_id, session_id = excluded.session_id,
         release = excluded.release, version = excluded.version, environment = excluded.environment,
-        public = excluded.public, body = excluded.body,
+        public = excluded.public, body = excluded.body, tags = excluded.tags,
         io_observation_id = coalesce(excluded.io_observation_id, traces.io_observation_id),
         updated_at = excluded.updated_at"
     };
@@ -419,7 +431,6 @@ struct Statements<'c> {
     insert_trace: CachedStatement<'c>,
     upsert_trace: Option<CachedStatement<'c>>,
     upsert_session: CachedStatement<'c>,
-    insert_tag: CachedStatement<'c>,
     insert_observation: CachedStatement<'c>,
     upsert_observation: Option<CachedStatement<'c>>,
 }
@@ -435,9 +446,6 @@ impl<'c> Statements<'c> {
             upsert_session: tx.prepare_cached(
                 "INSERT INTO sessions (project_id, id, environment, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (project_id, id) DO UPDATE SET created_at = min(created_at, excluded.created_at)",
-            )?,
-            insert_tag: tx.prepare_cached(
-                "INSERT OR IGNORE INTO trace_tags (project_id, trace_id, tag) VALUES (?1, ?2, ?3)",
             )?,
             insert_observation: tx.prepare_cached(concat!(
                 insert_observation!(),
@@ -498,6 +506,7 @@ fn write_trace(
         row.body,
         row.io_observation_id,
         now,
+        tags_json(&row.tags),
     ])?;
     if changed == 0 {
         return Ok(false);
@@ -513,23 +522,9 @@ fn write_trace(
     Ok(true)
 }
 
-fn write_tags(
-    statements: &mut Statements<'_>,
-    project: &str,
-    id: &str,
-    tags: &[String],
-    replace: bool,
-) -> Result<(), StoreError> {
-    if replace {
-        statements
-            .tx
-            .prepare_cached("DELETE FROM trace_tags WHERE project_id = ?1 AND trace_id = ?2")?
-            .execute(params![project, id])?;
-    }
-    for tag in tags {
-        statements.insert_tag.execute(params![project, id, tag])?;
-    }
-    Ok(())
+/// A trace's tags as stored: a JSON array, NULL when there are none.
+fn tags_json(tags: &[String]) -> Option<String> {
+    (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
 }
 
 fn write_observation(
@@ -581,7 +576,6 @@ fn apply_batch(
     for trace in &batch.traces {
         let id = trace.id.as_str();
         if write_trace(statements, project, id, &trace.row, false, now)? {
-            write_tags(statements, project, id, &trace.row.tags, false)?;
             continue;
         }
         let mut stored = load_body(
@@ -591,13 +585,9 @@ fn apply_batch(
             id,
         )?
         .unwrap_or_default();
-        let old_tags = rows::tags_of(&stored);
         merge_into(&mut stored, &trace.patch, TRACE_IMMUTABLE);
         let row = rows::trace_row(&stored, &trace.io, now);
         write_trace(statements, project, id, &row, true, now)?;
-        if row.tags != old_tags {
-            write_tags(statements, project, id, &row.tags, true)?;
-        }
     }
 
     for observation in &batch.observations {
@@ -759,8 +749,9 @@ fn tags_clause(filter: &mut Filter, trace_id_column: &str, project_column: &str,
     for tag in tags {
         filter.push(
             format!(
-                "EXISTS (SELECT 1 FROM trace_tags g WHERE g.project_id = {project_column} \
-                 AND g.trace_id = {trace_id_column} AND g.tag = ?)"
+                "EXISTS (SELECT 1 FROM traces tt, json_each(tt.tags) g \
+                 WHERE tt.project_id = {project_column} AND tt.id = {trace_id_column} \
+                 AND g.value = ?)"
             ),
             tag.clone(),
         );
@@ -1119,7 +1110,7 @@ impl Store for SqliteStore {
                 "DELETE FROM traces WHERE project_id = ?1 AND id = ?2",
                 [project_id, id],
             )?;
-            for table in ["observations", "scores", "trace_tags"] {
+            for table in ["observations", "scores"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE project_id = ?1 AND trace_id = ?2"),
                     [project_id, id],
@@ -1371,7 +1362,14 @@ mod tests {
             connection
                 .execute(
                     "INSERT INTO traces (project_id, id, timestamp, environment, body, created_at, updated_at)
-                     VALUES ('p', 't1', 0, 'default', '{\"id\":\"t1\",\"input\":\"kept\"}', 0, 0)",
+                     VALUES ('p', 't1', 0, 'default', '{\"id\":\"t1\",\"input\":\"kept\"}', 0, 0),
+                            ('p', 't2', 0, 'default', '{\"id\":\"t2\"}', 0, 0)",
+                    [],
+                )
+                .unwrap();
+            connection
+                .execute(
+                    "INSERT INTO trace_tags (project_id, trace_id, tag) VALUES ('p', 't1', 'b'), ('p', 't1', 'a')",
                     [],
                 )
                 .unwrap();
@@ -1393,6 +1391,22 @@ mod tests {
             )
             .unwrap();
         assert_eq!(unused_tag_index, 0);
+        let tags: Vec<Option<String>> = connection
+            .prepare("SELECT tags FROM traces ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tags, [Some(r#"["a","b"]"#.to_owned()), None]);
+        let tag_table: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'trace_tags'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tag_table, 0);
     }
 
     type Answer = mpsc::Receiver<(Result<(), StoreError>, PreparedBatch)>;

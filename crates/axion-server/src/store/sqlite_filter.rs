@@ -111,7 +111,7 @@ fn clause(expr: &Expr, test: &Test) -> (String, Vec<SqlValue>) {
 fn tags_clause(trace_id: &str, project: &str, test: &Test) -> (String, Vec<SqlValue>) {
     let has = |marks: &str| {
         format!(
-            "EXISTS (SELECT 1 FROM trace_tags g WHERE g.project_id = {project} AND g.trace_id = {trace_id} AND g.tag IN ({marks}))"
+            "EXISTS (SELECT 1 FROM traces tt, json_each(tt.tags) g WHERE tt.project_id = {project} AND tt.id = {trace_id} AND g.value IN ({marks}))"
         )
     };
     match test {
@@ -141,7 +141,7 @@ fn tags_clause(trace_id: &str, project: &str, test: &Test) -> (String, Vec<SqlVa
         }
         Test::Null(empty) => {
             let any = format!(
-                "EXISTS (SELECT 1 FROM trace_tags g WHERE g.project_id = {project} AND g.trace_id = {trace_id})"
+                "EXISTS (SELECT 1 FROM traces tt WHERE tt.project_id = {project} AND tt.id = {trace_id} AND tt.tags IS NOT NULL)"
             );
             (if *empty { format!("NOT {any}") } else { any }, Vec::new())
         }

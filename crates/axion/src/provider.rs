@@ -80,6 +80,15 @@ pub trait BaseTracer: Send + Sync + 'static {
         self.export(observation);
         self.export(trace);
     }
+
+    /// Takes a finished root span, with its trace's update when anything was set on the trace
+    /// (the tracer's trace defaults, `update_current_trace`); without one, the trace is made of
+    /// the span's defaults alone. The default joins the two into a [`RawRoot`] for
+    /// [`export_root`](Self::export_root); a provider that queues records can keep them apart
+    /// and join them off the caller's thread ([`RawRoot::from_parts`]).
+    fn export_root_span(&self, observation: Box<RawObservation>, trace: Option<Box<RawTrace>>) {
+        self.export_root(Box::new(RawRoot::from_parts(*observation, trace)));
+    }
 }
 
 /// What a flush achieved.
@@ -154,9 +163,9 @@ impl RawRecord {
     }
 }
 
-/// A root span as it ends, with its trace: one allocation for both on the caller's thread.
-/// The trace's name, timestamp, input and output, when never set, are the root span's; they
-/// are filled in by [`into_records`](Self::into_records).
+/// A root span as it ends, with its trace. The trace's name, timestamp, environment, input
+/// and output, when never set, are the root span's; they are filled in by
+/// [`into_records`](Self::into_records).
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -206,12 +215,11 @@ impl RawRoot {
         Self { observation, trace }
     }
 
-    /// What an emptied record holds (see `recycle`): nothing to free.
-    pub(crate) fn placeholder() -> Self {
-        Self::new(
-            RawObservation::placeholder(),
-            RawTrace::new(TraceId::from_bytes([0; 16])),
-        )
+    /// A root record from a root span and its trace's update, if any (see
+    /// [`BaseTracer::export_root_span`]).
+    pub fn from_parts(observation: RawObservation, trace: Option<Box<RawTrace>>) -> Self {
+        let trace = trace.map_or_else(|| RawTrace::new(observation.trace_id), |trace| *trace);
+        Self { observation, trace }
     }
 
     /// The observation record and the trace record, with the trace's defaults taken from the
@@ -226,6 +234,9 @@ impl RawRoot {
             trace.name = Some(observation.name.clone());
         }
         trace.timestamp.get_or_insert(observation.start_time);
+        if trace.environment.is_none() {
+            trace.environment = observation.environment.as_deref().map(str::to_owned);
+        }
         if trace.input.is_none() {
             trace.input = observation.input.as_mut().map(Payload::share);
         }

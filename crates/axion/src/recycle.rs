@@ -14,9 +14,9 @@ use std::sync::OnceLock;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::provider::{RawObservation, RawRecord, RawRoot};
+use crate::provider::{RawObservation, RawRecord, RawRoot, RawTrace};
 
-/// Allocations kept per kind at most: one default batch's worth, about 400 KB for both kinds.
+/// Allocations kept at most: one default batch's worth, about 200 KB.
 const CAPACITY: usize = 512;
 
 struct Pool<T> {
@@ -52,14 +52,7 @@ impl<T> Pool<T> {
     }
 }
 
-static ROOTS: Pool<RawRoot> = Pool::new();
 static OBSERVATIONS: Pool<RawObservation> = Pool::new();
-
-/// A root span's record, in a returned allocation when there is one.
-#[inline]
-pub(crate) fn root(root: RawRoot) -> Box<RawRoot> {
-    ROOTS.boxed(root)
-}
 
 /// A span's record, in a returned allocation when there is one.
 #[inline]
@@ -68,11 +61,14 @@ pub(crate) fn observation(observation: RawObservation) -> Box<RawObservation> {
 }
 
 /// Splits a queued root span into its two records, in allocations of the calling (worker)
-/// thread, and returns the root's allocation to the pool.
-pub(crate) fn split_root(mut root: Box<RawRoot>) -> [RawRecord; 2] {
-    let records = std::mem::replace(&mut *root, RawRoot::placeholder()).into_records();
-    ROOTS.give_back(root);
-    records
+/// thread, and returns the span's allocation to the pool.
+pub(crate) fn split_root_span(
+    mut observation: Box<RawObservation>,
+    trace: Option<Box<RawTrace>>,
+) -> [RawRecord; 2] {
+    let moved = std::mem::replace(&mut *observation, RawObservation::placeholder());
+    OBSERVATIONS.give_back(observation);
+    RawRoot::from_parts(moved, trace).into_records()
 }
 
 /// A queued record in an allocation of the calling (worker) thread; an observation's own
@@ -91,7 +87,6 @@ pub(crate) fn rehome(record: RawRecord) -> RawRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::RawTrace;
     use axion_model::{SpanId, TraceId};
 
     #[test]
@@ -139,7 +134,7 @@ mod tests {
         span.id = SpanId::from_bytes([3; 8]);
         span.trace_id = trace_id;
         span.name = "root".into();
-        let [observation, trace] = split_root(root(RawRoot::new(span, RawTrace::new(trace_id))));
+        let [observation, trace] = split_root_span(observation(span), None);
         let (RawRecord::Observation(observation), RawRecord::Trace(trace)) = (observation, trace)
         else {
             panic!("an observation and a trace");

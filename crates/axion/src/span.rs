@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::context::{ContextGuard, TraceContext};
 use crate::payload::{into_object, Payload};
-use crate::provider::{timestamp, RawObservation, RawRecord, RawRoot, RawTrace};
+use crate::provider::{timestamp, RawObservation, RawRecord, RawTrace};
 use crate::trace_update::{ObservationUpdate, ScoreValue, TraceUpdate};
 use crate::Tracer;
 
@@ -43,9 +43,11 @@ pub trait BaseSpan {
 /// the span hands it to the exporter whole: no copy, no allocation at the end.
 pub(crate) enum Building {
     Span(Box<RawObservation>),
-    /// A root span's observation and its trace's pending update (what `update_current_trace`
-    /// calls change), in one allocation.
-    Root(Box<RawRoot>),
+    /// A root span's observation and its trace's pending update, which exists only once
+    /// something is set on the trace (the tracer's trace defaults, `update_current_trace`):
+    /// most traces are their root span's name, times, input and output, filled in by the
+    /// exporter, so most root spans write and hand over one small record.
+    Root(Box<RawObservation>, Option<Box<RawTrace>>),
     Ended,
 }
 
@@ -53,7 +55,7 @@ impl Building {
     fn observation_mut(&mut self) -> Option<&mut RawObservation> {
         match self {
             Building::Span(observation) => Some(observation),
-            Building::Root(root) => Some(&mut root.observation),
+            Building::Root(observation, _) => Some(observation),
             Building::Ended => None,
         }
     }
@@ -80,16 +82,16 @@ struct SpanState {
 }
 
 impl SpanCell {
-    /// Starts the root span of a new trace, `trace` holding the trace's defaults.
+    /// Starts the root span of a new trace, with the trace's defaults when it has any.
     #[inline]
     pub(crate) fn new_root(
         tracer: Tracer,
-        trace: RawTrace,
+        trace_id: TraceId,
+        trace: Option<Box<RawTrace>>,
         name: Cow<'static, str>,
         kind: Option<ObservationType>,
         start: SystemTime,
     ) -> Arc<Self> {
-        let trace_id = trace.id;
         let id = crate::ids::new_span_id();
         let observation = RawObservation::started(id, trace_id, None, name, start);
         Arc::new(Self {
@@ -101,7 +103,7 @@ impl SpanCell {
             ended: AtomicBool::new(false),
             state: Mutex::new(SpanState {
                 kind,
-                record: Building::Root(crate::recycle::root(RawRoot::new(observation, trace))),
+                record: Building::Root(crate::recycle::observation(observation), trace),
             }),
         })
     }
@@ -173,7 +175,7 @@ impl SpanCell {
             Building::Span(observation) => self.tracer.emit(RawRecord::Observation(observation)),
             // The trace's defaults (name, timestamp, input, output from the root span) are
             // filled in where the two are split, on the exporter's side.
-            Building::Root(root) => self.tracer.emit_root(root),
+            Building::Root(observation, trace) => self.tracer.emit_root(observation, trace),
             Building::Ended => {}
         }
     }
@@ -181,8 +183,9 @@ impl SpanCell {
     pub(crate) fn update_trace(&self, update: TraceUpdate) {
         match &self.root {
             None => {
-                if let Building::Root(root) = &mut lock(&self.state).record {
-                    update.apply(&mut root.trace);
+                if let Building::Root(_, trace) = &mut lock(&self.state).record {
+                    let trace_id = self.trace_id;
+                    update.apply(trace.get_or_insert_with(|| Box::new(RawTrace::new(trace_id))));
                     return;
                 }
             }

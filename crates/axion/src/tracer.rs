@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::context::{current_span_cell, ContextGuard, Instrumented, TraceContext};
-use crate::provider::{BaseTracer, FlushReport, RawObservation, RawRecord, RawRoot, RawTrace};
+use crate::provider::{BaseTracer, FlushReport, RawObservation, RawRecord, RawTrace};
 use crate::span::{lock, Span, SpanCell, SpanGuard};
 use crate::stats::{Counters, TracerStats};
 use crate::trace_update::ScoreValue;
@@ -676,32 +676,43 @@ impl Tracer {
         let start = SystemTime::now();
         Span::from_cell(match parent {
             Some(parent) => SpanCell::new_child(self.clone(), &parent, name, kind, start),
-            None => SpanCell::new_root(self.clone(), self.trace_defaults(start), name, kind, start),
+            None => {
+                let (trace_id, trace) = self.trace_defaults(start);
+                SpanCell::new_root(self.clone(), trace_id, trace, name, kind, start)
+            }
         })
     }
 
-    fn trace_defaults(&self, start: SystemTime) -> RawTrace {
+    /// A new trace's id, and its update when the tracer has defaults for it. The environment
+    /// is not one of them: the exporter takes it from the root span, which carries it anyway.
+    fn trace_defaults(&self, start: SystemTime) -> (TraceId, Option<Box<RawTrace>>) {
         let defaults = &self.inner.defaults;
-        let mut trace = RawTrace::new(
-            defaults
-                .trace_id
-                .unwrap_or_else(|| crate::ids::new_trace_id(start)),
-        );
+        let id = defaults
+            .trace_id
+            .unwrap_or_else(|| crate::ids::new_trace_id(start));
+        if defaults.tags.is_empty()
+            && defaults.session_id.is_none()
+            && defaults.user_id.is_none()
+            && defaults.release.is_none()
+            && defaults.version.is_none()
+        {
+            return (id, None);
+        }
+        let mut trace = Box::new(RawTrace::new(id));
         trace.tags.clone_from(&defaults.tags);
-        trace.environment = defaults.environment.as_deref().map(str::to_owned);
         trace.session_id.clone_from(&defaults.session_id);
         trace.user_id.clone_from(&defaults.user_id);
         trace.release.clone_from(&defaults.release);
         trace.version.clone_from(&defaults.version);
-        trace
+        (id, Some(trace))
     }
 
     pub(crate) fn emit(&self, record: RawRecord) {
         self.inner.provider.export(record);
     }
 
-    pub(crate) fn emit_root(&self, root: Box<RawRoot>) {
-        self.inner.provider.export_root(root);
+    pub(crate) fn emit_root(&self, observation: Box<RawObservation>, trace: Option<Box<RawTrace>>) {
+        self.inner.provider.export_root_span(observation, trace);
     }
 
     pub(crate) fn emit_score(&self, mut score: Score) {

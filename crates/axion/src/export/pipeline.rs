@@ -13,7 +13,9 @@ use crossbeam_queue::ArrayQueue;
 use std::time::{Duration, Instant};
 
 use crate::config::{warn, Settings};
-use crate::provider::{BaseTracer, ExportStats, FlushReport, RawRecord, RawRoot};
+use crate::provider::{
+    BaseTracer, ExportStats, FlushReport, RawObservation, RawRecord, RawRoot, RawTrace,
+};
 use crate::{Error, Result};
 
 /// Sends batches somewhere. Runs on the pipeline's worker thread, so it may block and
@@ -197,13 +199,15 @@ impl Counters {
 enum Entry {
     Record(RawRecord),
     Root(Box<RawRoot>),
+    /// A root span and its trace's update, if any (see [`BaseTracer::export_root_span`]).
+    RootSpan(Box<RawObservation>, Option<Box<RawTrace>>),
 }
 
 impl Entry {
     fn records(&self) -> u64 {
         match self {
             Entry::Record(_) => 1,
-            Entry::Root(_) => 2,
+            Entry::Root(_) | Entry::RootSpan(..) => 2,
         }
     }
 }
@@ -325,6 +329,12 @@ impl BatchPipeline {
     /// Queues a root span and its trace as one entry (see [`BaseTracer::export_root`]).
     pub fn push_root(&self, root: Box<RawRoot>) {
         self.push_entry(Entry::Root(root));
+    }
+
+    /// Queues a root span and its trace's update as one entry (see
+    /// [`BaseTracer::export_root_span`]).
+    pub fn push_root_span(&self, observation: Box<RawObservation>, trace: Option<Box<RawTrace>>) {
+        self.push_entry(Entry::RootSpan(observation, trace));
     }
 
     fn push_entry(&self, entry: Entry) {
@@ -632,7 +642,10 @@ impl<E: Exporter> Worker<E> {
         while batch.len() < self.config.max_batch_size {
             match self.shared.queue.pop() {
                 Some(Entry::Record(record)) => batch.push(crate::recycle::rehome(record)),
-                Some(Entry::Root(root)) => batch.extend(crate::recycle::split_root(root)),
+                Some(Entry::Root(root)) => batch.extend(root.into_records()),
+                Some(Entry::RootSpan(observation, trace)) => {
+                    batch.extend(crate::recycle::split_root_span(observation, trace))
+                }
                 None => break,
             }
         }
@@ -714,6 +727,9 @@ impl BaseTracer for PipelineTracer {
     }
     fn export_root(&self, root: Box<RawRoot>) {
         self.pipeline.push_root(root);
+    }
+    fn export_root_span(&self, observation: Box<RawObservation>, trace: Option<Box<RawTrace>>) {
+        self.pipeline.push_root_span(observation, trace);
     }
     fn flush(&self, timeout: Duration) -> Result<FlushReport> {
         self.pipeline.flush(timeout)

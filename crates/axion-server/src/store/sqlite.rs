@@ -1,8 +1,10 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
 //! One writer thread owns the only write connection. Requests queue their batches to it; it
-//! drains whatever is waiting, applies it in one transaction (group commit, `synchronous=FULL`)
-//! and only then answers, so a 2xx always means the data is on disk. Reads use a small pool of
+//! drains whatever is waiting and applies it in one transaction (group commit). A second
+//! thread, the syncer, flushes the write-ahead log to disk (`fdatasync`, once for every commit
+//! written meanwhile) and only then answers those requests, so a 2xx always means the data is
+//! on disk, while the writer already applies the next group. Reads use a small pool of
 //! read-only connections and never wait for the writer.
 
 use std::collections::HashMap;
@@ -118,6 +120,7 @@ pub struct SqliteStore {
     pricing: Arc<Pricing>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -194,17 +197,30 @@ impl SqliteStore {
             .name("axion-sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoint_connection, committed))
             .map_err(|error| StoreError::Database(error.to_string()))?;
+        // Commits write the log without waiting for the disk; the syncer makes each commit
+        // durable (one `fdatasync` of the log for every commit written meanwhile) before its
+        // requests are answered, while the writer goes on with the next group.
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        let log = std::fs::File::open(wal_path(&path)).map_err(|error| {
+            StoreError::Database(format!("opening the write-ahead log: {error}"))
+        })?;
+        let (written, to_sync) = mpsc::channel::<Written>();
+        let syncer = std::thread::Builder::new()
+            .name("axion-sqlite-sync".into())
+            .spawn(move || sync_loop(log, to_sync))
+            .map_err(|error| StoreError::Database(error.to_string()))?;
         let (sender, receiver) = mpsc::channel::<Job>();
         let writer_pricing = Arc::clone(&pricing);
         let writer = std::thread::Builder::new()
             .name("axion-sqlite-writer".into())
-            .spawn(move || writer_loop(connection, receiver, writer_pricing, commits))
+            .spawn(move || writer_loop(connection, receiver, writer_pricing, commits, written))
             .map_err(|error| StoreError::Database(error.to_string()))?;
         Ok(Self {
             path,
             pricing,
             jobs: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
+            syncer: Mutex::new(Some(syncer)),
             checkpointer: Mutex::new(Some(checkpointer)),
             readers: Mutex::new(Vec::new()),
         })
@@ -219,6 +235,7 @@ impl SqliteStore {
     pub fn close(&self) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
         join(&self.writer);
+        join(&self.syncer);
         // The writer is gone, and with it the checkpointer's wake-ups: it ends by itself.
         join(&self.checkpointer);
     }
@@ -302,11 +319,40 @@ fn checkpoint_loop(connection: Connection, committed: mpsc::Receiver<()>) {
     }
 }
 
+/// A committed group, waiting for the log to reach the disk.
+type Written = Vec<(Job, Result<(), StoreError>)>;
+
+fn wal_path(database: &Path) -> PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push("-wal");
+    PathBuf::from(path)
+}
+
+/// Answers committed groups once the log holding them is on disk: one `fdatasync` covers
+/// every group committed before it started.
+fn sync_loop(log: std::fs::File, written: mpsc::Receiver<Written>) {
+    while let Ok(first) = written.recv() {
+        let mut groups = vec![first];
+        groups.extend(written.try_iter());
+        let synced = log.sync_data();
+        for (job, result) in groups.into_iter().flatten() {
+            let result = match (&synced, result) {
+                (Err(error), Ok(())) => Err(StoreError::Database(format!(
+                    "syncing the write-ahead log: {error}"
+                ))),
+                (_, result) => result,
+            };
+            let _ = job.reply.send((result, job.batch));
+        }
+    }
+}
+
 fn writer_loop(
     mut connection: Connection,
     jobs: mpsc::Receiver<Job>,
     pricing: Arc<Pricing>,
     commits: mpsc::SyncSender<()>,
+    written: mpsc::Sender<Written>,
 ) {
     let mut written_since_optimize = 0usize;
     while let Ok(first) = jobs.recv() {
@@ -324,9 +370,7 @@ fn writer_loop(
                 log::warn!("refreshing query statistics failed: {error}");
             }
         }
-        for (job, result) in apply_group(&mut connection, &pricing, group) {
-            let _ = job.reply.send((result, job.batch));
-        }
+        let _ = written.send(apply_group(&mut connection, &pricing, group));
         // A wake-up already pending covers this commit too.
         let _ = commits.try_send(());
     }

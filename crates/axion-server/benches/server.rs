@@ -183,9 +183,15 @@ async fn load(full: bool) {
     let exports: Vec<(Vec<u8>, usize)> = (0..batches)
         .map(|b| (export(10_000_000 + b as u64 * 64, 64, 8), BATCH))
         .collect();
-    let rate = ingest(&base, exports, 4).await;
+    // `AXION_BENCH_CONNECTIONS` sets how many clients send at once (4 by default).
+    let connections: usize = std::env::var("AXION_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(4);
+    let rate = ingest(&base, exports, connections).await;
     println!(
-        "| OTLP protobuf ingest, 512 spans/request, 4 connections, fsync'd | {rate:.0} spans/s |"
+        "| OTLP protobuf ingest, 512 spans/request, {connections} connections, fsync'd | {rate:.0} spans/s |"
     );
     println!(
         "| server peak RSS (VmHWM) after the ingest run | {:.0} MB |",

@@ -10,11 +10,11 @@
 //!
 //! | stage, µs per span | 8-span traces | SDK shape |
 //! | --- | --- | --- |
-//! | decode + map + normalise (one thread) | 9.8–10.6 | 11.9 |
-//! | fold + price + serialise (one thread) | 7.6–8.3 | 8.3–11.7 |
-//! | fold + price + serialise + store, 1 request at a time | 34.4–40.1 | 104–118 |
-//! | the same, 4 concurrent requests (group commit) | 20.4–24.2 | 78–85 |
-//! | the same, start times shuffled over 30 days | 28.2–34.4 | 107–114 |
+//! | decode + map + normalise (one thread) | 9.7–13.1 | 12.7–15.3 |
+//! | fold + price + serialise (one thread) | 7.3–11.2 | 11.0–13.6 |
+//! | fold + price + serialise + store, 1 request at a time | 36.4–42.4 | 84–138 |
+//! | the same, 4 concurrent requests (group commit) | 20.5–22.9 | 41–45 |
+//! | the same, start times shuffled over 30 days | 25.0–31.2 | 63 |
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -16,11 +16,11 @@
 //!
 //! | benchmark | result |
 //! | --- | --- |
-//! | start-up to healthy | 24.7 ms |
-//! | OTLP ingest, 512 spans/request, 4 connections | 27 648 spans/s (38–41k with sequential ids) |
-//! | trace detail, 100 observations | p50 2.78 ms |
-//! | list traces, tag + user + time, 1M stored | p50 11.80 ms, p95 14.60 ms |
-//! | server peak RSS after 1M traces | 123 MB |
+//! | start-up to healthy | 38.7 ms |
+//! | OTLP ingest, 512 spans/request, 4 connections | 27 506 spans/s (`AXION_BENCH_CONNECTIONS=8` at 400k spans stored: 37.0k) |
+//! | trace detail, 100 observations | p50 4.16 ms |
+//! | list traces, tag + user + time, 1M stored | p50 13.39 ms, p95 16.33 ms |
+//! | server peak RSS after 1M traces | 126 MB |
 
 use std::time::{Duration, Instant};
 

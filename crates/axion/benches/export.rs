@@ -9,15 +9,16 @@
 //! and the process's memory while the backend is down.
 //!
 //! `cargo bench -p axion --bench export`; under `cargo test --benches` it does a small smoke
-//! run. Results are in the README; last run (2-core VM, 100 000-span burst):
+//! run; `AXION_BENCH_ROLE=paced` runs only the paced row (for profiling). Results are in the
+//! README; last run (2-core VM, 100 000-span burst):
 //!
-//! | exporter | spans/s | dropped | caller median |
+//! | exporter | spans/s | dropped | caller median / p99 |
 //! | --- | --- | --- | --- |
-//! | axion `langfuse` → sink | 34 850 | 140 556 of 200 000 records | 3.3 µs |
-//! | the same, `AXION_EXPORT_BLOCK_MS=1000` | 80 743 | 0 | 0.68 µs |
-//! | `opentelemetry-otlp` → sink | 124 562 | 609 of 100 000 spans | 6.8 µs |
-//! | axion `langfuse` → sink, paced at 10 000 spans/s (20 000 spans) | 10 000 | 0 | 1.07–1.62 µs (p99 29–61 µs) |
-//! | axion `langfuse` → `axion serve`, `AXION_EXPORT_BLOCK_MS=1000` (20 000 spans) | 14 442 | 0 | 0.68 µs |
+//! | axion `langfuse` → sink | 28 889 | 144 192 of 200 000 records | 3.2 / 16 µs |
+//! | the same, `AXION_EXPORT_BLOCK_MS=1000` | 55 712 | 0 | 0.44 / 2.1 µs |
+//! | `opentelemetry-otlp` → sink | 85 064 | 1 405 of 100 000 spans | 9.9 / 62 µs |
+//! | axion `langfuse` → sink, paced at 10 000 spans/s (20 000 spans) | 10 000 | 0 | 1.04 / 4.3 µs |
+//! | axion `langfuse` → `axion serve`, `AXION_EXPORT_BLOCK_MS=1000` (20 000 spans) | 13 132 | 0 | 0.43 / 1.05 µs |
 
 use std::io::Read;
 use std::process::Command;

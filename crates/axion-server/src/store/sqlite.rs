@@ -199,11 +199,22 @@ impl SqliteStore {
             .map_err(|error| StoreError::Database(error.to_string()))?;
         // Commits write the log without waiting for the disk; the syncer makes each commit
         // durable (one `fdatasync` of the log for every commit written meanwhile) before its
-        // requests are answered, while the writer goes on with the next group.
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
-        let log = std::fs::File::open(wal_path(&path)).map_err(|error| {
-            StoreError::Database(format!("opening the write-ahead log: {error}"))
-        })?;
+        // requests are answered, while the writer goes on with the next group. Where the file
+        // system refused WAL mode, commits stay synchronous and the syncer only answers.
+        let journal: String =
+            connection.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+        let log = if journal.eq_ignore_ascii_case("wal") {
+            let log = std::fs::File::open(wal_path(&path)).map_err(|error| {
+                StoreError::Database(format!("opening the write-ahead log: {error}"))
+            })?;
+            connection.pragma_update(None, "synchronous", "NORMAL")?;
+            Some(log)
+        } else {
+            log::warn!(
+                "the database is not in WAL mode ({journal}); every commit waits for the disk"
+            );
+            None
+        };
         let (written, to_sync) = mpsc::channel::<Written>();
         let syncer = std::thread::Builder::new()
             .name("axion-sqlite-sync".into())
@@ -330,11 +341,11 @@ fn wal_path(database: &Path) -> PathBuf {
 
 /// Answers committed groups once the log holding them is on disk: one `fdatasync` covers
 /// every group committed before it started.
-fn sync_loop(log: std::fs::File, written: mpsc::Receiver<Written>) {
+fn sync_loop(log: Option<std::fs::File>, written: mpsc::Receiver<Written>) {
     while let Ok(first) = written.recv() {
         let mut groups = vec![first];
         groups.extend(written.try_iter());
-        let synced = log.sync_data();
+        let synced = log.as_ref().map_or(Ok(()), std::fs::File::sync_data);
         for (job, result) in groups.into_iter().flatten() {
             let result = match (&synced, result) {
                 (Err(error), Ok(())) => Err(StoreError::Database(format!(

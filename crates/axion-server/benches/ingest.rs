@@ -33,9 +33,7 @@ fn main() {
     let requests = if full { 200 } else { 4 };
     // 8-span traces, as in the end-to-end benchmark; `AXION_BENCH_SPANS_PER_TRACE=1` and
     // `AXION_BENCH_IO_BYTES=1024` give the SDK export bench's shape.
-    let per_trace: usize = std::env::var("AXION_BENCH_SPANS_PER_TRACE")
-        .ok()
-        .and_then(|n| n.parse().ok())
+    let per_trace: usize = workload::env_number("AXION_BENCH_SPANS_PER_TRACE")
         .filter(|n| (1..=BATCH).contains(n))
         .unwrap_or(8);
     let traces = BATCH / per_trace;

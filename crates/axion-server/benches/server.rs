@@ -184,9 +184,7 @@ async fn load(full: bool) {
         .map(|b| (export(10_000_000 + b as u64 * 64, 64, 8), BATCH))
         .collect();
     // `AXION_BENCH_CONNECTIONS` sets how many clients send at once (4 by default).
-    let connections: usize = std::env::var("AXION_BENCH_CONNECTIONS")
-        .ok()
-        .and_then(|n| n.parse().ok())
+    let connections: usize = workload::env_number("AXION_BENCH_CONNECTIONS")
         .filter(|n| *n > 0)
         .unwrap_or(4);
     let rate = ingest(&base, exports, connections).await;
@@ -214,10 +212,7 @@ async fn load(full: bool) {
 
     // Stored traces for the list query: one root span each, shuffled over 30 days so that the
     // query's time range holds traces at every size.
-    let target: u64 = std::env::var("AXION_BENCH_TRACES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let target: u64 = workload::env_number("AXION_BENCH_TRACES").unwrap_or(1_000_000);
     let checkpoints: Vec<u64> = if full {
         [100_000, target]
             .into_iter()

@@ -251,8 +251,16 @@ impl RawRoot {
 }
 
 /// Attributes as one JSON object, `None` when there are none.
+/// A key set more than once keeps its last value: spans record every `set_attribute` as it
+/// comes and leave resolving repeats to this conversion, on the exporter's thread.
 fn attributes_object(pairs: impl ExactSizeIterator<Item = (String, Value)>) -> Option<Value> {
-    (pairs.len() > 0).then(|| Value::Object(pairs.collect::<JsonMap>()))
+    (pairs.len() > 0).then(|| {
+        let mut object = JsonMap::new();
+        for (key, value) in pairs {
+            object.insert(key, value);
+        }
+        Value::Object(object)
+    })
 }
 
 /// An observation before serialisation. Field meanings are those of [`Observation`].
@@ -270,7 +278,9 @@ pub struct RawObservation {
     pub completion_start_time: Option<SystemTime>,
     pub input: Option<Payload>,
     pub output: Option<Payload>,
-    /// Attributes, in the order set; a later value for a key replaces an earlier one.
+    /// Attributes, in the order set, a key again each time it is set again: the later value
+    /// replaces the earlier one (as [`metadata_json`](Self::metadata_json) and
+    /// [`into_model`](Self::into_model) resolve them).
     pub attributes: Vec<(Cow<'static, str>, Payload)>,
     pub level: ObservationLevel,
     pub status_message: Option<String>,

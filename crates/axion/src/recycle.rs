@@ -63,25 +63,28 @@ pub(crate) fn observation(observation: RawObservation) -> Box<RawObservation> {
 /// Splits a queued root span into its two records, in allocations of the calling (worker)
 /// thread, and returns the span's allocation to the pool.
 pub(crate) fn split_root_span(
-    mut observation: Box<RawObservation>,
+    observation: Box<RawObservation>,
     trace: Option<Box<RawTrace>>,
 ) -> [RawRecord; 2] {
-    let moved = std::mem::replace(&mut *observation, RawObservation::placeholder());
-    OBSERVATIONS.give_back(observation);
-    RawRoot::from_parts(moved, trace).into_records()
+    RawRoot::from_parts(take_back(observation), trace).into_records()
 }
 
 /// A queued record in an allocation of the calling (worker) thread; an observation's own
 /// allocation is returned to the pool.
 pub(crate) fn rehome(record: RawRecord) -> RawRecord {
     match record {
-        RawRecord::Observation(mut observation) => {
-            let moved = std::mem::replace(&mut *observation, RawObservation::placeholder());
-            OBSERVATIONS.give_back(observation);
-            RawRecord::Observation(Box::new(moved))
+        RawRecord::Observation(observation) => {
+            RawRecord::Observation(Box::new(take_back(observation)))
         }
         other => other,
     }
+}
+
+/// The record's contents, its emptied allocation returned to the pool.
+fn take_back(mut observation: Box<RawObservation>) -> RawObservation {
+    let contents = std::mem::replace(&mut *observation, RawObservation::placeholder());
+    OBSERVATIONS.give_back(observation);
+    contents
 }
 
 #[cfg(test)]

@@ -168,7 +168,6 @@ impl SpanCell {
         };
         observation.end_time = Some(end_time.max(observation.start_time));
         observation.r#type = kind.unwrap_or_else(|| infer_type(observation));
-        dedup_attributes(&mut observation.attributes);
         observation.environment = self.tracer.shared_environment();
         self.tracer.record_observation_stats(observation);
         match record {
@@ -206,16 +205,6 @@ impl Drop for SpanCell {
     fn drop(&mut self) {
         // The last handle of a span nobody ended: record it rather than lose it.
         self.end(SystemTime::now());
-    }
-}
-
-/// Keeps the last value set for each key (a later `set_attribute` replaces an earlier one).
-fn dedup_attributes(attributes: &mut Vec<(Cow<'static, str>, Payload)>) {
-    if attributes.len() > 1 {
-        let mut seen = std::collections::HashSet::new();
-        attributes.reverse();
-        attributes.retain(|(key, _)| seen.insert(key.clone()));
-        attributes.reverse();
     }
 }
 

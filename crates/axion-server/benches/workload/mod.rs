@@ -6,6 +6,11 @@ use axion_model::otlp::{
 };
 use prost::Message;
 
+/// The number in the environment variable `name`, when it is set to one.
+pub fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
 /// Spans per export request.
 pub const BATCH: usize = 512;
 const BASE_NANOS: u64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
@@ -59,10 +64,7 @@ pub fn id_bytes(n: u64, len: usize) -> Vec<u8> {
 fn io() -> (String, String) {
     static IO: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     IO.get_or_init(|| {
-        match std::env::var("AXION_BENCH_IO_BYTES")
-            .ok()
-            .and_then(|bytes| bytes.parse::<usize>().ok())
-        {
+        match env_number::<usize>("AXION_BENCH_IO_BYTES") {
             Some(bytes) => {
                 let message = |role: &str, i: usize| {
                     format!(r#"{{"role":"{role}","content":"{}","index":{i}}}"#, "x".repeat(100))

@@ -803,11 +803,7 @@ fn count(
 fn tags_clause(filter: &mut Filter, trace_id_column: &str, project_column: &str, tags: &[String]) {
     for tag in tags {
         filter.push(
-            format!(
-                "EXISTS (SELECT 1 FROM traces tt, json_each(tt.tags) g \
-                 WHERE tt.project_id = {project_column} AND tt.id = {trace_id_column} \
-                 AND g.value = ?)"
-            ),
+            super::sqlite_filter::has_tag(project_column, trace_id_column, "?"),
             tag.clone(),
         );
     }

@@ -107,13 +107,19 @@ fn clause(expr: &Expr, test: &Test) -> (String, Vec<SqlValue>) {
     }
 }
 
+/// Whether the trace in `trace_id` (of the project in `project`) has one of the tags bound to
+/// `marks` (`?, ?`): the one place that knows how tags are stored (a JSON array in the
+/// trace's row).
+pub(super) fn has_tag(project: &str, trace_id: &str, marks: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM traces tt, json_each(tt.tags) g WHERE tt.project_id = {project} \
+         AND tt.id = {trace_id} AND g.value IN ({marks}))"
+    )
+}
+
 /// A test of a trace's tags (`arrayOptions`) for the trace id in `trace_id`.
 fn tags_clause(trace_id: &str, project: &str, test: &Test) -> (String, Vec<SqlValue>) {
-    let has = |marks: &str| {
-        format!(
-            "EXISTS (SELECT 1 FROM traces tt, json_each(tt.tags) g WHERE tt.project_id = {project} AND tt.id = {trace_id} AND g.value IN ({marks}))"
-        )
-    };
+    let has = |marks: &str| has_tag(project, trace_id, marks);
     match test {
         Test::Set(test, options) => {
             let values: Vec<SqlValue> = options.iter().cloned().map(SqlValue::from).collect();

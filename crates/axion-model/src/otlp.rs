@@ -19,6 +19,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{SecondsFormat, TimeZone, Utc};
 use prost::Message;
@@ -831,92 +832,44 @@ pub fn to_ingestion_events(request: &ExportTraceServiceRequest) -> Vec<Ingestion
 /// text the span carried (a server stores them without ever parsing them). A root span's
 /// trace refers to the span for input and output it has none of ([`Io::from_observation`]).
 pub fn to_events(request: &ExportTraceServiceRequest) -> Vec<(IngestionEvent, Io)> {
-    let mut events = Vec::new();
-    let mut traces_with_full_event: HashSet<String> = HashSet::new();
-    let mut shallow: Vec<(usize, String)> = Vec::new();
-    for resource_spans in &request.resource_spans {
-        let resource_pairs = resource_spans
-            .resource
-            .as_ref()
-            .map(|resource| resource.attributes.as_slice())
-            .unwrap_or_default();
-        let resource = Attributes::new(resource_pairs);
-        let resource_json: JsonMap = resource
-            .values
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.clone()))
-            .collect();
-        for scope_spans in &resource_spans.scope_spans {
-            let scope = scope_spans.scope.as_ref();
-            let scope_json = scope_json(scope);
-            let is_langfuse_scope =
-                scope.is_some_and(|scope| scope.name.starts_with("langfuse-sdk"));
-            for span in &scope_spans.spans {
-                let mapped = map_span(
-                    span,
-                    &resource,
-                    &resource_json,
-                    &scope_json,
-                    is_langfuse_scope,
-                );
-                // Event ids derived from the span id: unique within the export, and cheaper
-                // than fresh random ids (the server only ever reports them in errors).
-                let span_id = mapped
-                    .observation
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let trace_event_id = format!("{span_id}-trace");
-                let observation_event_id = span_id.to_owned();
-                let trace_body = match mapped.trace {
-                    TraceEvent::Full(body) | TraceEvent::Update(body) => {
-                        traces_with_full_event.insert(mapped.trace_id);
-                        body
-                    }
-                    TraceEvent::Shallow(body) => {
-                        shallow.push((events.len(), mapped.trace_id));
-                        body
-                    }
-                };
-                events.push((
-                    event(
-                        trace_event_id,
-                        "trace-create",
-                        mapped.timestamp.clone(),
-                        trace_body,
-                    ),
-                    mapped.trace_io,
-                ));
-                events.push((
-                    event(
-                        observation_event_id,
-                        &mapped.observation_kind,
-                        mapped.timestamp,
-                        mapped.observation,
-                    ),
-                    mapped.observation_io,
-                ));
-            }
-        }
-    }
-    // A shallow trace only matters when nothing else in this export names the trace.
-    let mut seen_shallow = HashSet::new();
-    let drop: HashSet<usize> = shallow
-        .into_iter()
-        .filter(|(_, trace_id)| {
-            traces_with_full_event.contains(trace_id) || !seen_shallow.insert(trace_id.clone())
-        })
-        .map(|(index, _)| index)
+    let spans = map_spans(request);
+    let mut events = Vec::with_capacity(spans.len() * 2);
+    let mut shallow_done: HashSet<&str> = HashSet::new();
+    let named: HashSet<&str> = spans
+        .iter()
+        .filter(|span| span.trace.role != TraceRole::Shallow)
+        .map(|span| span.observation.trace_id.as_str())
         .collect();
-    if drop.is_empty() {
-        return events;
+    for span in &spans {
+        let observation = &span.observation;
+        let trace_id = observation.trace_id.as_str();
+        // A shallow trace only matters when nothing else in this export names the trace.
+        let keep_trace = span.trace.role != TraceRole::Shallow
+            || (!named.contains(trace_id) && shallow_done.insert(trace_id));
+        if keep_trace {
+            // Event ids derived from the span id: unique within the export, and cheaper
+            // than fresh random ids (the server only ever reports them in errors).
+            events.push((
+                event(
+                    format!("{}-trace", observation.id),
+                    "trace-create",
+                    observation.start_time.clone(),
+                    span.trace_body(),
+                ),
+                span.trace.io.clone(),
+            ));
+        }
+        events.push((
+            event(
+                observation.id.clone(),
+                &format!("{}-create", observation.kind.to_ascii_lowercase()),
+                observation.start_time.clone(),
+                observation.to_body(),
+            ),
+            observation.io.clone(),
+        ));
     }
     events
-        .into_iter()
-        .enumerate()
-        .filter(|(index, _)| !drop.contains(index))
-        .map(|(_, event)| event)
-        .collect()
 }
 
 fn event(id: String, kind: &str, timestamp: String, body: JsonMap) -> IngestionEvent {
@@ -929,27 +882,293 @@ fn event(id: String, kind: &str, timestamp: String, body: JsonMap) -> IngestionE
     }
 }
 
-enum TraceEvent {
-    Full(JsonMap),
-    Update(JsonMap),
-    Shallow(JsonMap),
+/// A JSON object every span of one resource (or scope) carries in its metadata, with its text
+/// made once: a server writes it into each observation's body without serialising it again.
+#[derive(Debug, PartialEq)]
+pub struct SharedObject {
+    value: Value,
+    text: String,
 }
 
-struct MappedSpan {
-    trace_id: String,
-    timestamp: String,
-    observation_kind: String,
-    observation: JsonMap,
-    observation_io: Io,
-    trace: TraceEvent,
-    trace_io: Io,
+impl SharedObject {
+    fn new(value: Value) -> Arc<Self> {
+        let text = value.to_string();
+        Arc::new(Self { value, text })
+    }
+
+    /// The object.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// Its JSON text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// An observation's metadata as Langfuse builds it from a span: the span's own metadata
+/// entries, then `resourceAttributes`, `scope` and (for spans not from Langfuse's SDK) the raw
+/// `attributes`, which win over entries of the same names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanMetadata {
+    /// From `langfuse.observation.metadata`, `langfuse.metadata.*`, `ai.telemetry.metadata.*`.
+    pub entries: JsonMap,
+    /// The resource's attributes.
+    pub resource: Arc<SharedObject>,
+    /// The instrumentation scope (`name`, `version`, `attributes`).
+    pub scope: Arc<SharedObject>,
+    /// Every non-`langfuse.*` attribute as text, for spans of other SDKs.
+    pub attributes: Option<Value>,
+}
+
+impl SpanMetadata {
+    /// The keys that come after the entries, and their values.
+    pub fn fixed(&self) -> impl Iterator<Item = (&'static str, &Value)> {
+        [
+            ("resourceAttributes", Some(self.resource.value())),
+            ("scope", Some(self.scope.value())),
+            ("attributes", self.attributes.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value?)))
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.fixed()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value)
+            .or_else(|| self.entries.get(key))
+    }
+
+    /// Whether `key` is one of the keys that come after the entries.
+    pub fn is_fixed(&self, key: &str) -> bool {
+        self.fixed().any(|(name, _)| name == key)
+    }
+
+    /// The metadata as one object.
+    pub fn to_map(&self) -> JsonMap {
+        let mut map = self.entries.clone();
+        for (key, value) in self.fixed() {
+            map.insert(key.to_owned(), value.clone());
+        }
+        map
+    }
+}
+
+/// A span as a Langfuse observation, its fields already in Langfuse's form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanObservation {
+    /// The span id, hex.
+    pub id: String,
+    /// The trace id, hex.
+    pub trace_id: String,
+    /// The parent span id, hex.
+    pub parent_observation_id: Option<String>,
+    /// Observation type (`SPAN`, `GENERATION`, …).
+    pub kind: &'static str,
+    /// Name.
+    pub name: String,
+    /// Start, canonical RFC 3339.
+    pub start_time: String,
+    /// End, canonical RFC 3339 and never before the start; `None` for events.
+    pub end_time: Option<String>,
+    /// Environment as the span names it (`default` when it does not).
+    pub environment: String,
+    /// Level from `langfuse.observation.level` or the span status.
+    pub level: &'static str,
+    /// Status message.
+    pub status_message: Option<String>,
+    /// Version (`langfuse.version`, else the resource's `service.version`).
+    pub version: Option<String>,
+    /// Model name.
+    pub model: Option<String>,
+    /// Model parameters.
+    pub model_parameters: Option<JsonMap>,
+    /// Usage by kind, as sent.
+    pub usage_details: Option<JsonMap>,
+    /// Cost by kind, as sent.
+    pub cost_details: Option<JsonMap>,
+    /// When the first token arrived, as sent.
+    pub completion_start_time: Option<String>,
+    /// Prompt name (generations).
+    pub prompt_name: Option<String>,
+    /// Prompt version (generations).
+    pub prompt_version: Option<u64>,
+    /// Metadata.
+    pub metadata: SpanMetadata,
+    /// Input and output, as the JSON text the span carried.
+    pub io: Io,
+}
+
+impl SpanObservation {
+    /// The ingestion event body (without input and output).
+    pub fn to_body(&self) -> JsonMap {
+        let mut body = JsonMap::new();
+        body.insert("id".into(), Value::String(self.id.clone()));
+        body.insert("traceId".into(), Value::String(self.trace_id.clone()));
+        insert_some(
+            &mut body,
+            "parentObservationId",
+            self.parent_observation_id.clone(),
+        );
+        body.insert("name".into(), Value::String(self.name.clone()));
+        body.insert("startTime".into(), Value::String(self.start_time.clone()));
+        insert_some(&mut body, "endTime", self.end_time.clone());
+        body.insert(
+            "environment".into(),
+            Value::String(self.environment.clone()),
+        );
+        body.insert("level".into(), Value::String(self.level.into()));
+        insert_some(&mut body, "statusMessage", self.status_message.clone());
+        insert_some(&mut body, "version", self.version.clone());
+        insert_some(&mut body, "model", self.model.clone());
+        insert_some(&mut body, "modelParameters", self.model_parameters.clone());
+        insert_some(&mut body, "usageDetails", self.usage_details.clone());
+        insert_some(&mut body, "costDetails", self.cost_details.clone());
+        insert_some(
+            &mut body,
+            "completionStartTime",
+            self.completion_start_time.clone(),
+        );
+        insert_some(&mut body, "promptName", self.prompt_name.clone());
+        insert_some(&mut body, "promptVersion", self.prompt_version);
+        body.insert("metadata".into(), Value::Object(self.metadata.to_map()));
+        body
+    }
+}
+
+/// What a span says of its trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceRole {
+    /// A root span: it names the trace and lends it its name, metadata, input and output.
+    Root,
+    /// A child span with trace attributes (`langfuse.trace.*`, `user.id`, …).
+    Update,
+    /// A child span without any: the trace only has to exist.
+    Shallow,
+}
+
+/// The trace fields a span carries (id, timestamp and environment are its observation's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanTrace {
+    /// Root, update or shallow.
+    pub role: TraceRole,
+    /// Trace name (a root's defaults to its span name).
+    pub name: Option<String>,
+    /// User id.
+    pub user_id: Option<String>,
+    /// Session id.
+    pub session_id: Option<String>,
+    /// Tags.
+    pub tags: Option<Vec<String>>,
+    /// Public flag.
+    pub public: Option<bool>,
+    /// Version.
+    pub version: Option<String>,
+    /// Release.
+    pub release: Option<String>,
+    /// Trace metadata entries; a root's also takes its observation's metadata under them.
+    pub metadata: JsonMap,
+    /// Trace input and output; a root's refers to its observation for what it lacks.
+    pub io: Io,
+}
+
+/// One span mapped to Langfuse's model: its observation, and what it says of its trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedSpan {
+    /// The observation.
+    pub observation: SpanObservation,
+    /// The trace.
+    pub trace: SpanTrace,
+}
+
+impl MappedSpan {
+    /// The trace's metadata: its own entries, and for a root its observation's beneath them.
+    pub fn trace_metadata(&self) -> JsonMap {
+        let mut metadata = self.trace.metadata.clone();
+        if self.trace.role == TraceRole::Root {
+            for (key, value) in self.observation.metadata.to_map() {
+                metadata.entry(key).or_insert(value);
+            }
+        }
+        metadata
+    }
+
+    /// The `trace-create` event body (without input and output).
+    pub fn trace_body(&self) -> JsonMap {
+        let observation = &self.observation;
+        let trace = &self.trace;
+        let mut body = JsonMap::new();
+        body.insert("id".into(), Value::String(observation.trace_id.clone()));
+        body.insert(
+            "timestamp".into(),
+            Value::String(observation.start_time.clone()),
+        );
+        body.insert(
+            "environment".into(),
+            Value::String(observation.environment.clone()),
+        );
+        if trace.role == TraceRole::Shallow {
+            return body;
+        }
+        insert_some(&mut body, "name", trace.name.clone());
+        let metadata = self.trace_metadata();
+        if !metadata.is_empty() {
+            body.insert("metadata".into(), Value::Object(metadata));
+        }
+        insert_some(&mut body, "userId", trace.user_id.clone());
+        insert_some(&mut body, "sessionId", trace.session_id.clone());
+        insert_some(&mut body, "tags", trace.tags.clone());
+        insert_some(&mut body, "public", trace.public);
+        insert_some(&mut body, "version", trace.version.clone());
+        insert_some(&mut body, "release", trace.release.clone());
+        body
+    }
+}
+
+/// Every span of an export in Langfuse's model, in the export's order.
+pub fn map_spans(request: &ExportTraceServiceRequest) -> Vec<MappedSpan> {
+    let mut spans = Vec::new();
+    for resource_spans in &request.resource_spans {
+        let resource_pairs = resource_spans
+            .resource
+            .as_ref()
+            .map(|resource| resource.attributes.as_slice())
+            .unwrap_or_default();
+        let resource = Attributes::new(resource_pairs);
+        let resource_json = SharedObject::new(Value::Object(
+            resource
+                .values
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), value.clone()))
+                .collect(),
+        ));
+        for scope_spans in &resource_spans.scope_spans {
+            let scope = scope_spans.scope.as_ref();
+            let scope_json = SharedObject::new(scope_json(scope));
+            let is_langfuse_scope =
+                scope.is_some_and(|scope| scope.name.starts_with("langfuse-sdk"));
+            spans.extend(scope_spans.spans.iter().map(|span| {
+                map_span(
+                    span,
+                    &resource,
+                    &resource_json,
+                    &scope_json,
+                    is_langfuse_scope,
+                )
+            }));
+        }
+    }
+    spans
 }
 
 fn map_span(
     span: &Span,
     resource: &Attributes<'_>,
-    resource_json: &JsonMap,
-    scope_json: &Value,
+    resource_json: &Arc<SharedObject>,
+    scope_json: &Arc<SharedObject>,
     is_langfuse_scope: bool,
 ) -> MappedSpan {
     let attributes = Attributes::new(&span.attributes);
@@ -966,36 +1185,37 @@ fn map_span(
         both => both,
     };
     let start_time = iso_from_nanos(start);
-    let end_time = iso_from_nanos(end.max(start));
     let environment = environment(&attributes, resource);
     let kind = observation_type(&attributes);
 
-    let mut metadata = attributes
+    let mut entries = attributes
         .object("langfuse.observation.metadata")
         .unwrap_or_default();
-    attributes.with_prefix("langfuse.observation.metadata", &mut metadata);
-    attributes.with_prefix("langfuse.metadata", &mut metadata);
-    attributes.with_prefix("ai.telemetry.metadata", &mut metadata);
-    metadata.insert(
-        "resourceAttributes".into(),
-        Value::Object(resource_json.clone()),
-    );
-    metadata.insert("scope".into(), scope_json.clone());
-    if !is_langfuse_scope {
-        let others: JsonMap = attributes
-            .values
-            .iter()
-            .filter(|(key, _)| !key.starts_with("langfuse."))
-            .map(|(key, value)| {
-                let value = match value {
-                    Value::String(_) => value.clone(),
-                    other => Value::String(other.to_string()),
-                };
-                ((*key).to_owned(), value)
-            })
-            .collect();
-        metadata.insert("attributes".into(), Value::Object(others));
-    }
+    attributes.with_prefix("langfuse.observation.metadata", &mut entries);
+    attributes.with_prefix("langfuse.metadata", &mut entries);
+    attributes.with_prefix("ai.telemetry.metadata", &mut entries);
+    let others = (!is_langfuse_scope).then(|| {
+        Value::Object(
+            attributes
+                .values
+                .iter()
+                .filter(|(key, _)| !key.starts_with("langfuse."))
+                .map(|(key, value)| {
+                    let value = match value {
+                        Value::String(_) => value.clone(),
+                        other => Value::String(other.to_string()),
+                    };
+                    ((*key).to_owned(), value)
+                })
+                .collect(),
+        )
+    });
+    let metadata = SpanMetadata {
+        entries,
+        resource: Arc::clone(resource_json),
+        scope: Arc::clone(scope_json),
+        attributes: others,
+    };
 
     let io = input_output(&attributes, span);
     let version = attributes
@@ -1004,72 +1224,49 @@ fn map_span(
     let name = attributes
         .first_string(OBSERVATION_NAME)
         .unwrap_or_else(|| span.name.clone());
-
-    let mut observation = JsonMap::new();
-    observation.insert("traceId".into(), Value::String(trace_id.clone()));
-    insert_some(&mut observation, "parentObservationId", parent_id.clone());
-    observation.insert("name".into(), Value::String(name.clone()));
-    observation.insert("startTime".into(), Value::String(start_time.clone()));
-    if kind != "EVENT" {
-        observation.insert("endTime".into(), Value::String(end_time));
-    }
-    observation.insert("environment".into(), Value::String(environment.clone()));
-    observation.insert(
-        "level".into(),
-        Value::String(level(&attributes, span).into()),
-    );
-    insert_some(
-        &mut observation,
-        "statusMessage",
-        attributes
-            .first_string(&["langfuse.observation.status_message"])
-            .or_else(|| {
-                span.status
-                    .as_ref()
-                    .map(|status| status.message.clone())
-                    .filter(|message| !message.is_empty())
-            }),
-    );
-    insert_some(&mut observation, "version", version.clone());
-    insert_some(&mut observation, "model", attributes.first_string(MODEL));
-    insert_some(
-        &mut observation,
-        "modelParameters",
-        model_parameters(&attributes),
-    );
-    insert_some(&mut observation, "usageDetails", usage_details(&attributes));
-    insert_some(&mut observation, "costDetails", cost_details(&attributes));
-    if let Some(completion_start) = attributes.get("langfuse.observation.completion_start_time") {
-        if let Value::String(iso) = decoded(completion_start) {
-            observation.insert("completionStartTime".into(), Value::String(iso));
-        }
-    }
-    if kind == "GENERATION" {
-        insert_some(
-            &mut observation,
-            "promptName",
+    let completion_start_time = attributes
+        .get("langfuse.observation.completion_start_time")
+        .and_then(|value| match decoded(value) {
+            Value::String(iso) => Some(iso),
+            _ => None,
+        });
+    let (prompt_name, prompt_version) = if kind == "GENERATION" {
+        (
             attributes.first_string(&["langfuse.observation.prompt.name", "langfuse.prompt.name"]),
-        );
-        if let Some(version) = attributes
-            .first(&[
-                "langfuse.observation.prompt.version",
-                "langfuse.prompt.version",
-            ])
-            .and_then(crate::observation::count_from_json)
-        {
-            observation.insert("promptVersion".into(), Value::from(version));
-        }
-    }
+            attributes
+                .first(&[
+                    "langfuse.observation.prompt.version",
+                    "langfuse.prompt.version",
+                ])
+                .and_then(crate::observation::count_from_json),
+        )
+    } else {
+        (None, None)
+    };
 
     // The trace.
     let is_root =
         parent_id.is_none() || attributes.truthy(&["langfuse.internal.as_root"]) == Some(true);
-    let mut trace = JsonMap::new();
-    trace.insert("id".into(), Value::String(trace_id.clone()));
-    trace.insert("timestamp".into(), Value::String(start_time.clone()));
-    trace.insert("environment".into(), Value::String(environment));
-    let mut trace_io = Io::default();
-    let trace_event = if is_root || has_trace_updates(&attributes) {
+    let role = if is_root {
+        TraceRole::Root
+    } else if has_trace_updates(&attributes) {
+        TraceRole::Update
+    } else {
+        TraceRole::Shallow
+    };
+    let mut trace = SpanTrace {
+        role,
+        name: None,
+        user_id: None,
+        session_id: None,
+        tags: None,
+        public: None,
+        version: None,
+        release: None,
+        metadata: JsonMap::new(),
+        io: Io::default(),
+    };
+    if role != TraceRole::Shallow {
         let mut trace_metadata = attributes
             .object("langfuse.trace.metadata")
             .unwrap_or_default();
@@ -1088,67 +1285,64 @@ fn map_span(
         let trace_input = attributes.get("langfuse.trace.input").map(decoded_text);
         let trace_output = attributes.get("langfuse.trace.output").map(decoded_text);
         if is_root {
-            for (key, value) in &metadata {
-                trace_metadata
-                    .entry(key.clone())
-                    .or_insert_with(|| value.clone());
-            }
-            insert_some(&mut trace, "name", trace_name.or(Some(name)));
+            trace.name = trace_name.or_else(|| Some(name.clone()));
             // Where the trace has no input or output of its own it shows the root span's.
             let borrows = (trace_input.is_none() && io.input.is_some())
                 || (trace_output.is_none() && io.output.is_some());
-            trace_io = Io {
+            trace.io = Io {
                 input: trace_input,
                 output: trace_output,
                 from_observation: borrows.then(|| span_id.clone()),
             };
         } else {
-            insert_some(&mut trace, "name", trace_name);
-            trace_io = Io {
+            trace.name = trace_name;
+            trace.io = Io {
                 input: trace_input,
                 output: trace_output,
                 from_observation: None,
             };
         }
-        if !trace_metadata.is_empty() {
-            trace.insert("metadata".into(), Value::Object(trace_metadata));
-        }
-        insert_some(&mut trace, "userId", attributes.first_string(USER_ID));
-        insert_some(&mut trace, "sessionId", attributes.first_string(SESSION_ID));
-        if let Some(tags) = attributes.first(TAGS) {
-            trace.insert("tags".into(), tags_from(tags).into());
-        }
-        insert_some(&mut trace, "public", attributes.truthy(PUBLIC));
-        insert_some(&mut trace, "version", version);
-        insert_some(
-            &mut trace,
-            "release",
-            attributes
-                .first_string(&["langfuse.release"])
-                .or_else(|| resource.first_string(&["langfuse.release"])),
-        );
-        if is_root {
-            TraceEvent::Full(trace)
-        } else {
-            TraceEvent::Update(trace)
-        }
-    } else {
-        TraceEvent::Shallow(trace)
-    };
-
-    // Moved in last: the trace above borrows them (a root span's trace copies the metadata).
-    observation.insert("id".into(), Value::String(span_id));
-    observation.insert("metadata".into(), Value::Object(metadata));
-
-    MappedSpan {
-        trace_id,
-        timestamp: start_time,
-        observation_kind: format!("{}-create", kind.to_ascii_lowercase()),
-        observation,
-        observation_io: io,
-        trace: trace_event,
-        trace_io,
+        trace.metadata = trace_metadata;
+        trace.user_id = attributes.first_string(USER_ID);
+        trace.session_id = attributes.first_string(SESSION_ID);
+        trace.tags = attributes.first(TAGS).map(tags_from);
+        trace.public = attributes.truthy(PUBLIC);
+        trace.version = version.clone();
+        trace.release = attributes
+            .first_string(&["langfuse.release"])
+            .or_else(|| resource.first_string(&["langfuse.release"]));
     }
+
+    let observation = SpanObservation {
+        id: span_id,
+        trace_id,
+        parent_observation_id: parent_id,
+        kind,
+        name,
+        end_time: (kind != "EVENT").then(|| iso_from_nanos(end.max(start))),
+        start_time,
+        environment,
+        level: level(&attributes, span),
+        status_message: attributes
+            .first_string(&["langfuse.observation.status_message"])
+            .or_else(|| {
+                span.status
+                    .as_ref()
+                    .map(|status| status.message.clone())
+                    .filter(|message| !message.is_empty())
+            }),
+        version,
+        model: attributes.first_string(MODEL),
+        model_parameters: model_parameters(&attributes),
+        usage_details: usage_details(&attributes),
+        cost_details: cost_details(&attributes),
+        completion_start_time,
+        prompt_name,
+        prompt_version,
+        metadata,
+        io,
+    };
+    MappedSpan { observation, trace }
 }
 
 // ---------------------------------------------------------------------------------------------

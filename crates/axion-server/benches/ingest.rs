@@ -47,38 +47,39 @@ fn main() {
 
     println!("| stage ({requests} exports of {BATCH} spans) | µs per span |");
     println!("| --- | --- |");
-    let process = |exports: &[Vec<u8>]| -> Vec<_> {
-        exports
-            .iter()
-            .map(|body| {
-                otlp::process("application/x-protobuf", None, body)
-                    .expect("valid export")
-                    .writes
-            })
-            .collect()
-    };
-    // Each export's writes are dropped before the next, as a request thread does.
-    let started = Instant::now();
-    for body in &exports {
-        drop(process(std::slice::from_ref(body)));
-    }
-    let per_span = started.elapsed().as_secs_f64() * 1e6 / spans;
-    println!("| decode + map + normalise (one thread) | {per_span:.2} |");
-    if std::env::var("AXION_BENCH_STAGE").as_deref() == Ok("process") {
-        return; // for instruction counts of the first stage alone
-    }
-
-    // What a request thread does next, before the writer: fold, price, serialise rows.
     let pricing = Pricing::langfuse_defaults();
-    let mut batches = process(&exports);
-    let started = Instant::now();
-    for batch in batches.drain(..) {
-        drop(PreparedBatch::new(batch, &pricing, 0));
+    let prepare = |body: &[u8]| {
+        otlp::prepare("application/x-protobuf", None, body, &pricing, 0)
+            .expect("valid export")
+            .batch
+    };
+    // Each export's rows are dropped before the next, as a request thread does.
+    let timed = |label: &str, work: &dyn Fn(&[u8])| {
+        let started = Instant::now();
+        for body in &exports {
+            work(body);
+        }
+        let per_span = started.elapsed().as_secs_f64() * 1e6 / spans;
+        println!("| {label} | {per_span:.2} |");
+    };
+    let stage = std::env::var("AXION_BENCH_STAGE").unwrap_or_default();
+    if stage != "prepare" {
+        timed("protobuf decode alone", &|body| {
+            drop(axion_model::otlp::decode_protobuf(body).expect("valid export"))
+        });
+        // The path every other ingestion takes, for comparison: events, then fold and rows.
+        timed("events → fold → rows (reference path)", &|body| {
+            let outcome = otlp::process("application/x-protobuf", None, body).expect("valid");
+            drop(PreparedBatch::new(outcome.writes, &pricing, 0));
+        });
     }
-    let per_span = started.elapsed().as_secs_f64() * 1e6 / spans;
-    println!("| fold + price + serialise (one thread) | {per_span:.2} |");
-    if std::env::var("AXION_BENCH_STAGE").as_deref() == Ok("prepare") {
-        return;
+    // What a request thread does before the writer: decode, map, normalise, fold, price and
+    // serialise rows.
+    timed("decode → rows (request thread)", &|body| {
+        drop(prepare(body))
+    });
+    if !stage.is_empty() {
+        return; // for instruction counts of the request side alone
     }
 
     for (times, writers) in [
@@ -96,8 +97,8 @@ fn main() {
             .unwrap(),
         );
         let mut chunks: Vec<Vec<_>> = (0..writers).map(|_| Vec::new()).collect();
-        for (index, batch) in process(&exports).into_iter().enumerate() {
-            chunks[index % writers].push(batch);
+        for (index, body) in exports.iter().enumerate() {
+            chunks[index % writers].push(prepare(body));
         }
         let started = Instant::now();
         std::thread::scope(|scope| {
@@ -105,7 +106,7 @@ fn main() {
                 let store = Arc::clone(&store);
                 scope.spawn(move || {
                     for batch in chunk {
-                        store.write("bench", batch).unwrap();
+                        store.write_prepared("bench", batch).unwrap();
                     }
                 });
             }
@@ -116,7 +117,7 @@ fn main() {
             Times::Shuffled => "start times shuffled over 30 days",
         };
         println!(
-            "| fold + price + serialise + store, {writers} concurrent request(s), fsync'd commits, {times} | {per_span:.2} |"
+            "| store (the writer), {writers} concurrent request(s), fsync'd commits, {times} | {per_span:.2} |"
         );
         store.close();
         if let Ok(keep) = std::env::var("AXION_BENCH_KEEP_DB") {

@@ -168,17 +168,14 @@ impl Pricing {
 
     /// Usage totals, tier prices and cost for an observation's merged `model`,
     /// `usageDetails`, `costDetails` and `modelParameters`/`metadata` (for tier conditions).
-    pub fn price(&self, observation: &JsonMap) -> Priced {
-        let mut usage = numeric_map(observation.get("usageDetails"));
+    pub fn price(&self, observation: &(impl Priceable + ?Sized)) -> Priced {
+        let mut usage = numbers(observation.object("usageDetails"));
         if !usage.is_empty() && !usage.contains_key("total") {
             let total = usage.values().sum();
             usage.insert("total".into(), total);
         }
-        let provided = numeric_map(observation.get("costDetails"));
-        let model = observation
-            .get("model")
-            .and_then(Value::as_str)
-            .and_then(|name| self.find_model(name));
+        let provided = numbers(observation.object("costDetails"));
+        let model = observation.model().and_then(|name| self.find_model(name));
         let tier = model.and_then(|model| {
             if usage.is_empty() {
                 return None;
@@ -233,19 +230,53 @@ impl Pricing {
     }
 }
 
+/// What pricing reads of an observation: `model`, `usageDetails`, `costDetails`, and for tier
+/// conditions entries of `modelParameters` and `metadata`. A stored body (a JSON object) is
+/// one; so is a span the server maps straight to a row.
+pub trait Priceable {
+    /// `model`.
+    fn model(&self) -> Option<&str>;
+
+    /// The object field `name` (`usageDetails`, `costDetails`, `modelParameters`, `metadata`).
+    fn object(&self, name: &str) -> Option<&JsonMap>;
+
+    /// `key` of the object field `name`.
+    fn entry(&self, name: &str, key: &str) -> Option<&Value> {
+        self.object(name).and_then(|object| object.get(key))
+    }
+}
+
+impl Priceable for JsonMap {
+    fn model(&self) -> Option<&str> {
+        self.get("model").and_then(Value::as_str)
+    }
+
+    fn object(&self, name: &str) -> Option<&JsonMap> {
+        self.get(name).and_then(Value::as_object)
+    }
+}
+
 /// Twelve decimal places: enough for per-token prices, and no binary-float tails in JSON.
 fn round(value: f64) -> f64 {
     (value * 1e12).round() / 1e12
 }
 
 impl Tier {
-    fn matches(&self, usage: &BTreeMap<String, f64>, observation: &JsonMap) -> bool {
+    fn matches(
+        &self,
+        usage: &BTreeMap<String, f64>,
+        observation: &(impl Priceable + ?Sized),
+    ) -> bool {
         !self.conditions.is_empty() && self.conditions.iter().all(|c| c.holds(usage, observation))
     }
 }
 
 impl Condition {
-    fn holds(&self, usage: &BTreeMap<String, f64>, observation: &JsonMap) -> bool {
+    fn holds(
+        &self,
+        usage: &BTreeMap<String, f64>,
+        observation: &(impl Priceable + ?Sized),
+    ) -> bool {
         if let Some(regex) = &self.usage_regex {
             let sum: f64 = usage
                 .iter()
@@ -269,7 +300,7 @@ impl Condition {
             _ => return false,
         };
         let Some(key) = &self.key else { return false };
-        let Some(actual) = observation.get(field).and_then(|map| map.get(key)) else {
+        let Some(actual) = observation.entry(field, key) else {
             return false;
         };
         self.operator == "in" && self.values.iter().any(|wanted| same_scalar(wanted, actual))
@@ -286,7 +317,12 @@ fn same_scalar(wanted: &Value, actual: &Value) -> bool {
 
 /// A JSON object of numbers (or numeric strings) as a map; everything else is dropped.
 pub fn numeric_map(value: Option<&Value>) -> BTreeMap<String, f64> {
-    let Some(Value::Object(map)) = value else {
+    numbers(value.and_then(Value::as_object))
+}
+
+/// [`numeric_map`] of an object.
+fn numbers(map: Option<&JsonMap>) -> BTreeMap<String, f64> {
+    let Some(map) = map else {
         return BTreeMap::new();
     };
     map.iter()

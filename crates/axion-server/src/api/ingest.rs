@@ -87,17 +87,17 @@ pub async fn otlp_traces(
     let project_id = caller.project_id;
     let rejected = state
         .blocking(move |store| {
-            let outcome =
-                otlp::process(&content_type, encoding.as_deref(), &body).map_err(|error| {
-                    match error {
-                        otlp::OtlpBodyError::ContentType(_) => {
-                            ApiError::BadRequest(error.to_string())
-                        }
-                        other => ApiError::BadRequest(other.to_string()),
-                    }
-                })?;
-            store.write(&project_id, outcome.writes)?;
-            Ok(outcome.errors)
+            let now = chrono::Utc::now().timestamp_micros();
+            let export = otlp::prepare(
+                &content_type,
+                encoding.as_deref(),
+                &body,
+                store.pricing(),
+                now,
+            )
+            .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+            store.write_prepared(&project_id, export.batch)?;
+            Ok(export.errors)
         })
         .await?;
     if rejected.is_empty() {

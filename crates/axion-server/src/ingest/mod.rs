@@ -220,6 +220,15 @@ fn move_environment(body: &mut JsonMap, patch: &mut JsonMap, always: bool) {
     }
 }
 
+/// An environment name as stored: sent names that are normal already keep their string.
+pub fn normal_environment(text: String) -> String {
+    if is_environment_name(&text) && !text.starts_with("langfuse") {
+        text
+    } else {
+        normalize_environment(Some(&Value::String(text)))
+    }
+}
+
 fn valid_id(value: &Value, field: &str) -> Result<String, EventError> {
     check_id(value, field)?;
     Ok(value.as_str().unwrap_or_default().to_owned())
@@ -227,12 +236,33 @@ fn valid_id(value: &Value, field: &str) -> Result<String, EventError> {
 
 fn check_id(value: &Value, field: &str) -> Result<(), EventError> {
     match value {
-        Value::String(id) if !id.is_empty() && id.len() <= 800 && !id.contains('\r') => Ok(()),
-        Value::String(_) => Err(EventError::invalid(format!(
-            "{field}: must be 1..800 characters without carriage returns"
-        ))),
+        Value::String(id) => check_id_text(id, field),
         _ => Err(EventError::invalid(format!("{field}: expected a string"))),
     }
+}
+
+/// An id is 1 to 800 characters without carriage returns.
+pub fn check_id_text(id: &str, field: &str) -> Result<(), EventError> {
+    if !id.is_empty() && id.len() <= 800 && !id.contains('\r') {
+        Ok(())
+    } else {
+        Err(EventError::invalid(format!(
+            "{field}: must be 1..800 characters without carriage returns"
+        )))
+    }
+}
+
+/// A time in its canonical stored form (kept as sent when it already is).
+pub fn canonical_time_text(text: String, field: &str) -> Result<String, EventError> {
+    if canonical_time::parse(&text).is_some() {
+        return Ok(text);
+    }
+    parse_time_text(&text, field).map(format_time)
+}
+
+/// Input and output as stored: `null` and `{}` dropped.
+pub fn stored_io(io: Io) -> Io {
+    without_empty(io)
 }
 
 /// Moves a string field out of the body (a number becomes its text). Moving, not copying:
@@ -325,9 +355,7 @@ pub fn trace_upsert(mut body: JsonMap, envelope_time: DateTime<Utc>) -> Result<U
         );
     }
     if let Some(name) = take_string(&mut body, "name")? {
-        if name.chars().count() > 1000 {
-            return Err(EventError::invalid("name: at most 1000 characters"));
-        }
+        check_trace_name(&name)?;
         patch.insert("name".into(), Value::String(name));
     }
     for key in ["userId", "sessionId", "release", "version"] {
@@ -352,6 +380,14 @@ pub fn trace_upsert(mut body: JsonMap, envelope_time: DateTime<Utc>) -> Result<U
         Some(_) => return Err(EventError::invalid("public: expected a boolean")),
     }
     Ok(Upsert { id, patch, io })
+}
+
+/// A trace name has at most 1000 characters.
+pub fn check_trace_name(name: &str) -> Result<(), EventError> {
+    if name.len() > 1000 && name.chars().count() > 1000 {
+        return Err(EventError::invalid("name: at most 1000 characters"));
+    }
+    Ok(())
 }
 
 /// A placeholder trace (id, timestamp, environment) for a new observation, from its normalised
@@ -517,9 +553,22 @@ fn amount(value: &Value) -> Option<f64> {
 /// Langfuse's usage rules: the legacy `usage` object (Langfuse or OpenAI style) first, then
 /// `usageDetails` (free map or OpenAI Chat/Responses usage) and `costDetails` overwrite.
 pub fn usage_and_cost(body: &JsonMap) -> Result<(JsonMap, JsonMap), EventError> {
+    usage_and_cost_of(
+        body.get("usage"),
+        body.get("usageDetails"),
+        body.get("costDetails"),
+    )
+}
+
+/// [`usage_and_cost`] of a body's `usage`, `usageDetails` and `costDetails`.
+pub fn usage_and_cost_of(
+    legacy_usage: Option<&Value>,
+    usage_details: Option<&Value>,
+    cost_details: Option<&Value>,
+) -> Result<(JsonMap, JsonMap), EventError> {
     let mut usage = JsonMap::new();
     let mut cost = JsonMap::new();
-    if let Some(Value::Object(legacy)) = body.get("usage") {
+    if let Some(Value::Object(legacy)) = legacy_usage {
         let field = |names: &[&str]| {
             names
                 .iter()
@@ -538,7 +587,7 @@ pub fn usage_and_cost(body: &JsonMap) -> Result<(JsonMap, JsonMap), EventError> 
             Some(total) => {
                 usage.insert("total".into(), total.into());
             }
-            None if (input.is_some() || output.is_some()) && !body.contains_key("usageDetails") => {
+            None if (input.is_some() || output.is_some()) && usage_details.is_none() => {
                 usage.insert(
                     "total".into(),
                     (input.unwrap_or(0) + output.unwrap_or(0)).into(),
@@ -556,7 +605,7 @@ pub fn usage_and_cost(body: &JsonMap) -> Result<(JsonMap, JsonMap), EventError> 
             }
         }
     }
-    match body.get("usageDetails") {
+    match usage_details {
         None | Some(Value::Null) => {}
         Some(Value::Object(details)) => {
             let openai = [
@@ -579,7 +628,7 @@ pub fn usage_and_cost(body: &JsonMap) -> Result<(JsonMap, JsonMap), EventError> 
         }
         Some(_) => return Err(EventError::invalid("usageDetails: expected an object")),
     }
-    match body.get("costDetails") {
+    match cost_details {
         None | Some(Value::Null) => {}
         Some(Value::Object(details)) => {
             for (key, value) in details {
@@ -725,7 +774,7 @@ pub fn merge_owned(stored: &mut JsonMap, patch: JsonMap, immutable: &[&str]) {
     }
 }
 
-fn deep_merge(old: &mut JsonMap, new: JsonMap) {
+pub(crate) fn deep_merge(old: &mut JsonMap, new: JsonMap) {
     for (key, value) in new {
         match (old.get_mut(&key), value) {
             (Some(Value::Object(old_child)), Value::Object(new_child)) => {

@@ -1,14 +1,25 @@
 //! `POST /api/public/otel/v1/traces` (and `/v1/traces`): OTLP/HTTP trace exports, protobuf or
 //! JSON, gzip or not, mapped to ingestion events by [`axion_model::otlp`].
 
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use chrono::Utc;
+use serde_json::Value;
 
-use axion_model::otlp::{self as mapping, OtlpError};
+use axion_model::canonical_time;
+use axion_model::otlp::{
+    self as mapping, ExportTraceServiceRequest, MappedSpan, OtlpError, SpanObservation, SpanTrace,
+    TraceRole,
+};
 
 use super::langfuse_batch::{process_events, BatchOutcome};
-use super::{parse_time_text, Scope};
+use super::{
+    canonical_time_text, check_id_text, check_trace_name, normal_environment, parse_time_text,
+    stored_io, usage_and_cost_of, EventError, Scope,
+};
+use crate::cost::Pricing;
+use crate::store::rows::{self, Prepared, PreparedBatch, TraceFields};
 
 /// The largest decompressed body accepted, so a small gzip bomb cannot exhaust memory.
 pub const MAX_DECOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
@@ -28,12 +39,12 @@ pub enum OtlpBodyError {
     Decode(#[from] OtlpError),
 }
 
-/// Decodes and maps an export; every span becomes events processed like an ingestion batch.
-pub fn process(
+/// Decompresses and decodes an export.
+pub fn decode(
     content_type: &str,
     content_encoding: Option<&str>,
     body: &[u8],
-) -> Result<BatchOutcome, OtlpBodyError> {
+) -> Result<ExportTraceServiceRequest, OtlpBodyError> {
     let decompressed;
     let body = match content_encoding.map(str::trim) {
         None | Some("") | Some("identity") => body,
@@ -57,16 +68,34 @@ pub fn process(
             )))
         }
     };
-    let request = if content_type.contains("application/x-protobuf")
+    if content_type.contains("application/x-protobuf")
         || content_type.contains("application/protobuf")
     {
-        mapping::decode_protobuf(body)?
+        Ok(mapping::decode_protobuf(body)?)
     } else if content_type.contains("application/json") {
-        mapping::decode_json(body)?
+        Ok(mapping::decode_json(body)?)
     } else {
-        return Err(OtlpBodyError::ContentType(content_type.to_owned()));
-    };
-    let events = mapping::to_events(&request);
+        Err(OtlpBodyError::ContentType(content_type.to_owned()))
+    }
+}
+
+/// Decodes and maps an export; every span becomes events processed like an ingestion batch.
+/// The reference path: [`prepare`] stores the same rows without the events.
+pub fn process(
+    content_type: &str,
+    content_encoding: Option<&str>,
+    body: &[u8],
+) -> Result<BatchOutcome, OtlpBodyError> {
+    Ok(process_request(&decode(
+        content_type,
+        content_encoding,
+        body,
+    )?))
+}
+
+/// [`process`] of a decoded export.
+pub fn process_request(request: &ExportTraceServiceRequest) -> BatchOutcome {
+    let events = mapping::to_events(request);
     let mut outcome = BatchOutcome::default();
     let parsed = events
         .into_iter()
@@ -78,5 +107,197 @@ pub fn process(
         })
         .collect();
     process_events(parsed, Scope::Project, &mut outcome);
-    Ok(outcome)
+    outcome
+}
+
+/// An export ready for a store: its rows, and the spans (events) it rejected.
+#[derive(Debug, Default)]
+pub struct PreparedExport {
+    /// The rows.
+    pub batch: PreparedBatch,
+    /// Rejected events: id (a span id, `<span id>-trace` for its trace) and why.
+    pub errors: Vec<(String, EventError)>,
+}
+
+/// Decodes an export and maps its spans straight to rows: the same rows, in the same order,
+/// as [`process`] followed by [`PreparedBatch::new`], without building an ingestion event (a
+/// JSON map per field) for every span and folding them again. An export that repeats a span
+/// id (rare) takes that path, whose per-event merge it needs.
+pub fn prepare(
+    content_type: &str,
+    content_encoding: Option<&str>,
+    body: &[u8],
+    pricing: &Pricing,
+    now: i64,
+) -> Result<PreparedExport, OtlpBodyError> {
+    let request = decode(content_type, content_encoding, body)?;
+    Ok(prepare_request(&request, pricing, now))
+}
+
+/// [`prepare`] of a decoded export.
+pub fn prepare_request(
+    request: &ExportTraceServiceRequest,
+    pricing: &Pricing,
+    now: i64,
+) -> PreparedExport {
+    let spans = mapping::map_spans(request);
+    let mut span_ids = HashSet::with_capacity(spans.len());
+    if !spans
+        .iter()
+        .all(|span| span_ids.insert(span.observation.id.as_str()))
+    {
+        let outcome = process_request(request);
+        return PreparedExport {
+            batch: PreparedBatch::new(outcome.writes, pricing, now),
+            errors: outcome.errors,
+        };
+    }
+    drop(span_ids);
+
+    // Which shallow trace events the event path keeps: the first of a trace that no span
+    // names (decided in export order).
+    let named: HashSet<&str> = spans
+        .iter()
+        .filter(|span| span.trace.role != TraceRole::Shallow)
+        .map(|span| span.observation.trace_id.as_str())
+        .collect();
+    let mut shallow_seen = HashSet::new();
+    let keeps_shallow: Vec<bool> = spans
+        .iter()
+        .map(|span| {
+            let trace_id = span.observation.trace_id.as_str();
+            span.trace.role == TraceRole::Shallow
+                && !named.contains(trace_id)
+                && shallow_seen.insert(trace_id)
+        })
+        .collect();
+    drop((named, shallow_seen));
+
+    // Langfuse's processing order: by start time (the events' envelope time), then position.
+    let mut ordered: Vec<(i64, bool, MappedSpan)> = spans
+        .into_iter()
+        .zip(keeps_shallow)
+        .map(|(span, keep)| {
+            let start = canonical_time::parse(&span.observation.start_time)
+                .map(|time| time.timestamp_micros())
+                .unwrap_or(i64::MAX);
+            (start, keep, span)
+        })
+        .collect();
+    ordered.sort_by_key(|(start, _, _)| *start);
+
+    let mut export = PreparedExport::default();
+    let mut traces: Vec<TraceFields> = Vec::new();
+    let mut trace_index: HashMap<String, usize> = HashMap::new();
+    let mut fold = |fields: TraceFields| match trace_index.get(fields.id.as_str()) {
+        Some(&at) => traces[at].absorb(fields),
+        None => {
+            trace_index.insert(fields.id.clone(), traces.len());
+            traces.push(fields);
+        }
+    };
+    for (_, keeps_shallow, span) in ordered {
+        let MappedSpan {
+            mut observation,
+            trace,
+        } = span;
+        observation.environment = normal_environment(std::mem::take(&mut observation.environment));
+        if trace.role != TraceRole::Shallow || keeps_shallow {
+            match trace_fields(&observation, trace) {
+                Ok(fields) => fold(fields),
+                Err(error) => export
+                    .errors
+                    .push((format!("{}-trace", observation.id), error)),
+            }
+        }
+        match normalise_observation(&mut observation) {
+            Ok(()) => {
+                // The placeholder every observation makes for its trace (folding it changes
+                // nothing when the trace was written just before).
+                fold(TraceFields::placeholder(
+                    observation.trace_id.clone(),
+                    observation.start_time.clone(),
+                    observation.environment.clone(),
+                ));
+                export.batch.observations.push(Prepared {
+                    row: rows::span_observation_row(&observation, pricing),
+                    id: observation.id,
+                    patch: None,
+                    io: observation.io,
+                });
+            }
+            Err(error) => export.errors.push((observation.id, error)),
+        }
+    }
+    export.batch.traces = traces
+        .into_iter()
+        .map(|fields| Prepared {
+            row: fields.row(),
+            id: fields.id,
+            patch: None,
+            io: fields.io,
+        })
+        .collect();
+    export
+}
+
+/// What a span's `trace-create` event would write, validated as that event is.
+fn trace_fields(
+    observation: &SpanObservation,
+    trace: SpanTrace,
+) -> Result<TraceFields, EventError> {
+    check_id_text(&observation.trace_id, "body.id")?;
+    let mut fields = TraceFields::placeholder(
+        observation.trace_id.clone(),
+        observation.start_time.clone(),
+        observation.environment.clone(),
+    );
+    if trace.role == TraceRole::Shallow {
+        return Ok(fields);
+    }
+    if let Some(name) = &trace.name {
+        check_trace_name(name)?;
+    }
+    let metadata = if trace.role == TraceRole::Root {
+        let mut metadata = trace.metadata;
+        for (key, value) in observation.metadata.fixed() {
+            metadata.entry(key).or_insert_with(|| value.clone());
+        }
+        for (key, value) in &observation.metadata.entries {
+            if !observation.metadata.is_fixed(key) {
+                metadata.entry(key).or_insert_with(|| value.clone());
+            }
+        }
+        metadata
+    } else {
+        trace.metadata
+    };
+    fields.name = trace.name;
+    fields.user_id = trace.user_id;
+    fields.session_id = trace.session_id;
+    fields.release = trace.release;
+    fields.version = trace.version;
+    fields.public = trace.public;
+    fields.tags = trace.tags;
+    fields.metadata = (!metadata.is_empty()).then_some(metadata);
+    fields.io = stored_io(trace.io);
+    Ok(fields)
+}
+
+/// What a span's observation event would write, validated and normalised as that event is.
+fn normalise_observation(observation: &mut SpanObservation) -> Result<(), EventError> {
+    check_id_text(&observation.id, "body.id")?;
+    check_id_text(&observation.trace_id, "body.traceId")?;
+    if let Some(text) = observation.completion_start_time.take() {
+        observation.completion_start_time = Some(canonical_time_text(text, "completionStartTime")?);
+    }
+    if observation.usage_details.is_some() || observation.cost_details.is_some() {
+        let usage = observation.usage_details.take().map(Value::Object);
+        let cost = observation.cost_details.take().map(Value::Object);
+        let (usage, cost) = usage_and_cost_of(None, usage.as_ref(), cost.as_ref())?;
+        observation.usage_details = (!usage.is_empty()).then_some(usage);
+        observation.cost_details = (!cost.is_empty()).then_some(cost);
+    }
+    observation.io = stored_io(std::mem::take(&mut observation.io));
+    Ok(())
 }

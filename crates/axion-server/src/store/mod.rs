@@ -294,7 +294,28 @@ pub struct Page<T> {
 /// Everything the server needs from storage.
 pub trait Store: Send + Sync + 'static {
     /// Merges a batch of upserts; `Ok` means durable.
-    fn write(&self, project_id: &str, batch: WriteBatch) -> Result<(), StoreError>;
+    fn write(&self, project_id: &str, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Folding, pricing and serialising happen here, on the caller's thread (requests run
+        // in parallel); a store's writer only runs SQL.
+        let now = chrono::Utc::now().timestamp_micros();
+        self.write_prepared(
+            project_id,
+            rows::PreparedBatch::new(batch, self.pricing(), now),
+        )
+    }
+
+    /// Stores rows already folded, priced and serialised (`rows`); `Ok` means durable.
+    fn write_prepared(
+        &self,
+        project_id: &str,
+        batch: rows::PreparedBatch,
+    ) -> Result<(), StoreError>;
+
+    /// The price table the store's rows are priced with.
+    fn pricing(&self) -> &crate::cost::Pricing;
 
     /// Creates a project.
     fn create_project(&self, name: &str) -> Result<Project, StoreError>;

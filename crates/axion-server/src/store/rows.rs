@@ -10,9 +10,10 @@ use std::collections::HashMap;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use axion_model::Io;
+use axion_model::otlp::SpanObservation;
+use axion_model::{canonical_time, Io};
 
-use crate::cost::Pricing;
+use crate::cost::{Priceable, Pricing};
 use crate::ingest::{merge_owned, time_micros, Upsert, WriteBatch};
 use crate::ingest::{OBSERVATION_IMMUTABLE, SCORE_IMMUTABLE, TRACE_IMMUTABLE};
 use crate::JsonMap;
@@ -230,18 +231,338 @@ pub fn observation_row(fields: &JsonMap, io: &Io, pricing: &Pricing) -> Observat
     }
 }
 
+/// A span's observation, already normalised (see `ingest::otlp`), as a row. Its body is
+/// written field by field; the metadata the whole export shares (resource and scope) goes in
+/// as the text made once for all its spans.
+pub fn span_observation_row(observation: &SpanObservation, pricing: &Pricing) -> ObservationRow {
+    let o = observation;
+    let io_len: usize =
+        o.io.fields()
+            .map(|(_, text)| text.as_str().len() + 12)
+            .sum();
+    let shared_len = o.metadata.resource.text().len() + o.metadata.scope.text().len();
+    let mut body = ObjectWriter::with_capacity(512 + io_len + shared_len);
+    body.value("id", &o.id);
+    body.value("traceId", &o.trace_id);
+    body.some("parentObservationId", o.parent_observation_id.as_ref());
+    body.value("name", &o.name);
+    body.value("startTime", &o.start_time);
+    body.some("endTime", o.end_time.as_ref());
+    body.value("environment", &o.environment);
+    body.value("level", o.level);
+    body.some("statusMessage", o.status_message.as_ref());
+    body.some("version", o.version.as_ref());
+    body.some("model", o.model.as_ref());
+    for (key, map) in [
+        ("modelParameters", &o.model_parameters),
+        ("usageDetails", &o.usage_details),
+        ("costDetails", &o.cost_details),
+    ] {
+        body.some(key, map.as_ref().filter(|map| !map.is_empty()));
+    }
+    body.some("completionStartTime", o.completion_start_time.as_ref());
+    body.some("promptName", o.prompt_name.as_ref());
+    body.some("promptVersion", o.prompt_version.as_ref());
+    let metadata = &o.metadata;
+    body.object("metadata", |fields| {
+        for (key, value) in &metadata.entries {
+            if !metadata.is_fixed(key) {
+                fields.value(key, value);
+            }
+        }
+        fields.raw("resourceAttributes", metadata.resource.text());
+        fields.raw("scope", metadata.scope.text());
+        fields.some("attributes", metadata.attributes.as_ref());
+    });
+    body.value("type", o.kind);
+    body.io(&o.io);
+    let priced = pricing.price(&PricedSpan(o));
+    let micros = |text: &str| canonical_time::parse(text).map(|time| time.timestamp_micros());
+    ObservationRow {
+        trace_id: Some(o.trace_id.clone()),
+        parent_observation_id: o.parent_observation_id.clone(),
+        kind: o.kind.to_owned(),
+        name: Some(o.name.clone()),
+        level: o.level.to_owned(),
+        version: o.version.clone(),
+        environment: o.environment.clone(),
+        model: o.model.clone(),
+        start_time: micros(&o.start_time),
+        end_time: o.end_time.as_deref().and_then(micros),
+        total_cost: priced.cost.get("total").copied(),
+        body: body.finish(),
+        derived: serde_json::to_string(&priced).unwrap_or_else(|_| "{}".into()),
+    }
+}
+
+struct PricedSpan<'a>(&'a SpanObservation);
+
+impl Priceable for PricedSpan<'_> {
+    fn model(&self) -> Option<&str> {
+        self.0.model.as_deref()
+    }
+
+    fn object(&self, name: &str) -> Option<&JsonMap> {
+        match name {
+            "usageDetails" => self.0.usage_details.as_ref(),
+            "costDetails" => self.0.cost_details.as_ref(),
+            "modelParameters" => self.0.model_parameters.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn entry(&self, name: &str, key: &str) -> Option<&Value> {
+        match name {
+            "metadata" => self.0.metadata.get(key),
+            _ => self.object(name)?.get(key),
+        }
+    }
+}
+
+/// A trace's fields as typed sources give them, folded with the rules of
+/// [`merge_owned`](crate::ingest::merge_owned) (see [`TraceFields::absorb`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceFields {
+    /// Trace id.
+    pub id: String,
+    /// Start, canonical RFC 3339: the earliest one wins.
+    pub timestamp: String,
+    /// Normalised environment, fixed by the first write unless that was `default`.
+    pub environment: String,
+    /// Name.
+    pub name: Option<String>,
+    /// User id.
+    pub user_id: Option<String>,
+    /// Session id.
+    pub session_id: Option<String>,
+    /// Release.
+    pub release: Option<String>,
+    /// Version.
+    pub version: Option<String>,
+    /// Public flag.
+    pub public: Option<bool>,
+    /// Tags: unioned and sorted when a later write has some.
+    pub tags: Option<Vec<String>>,
+    /// Metadata (never empty): deep-merged.
+    pub metadata: Option<JsonMap>,
+    /// Input and output.
+    pub io: Io,
+}
+
+impl TraceFields {
+    /// A trace that only has to exist: id, timestamp and environment.
+    pub fn placeholder(id: String, timestamp: String, environment: String) -> Self {
+        Self {
+            id,
+            timestamp,
+            environment,
+            name: None,
+            user_id: None,
+            session_id: None,
+            release: None,
+            version: None,
+            public: None,
+            tags: None,
+            metadata: None,
+            io: Io::default(),
+        }
+    }
+
+    /// Merges a later write of the same trace into this one.
+    pub fn absorb(&mut self, later: TraceFields) {
+        if later.timestamp < self.timestamp {
+            self.timestamp = later.timestamp;
+        }
+        if self.environment == "default" {
+            self.environment = later.environment;
+        }
+        for (slot, value) in [
+            (&mut self.name, later.name),
+            (&mut self.user_id, later.user_id),
+            (&mut self.session_id, later.session_id),
+            (&mut self.release, later.release),
+            (&mut self.version, later.version),
+        ] {
+            if value.is_some() {
+                *slot = value;
+            }
+        }
+        if later.public.is_some() {
+            self.public = later.public;
+        }
+        if let Some(new) = later.tags {
+            let mut tags = self.tags.take().unwrap_or_default();
+            tags.extend(new);
+            tags.sort();
+            tags.dedup();
+            self.tags = Some(tags);
+        }
+        if let Some(new) = later.metadata {
+            match &mut self.metadata {
+                Some(old) => crate::ingest::deep_merge(old, new),
+                None => self.metadata = Some(new),
+            }
+        }
+        self.io.update(later.io);
+    }
+
+    /// The trace's row.
+    pub fn row(&self) -> TraceRow {
+        let io_len: usize = self
+            .io
+            .fields()
+            .map(|(_, text)| text.as_str().len() + 12)
+            .sum();
+        let mut body = ObjectWriter::with_capacity(512 + io_len);
+        body.value("id", &self.id);
+        body.value("timestamp", &self.timestamp);
+        body.value("environment", &self.environment);
+        body.some("name", self.name.as_ref());
+        body.some("userId", self.user_id.as_ref());
+        body.some("sessionId", self.session_id.as_ref());
+        body.some("release", self.release.as_ref());
+        body.some("version", self.version.as_ref());
+        body.some("public", self.public.as_ref());
+        body.some("tags", self.tags.as_ref());
+        body.some(
+            "metadata",
+            self.metadata.as_ref().filter(|map| !map.is_empty()),
+        );
+        body.io(&self.io);
+        TraceRow {
+            timestamp: canonical_time::parse(&self.timestamp)
+                .map(|time| time.timestamp_micros())
+                .unwrap_or_default(),
+            name: self.name.clone(),
+            user_id: self.user_id.clone(),
+            session_id: self.session_id.clone(),
+            release: self.release.clone(),
+            version: self.version.clone(),
+            environment: self.environment.clone(),
+            public: self.public.unwrap_or(false),
+            tags: self.tags.clone().unwrap_or_default(),
+            body: body.finish(),
+            io_observation_id: self.io.from_observation.clone(),
+        }
+    }
+}
+
 /// One record of a batch: its id, the patch to merge when the id exists already, and the row
 /// to insert when it does not.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared<R> {
     /// The record id.
     pub id: String,
-    /// The normalised fields this batch writes.
-    pub patch: JsonMap,
+    /// The normalised fields this batch writes; `None` when the row's body says the same
+    /// (rows built straight from typed sources, see [`Prepared::fields`]).
+    pub patch: Option<JsonMap>,
     /// The input and output this batch writes.
     pub io: Io,
     /// The row for a new id.
     pub row: R,
+}
+
+/// A row with a stored body.
+pub trait HasBody {
+    /// The body as JSON text.
+    fn body(&self) -> &str;
+}
+
+impl HasBody for TraceRow {
+    fn body(&self) -> &str {
+        &self.body
+    }
+}
+
+impl HasBody for ObservationRow {
+    fn body(&self) -> &str {
+        &self.body
+    }
+}
+
+impl<R: HasBody> Prepared<R> {
+    /// The fields to merge into a stored record of the same id (rare: the common case inserts
+    /// the row). Without a patch they are read back from the row's body, which holds exactly
+    /// the patch's fields (a typed source sets every field a default would fill) plus the input
+    /// and output, which are carried beside it.
+    pub fn fields(&self) -> std::borrow::Cow<'_, JsonMap> {
+        if let Some(patch) = &self.patch {
+            return std::borrow::Cow::Borrowed(patch);
+        }
+        let mut fields: JsonMap = serde_json::from_str(self.row.body()).unwrap_or_default();
+        fields.remove("input");
+        fields.remove("output");
+        std::borrow::Cow::Owned(fields)
+    }
+}
+
+/// A JSON object written field by field, for bodies built from typed fields.
+pub struct ObjectWriter {
+    out: Vec<u8>,
+    /// Whether the object being written has a field already.
+    comma: bool,
+}
+
+impl ObjectWriter {
+    /// An empty object with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity);
+        out.push(b'{');
+        Self { out, comma: false }
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.comma {
+            self.out.push(b',');
+        }
+        self.comma = true;
+        // Serialised, not copied: metadata keys come from clients.
+        let _ = serde_json::to_writer(&mut self.out, key);
+        self.out.push(b':');
+    }
+
+    /// `"key": value`.
+    pub fn value(&mut self, key: &str, value: &(impl Serialize + ?Sized)) {
+        self.key(key);
+        // Writing to a Vec cannot fail, nor can serialising strings, maps and numbers.
+        let _ = serde_json::to_writer(&mut self.out, value);
+    }
+
+    /// `"key": value` when there is a value.
+    pub fn some(&mut self, key: &str, value: Option<&(impl Serialize + ?Sized)>) {
+        if let Some(value) = value {
+            self.value(key, value);
+        }
+    }
+
+    /// `"key": <text>`, `text` being JSON already.
+    pub fn raw(&mut self, key: &str, text: &str) {
+        self.key(key);
+        self.out.extend_from_slice(text.as_bytes());
+    }
+
+    /// `"key": {…}`, its fields written by `fill`.
+    pub fn object(&mut self, key: &str, fill: impl FnOnce(&mut ObjectWriter)) {
+        self.key(key);
+        self.out.push(b'{');
+        self.comma = false;
+        fill(self);
+        self.out.push(b'}');
+        self.comma = true;
+    }
+
+    /// The input and output, as the JSON text they came as.
+    pub fn io(&mut self, io: &Io) {
+        for (key, text) in io.fields() {
+            self.raw(key, text.as_str());
+        }
+    }
+
+    /// The object's text.
+    pub fn finish(mut self) -> String {
+        self.out.push(b'}');
+        String::from_utf8(self.out).unwrap_or_else(|_| "{}".into())
+    }
 }
 
 /// A [`WriteBatch`] with upserts of the same id folded together and rows computed.
@@ -264,7 +585,7 @@ impl PreparedBatch {
                 .map(|Upsert { id, patch, io }| Prepared {
                     row: trace_row(&patch, &io, now),
                     id,
-                    patch,
+                    patch: Some(patch),
                     io,
                 })
                 .collect(),
@@ -273,7 +594,7 @@ impl PreparedBatch {
                 .map(|Upsert { id, patch, io }| Prepared {
                     row: observation_row(&patch, &io, pricing),
                     id,
-                    patch,
+                    patch: Some(patch),
                     io,
                 })
                 .collect(),

@@ -22,7 +22,7 @@ use super::rows::{self, ObservationRow, PreparedBatch, TraceRow};
 use super::*;
 use crate::cost::{numeric_map, Pricing};
 use crate::ingest::{
-    merge_into, time_micros, OBSERVATION_IMMUTABLE, SCORE_IMMUTABLE, TRACE_IMMUTABLE,
+    merge_into, merge_owned, time_micros, OBSERVATION_IMMUTABLE, SCORE_IMMUTABLE, TRACE_IMMUTABLE,
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
@@ -640,7 +640,7 @@ fn apply_batch(
             id,
         )?
         .unwrap_or_default();
-        merge_into(&mut stored, &trace.patch, TRACE_IMMUTABLE);
+        merge_owned(&mut stored, trace.fields().into_owned(), TRACE_IMMUTABLE);
         let row = rows::trace_row(&stored, &trace.io, now);
         write_trace(statements, project, id, &row, true, now)?;
     }
@@ -657,7 +657,11 @@ fn apply_batch(
             id,
         )?
         .unwrap_or_default();
-        merge_into(&mut stored, &observation.patch, OBSERVATION_IMMUTABLE);
+        merge_owned(
+            &mut stored,
+            observation.fields().into_owned(),
+            OBSERVATION_IMMUTABLE,
+        );
         let row = rows::observation_row(&stored, &observation.io, pricing);
         write_observation(statements, project, id, &row, true, now)?;
     }
@@ -949,14 +953,15 @@ fn collect<R, T>(
 const OBSERVATION_COLUMNS: &str = "o.project_id, o.body, o.derived, o.created_at, o.updated_at";
 
 impl Store for SqliteStore {
-    fn write(&self, project_id: &str, batch: WriteBatch) -> Result<(), StoreError> {
+    fn write_prepared(&self, project_id: &str, batch: PreparedBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        // Folding, pricing and serialising happen here, on the caller's thread (requests run
-        // in parallel); the writer thread only runs SQL.
-        let batch = PreparedBatch::new(batch, &self.pricing, now_micros());
         self.submit(project_id, batch)
+    }
+
+    fn pricing(&self) -> &Pricing {
+        &self.pricing
     }
 
     fn create_project(&self, name: &str) -> Result<Project, StoreError> {

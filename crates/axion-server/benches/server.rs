@@ -94,6 +94,14 @@ async fn ingest(base: &str, exports: Vec<(Vec<u8>, usize)>, connections: usize) 
     for worker in workers {
         worker.await.unwrap();
     }
+    // Answered means logged and on disk; the clock stops once the database has it all (a
+    // read waits for every answered write).
+    let response = client
+        .get(format!("{base}/api/public/traces?limit=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
     total as f64 / started.elapsed().as_secs_f64()
 }
 

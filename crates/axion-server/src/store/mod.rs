@@ -5,6 +5,7 @@
 //! [`Store::write`] means the data is durable.
 
 pub mod filter;
+mod ingest_log;
 pub mod rows;
 pub mod sqlite;
 mod sqlite_filter;

@@ -1,15 +1,17 @@
-//! The embedded store: one SQLite file in WAL mode.
+//! The embedded store: one SQLite file in WAL mode, with an ingest log in front of it.
 //!
-//! One writer thread owns the only write connection. Requests queue their batches to it; it
-//! drains whatever is waiting and applies it in one transaction (group commit). A second
-//! thread, the syncer, flushes the write-ahead log to disk (`fdatasync`, once for every commit
-//! written meanwhile) and only then answers those requests, so a 2xx always means the data is
-//! on disk, while the writer already applies the next group. Reads use a small pool of
-//! read-only connections and never wait for the writer.
+//! A write is appended to the ingest log and synced to disk (one `fdatasync` for every write
+//! appended meanwhile) before it is answered, so a 2xx always means the data is on disk. One
+//! writer thread owns the only write connection: it drains whatever rows are queued and applies
+//! them in one transaction, recording in it how far into the log it got (see
+//! [`ingest_log`](super::ingest_log) for why). Queued rows are bounded by size: a write waits
+//! while the writer is that far behind. Reads use a small pool of read-only connections; a
+//! read of traces, observations, sessions or scores first waits until every write answered
+//! before it began is applied, so clients read what they wrote.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use rusqlite::types::Value as SqlValue;
@@ -18,6 +20,7 @@ use rusqlite::{
 };
 use serde_json::Value;
 
+use super::ingest_log::{self, IngestLog};
 use super::rows::{self, ObservationRow, PreparedBatch, TraceRow};
 use super::*;
 use crate::cost::{numeric_map, Pricing};
@@ -99,19 +102,90 @@ WHERE EXISTS (
     SELECT 1 FROM trace_tags g WHERE g.project_id = traces.project_id AND g.trace_id = traces.id);
 DROP TABLE trace_tags;
 "#,
+    // How far into the ingest log the database is: updated in each writer transaction.
+    r#"
+CREATE TABLE ingest_state (
+    id INTEGER PRIMARY KEY CHECK (id = 0), applied_seq INTEGER NOT NULL);
+INSERT INTO ingest_state (id, applied_seq) VALUES (0, 0);
+"#,
 ];
 
-/// The most jobs folded into one transaction.
-const MAX_GROUP: usize = 256;
+/// The most records the writer folds into one transaction.
+const MAX_GROUP_RECORDS: usize = 65_536;
 
-/// The outcome, and the batch itself: its request thread frees it (freeing large maps took a
-/// seventh of the writer's time).
-type Reply = mpsc::SyncSender<(Result<(), StoreError>, PreparedBatch)>;
+/// How much (encoded) data may wait for the writer before writes wait for it: bounds memory
+/// while letting transactions grow large under load. Measured at 800k spans stored, 4
+/// connections: 8 MB 32k spans/s, 16 MB 40–47k (peak RSS 107–116 MB), 32 MB 41–44k (139–150
+/// MB), 64 MB 34–45k (135–204 MB).
+const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
 
+/// Rows logged and waiting for the writer.
 struct Job {
+    seq: u64,
     project_id: String,
     batch: PreparedBatch,
-    reply: Reply,
+    /// Its encoded size, counted against [`MAX_PENDING_BYTES`].
+    bytes: usize,
+}
+
+/// What the writer has applied, and how much waits for it.
+#[derive(Default)]
+struct Progress {
+    state: Mutex<ProgressState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    applied: u64,
+    pending_bytes: usize,
+    /// The writer has ended: nothing will be applied any more.
+    stopped: bool,
+}
+
+impl Progress {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProgressState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `bytes` more fit in the queue (always when it is empty), and counts them.
+    fn admit(&self, bytes: usize) {
+        let mut state = self.lock();
+        while state.pending_bytes > 0
+            && state.pending_bytes + bytes > MAX_PENDING_BYTES
+            && !state.stopped
+        {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.pending_bytes += bytes;
+    }
+
+    /// Un-counts `bytes` that never reached the queue.
+    fn refund(&self, bytes: usize) {
+        self.lock().pending_bytes -= bytes;
+        self.changed.notify_all();
+    }
+
+    fn applied(&self, seq: u64, bytes: usize) {
+        let mut state = self.lock();
+        state.applied = state.applied.max(seq);
+        state.pending_bytes = state.pending_bytes.saturating_sub(bytes);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the writer has applied everything up to `seq`.
+    fn wait_applied(&self, seq: u64) {
+        let mut state = self.lock();
+        while state.applied < seq && !state.stopped {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 /// The SQLite store.
@@ -120,9 +194,11 @@ pub struct SqliteStore {
     pricing: Arc<Pricing>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    syncer: Mutex<Option<JoinHandle<()>>>,
+    freer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    log: Arc<IngestLog>,
+    progress: Arc<Progress>,
 }
 
 /// Waits for the thread in `slot`, if it still runs.
@@ -197,43 +273,99 @@ impl SqliteStore {
             .name("axion-sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoint_connection, committed))
             .map_err(|error| StoreError::Database(error.to_string()))?;
-        // Commits write the log without waiting for the disk; the syncer makes each commit
-        // durable (one `fdatasync` of the log for every commit written meanwhile) before its
-        // requests are answered, while the writer goes on with the next group. Where the file
-        // system refused WAL mode, commits stay synchronous and the syncer only answers.
+        // Commits write SQLite's log without waiting for the disk: a write is durable in the
+        // ingest log before it reaches the writer, and the database's log is synced before an
+        // ingest log segment it covers is deleted. Where the file system refused WAL mode,
+        // commits stay synchronous.
         let journal: String =
             connection.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
-        let log = if journal.eq_ignore_ascii_case("wal") {
-            let log = std::fs::File::open(wal_path(&path)).map_err(|error| {
+        let wal = if journal.eq_ignore_ascii_case("wal") {
+            let wal = std::fs::File::open(wal_path(&path)).map_err(|error| {
                 StoreError::Database(format!("opening the write-ahead log: {error}"))
             })?;
             connection.pragma_update(None, "synchronous", "NORMAL")?;
-            Some(log)
+            Some(wal)
         } else {
             log::warn!(
                 "the database is not in WAL mode ({journal}); every commit waits for the disk"
             );
             None
         };
-        let (written, to_sync) = mpsc::channel::<Written>();
-        let syncer = std::thread::Builder::new()
-            .name("axion-sqlite-sync".into())
-            .spawn(move || sync_loop(log, to_sync))
+        let sync_database =
+            |wal: &Option<std::fs::File>| wal.as_ref().map_or(Ok(()), std::fs::File::sync_data);
+
+        // Writes answered before a crash but not yet applied are applied first.
+        let applied: u64 = connection.query_row(
+            "SELECT applied_seq FROM ingest_state WHERE id = 0",
+            [],
+            |row| row.get::<_, i64>(0),
+        )? as u64;
+        let (log, pending) = IngestLog::open(&path, applied)?;
+        let mut applied_now = applied;
+        if !pending.is_empty() {
+            log::info!("applying {} writes from the ingest log", pending.len());
+            let jobs: Vec<Job> = pending
+                .into_iter()
+                .map(|record| Job {
+                    seq: record.seq,
+                    project_id: record.project_id,
+                    batch: record.batch,
+                    bytes: 0,
+                })
+                .collect();
+            for group in jobs.chunks(64) {
+                for (job, result) in group
+                    .iter()
+                    .zip(apply_group(&mut connection, &pricing, group))
+                {
+                    if let Err(error) = result {
+                        log::error!(
+                            "a logged write to project {} could not be applied: {error}",
+                            job.project_id
+                        );
+                    }
+                }
+                applied_now = group.last().map_or(applied_now, |job| job.seq);
+            }
+        }
+        log.release_applied(applied_now, || sync_database(&wal));
+        let log = Arc::new(log);
+        let progress = Arc::new(Progress::default());
+        progress.applied(applied_now, 0);
+
+        let (freed, to_free) = mpsc::channel::<Vec<Job>>();
+        // Freeing a group's rows (large maps and strings) took a seventh of the writer's time:
+        // a thread of its own does it.
+        let freer = std::thread::Builder::new()
+            .name("axion-sqlite-free".into())
+            .spawn(move || to_free.into_iter().for_each(drop))
             .map_err(|error| StoreError::Database(error.to_string()))?;
         let (sender, receiver) = mpsc::channel::<Job>();
-        let writer_pricing = Arc::clone(&pricing);
-        let writer = std::thread::Builder::new()
-            .name("axion-sqlite-writer".into())
-            .spawn(move || writer_loop(connection, receiver, writer_pricing, commits, written))
-            .map_err(|error| StoreError::Database(error.to_string()))?;
+        let writer = {
+            let (pricing, log, progress) = (
+                Arc::clone(&pricing),
+                Arc::clone(&log),
+                Arc::clone(&progress),
+            );
+            std::thread::Builder::new()
+                .name("axion-sqlite-writer".into())
+                .spawn(move || {
+                    writer_loop(
+                        connection, receiver, &pricing, commits, &log, &progress, wal, freed,
+                    )
+                })
+                .map_err(|error| StoreError::Database(error.to_string()))?
+        };
         Ok(Self {
             path,
             pricing,
             jobs: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
-            syncer: Mutex::new(Some(syncer)),
+            freer: Mutex::new(Some(freer)),
             checkpointer: Mutex::new(Some(checkpointer)),
             readers: Mutex::new(Vec::new()),
+            log,
+            progress,
         })
     }
 
@@ -246,9 +378,24 @@ impl SqliteStore {
     pub fn close(&self) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
         join(&self.writer);
-        join(&self.syncer);
+        join(&self.freer);
         // The writer is gone, and with it the checkpointer's wake-ups: it ends by itself.
         join(&self.checkpointer);
+    }
+
+    /// Waits until every write answered so far is applied.
+    fn catch_up(&self) {
+        self.progress.wait_applied(self.log.last_seq());
+    }
+
+    /// [`Self::read`] of data that writes change: it first waits for the writes answered so
+    /// far (the writer is at most [`MAX_PENDING_BYTES`] behind).
+    fn read_applied<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.catch_up();
+        self.read(f)
     }
 
     fn read<T>(
@@ -269,21 +416,33 @@ impl SqliteStore {
     }
 
     fn submit(&self, project_id: &str, batch: PreparedBatch) -> Result<(), StoreError> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        {
+        let mut payload = Vec::with_capacity(4096);
+        ingest_log::encode(project_id, &batch, &mut payload);
+        let bytes = payload.len();
+        self.progress.admit(bytes);
+        let appended = {
             let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            let sender = jobs.as_ref().ok_or(StoreError::Closed)?;
-            sender
-                .send(Job {
-                    project_id: project_id.to_owned(),
-                    batch,
-                    reply,
-                })
-                .map_err(|_| StoreError::Closed)?;
+            match jobs.as_ref() {
+                None => Err(StoreError::Closed),
+                Some(sender) => self.log.append(&payload, |seq| {
+                    sender
+                        .send(Job {
+                            seq,
+                            project_id: project_id.to_owned(),
+                            batch,
+                            bytes,
+                        })
+                        .map_err(|_| StoreError::Closed)
+                }),
+            }
+        };
+        match appended {
+            Ok(seq) => self.log.sync_to(seq),
+            Err(error) => {
+                self.progress.refund(bytes);
+                Err(error)
+            }
         }
-        let (result, batch) = answer.recv().map_err(|_| StoreError::Closed)?;
-        drop(batch);
-        result
     }
 
     fn execute(&self, sql: &str, values: Vec<SqlValue>) -> Result<usize, StoreError> {
@@ -330,95 +489,114 @@ fn checkpoint_loop(connection: Connection, committed: mpsc::Receiver<()>) {
     }
 }
 
-/// A committed group, waiting for the log to reach the disk.
-type Written = Vec<(Job, Result<(), StoreError>)>;
-
 fn wal_path(database: &Path) -> PathBuf {
     let mut path = database.as_os_str().to_owned();
     path.push("-wal");
     PathBuf::from(path)
 }
 
-/// Answers committed groups once the log holding them is on disk: one `fdatasync` covers
-/// every group committed before it started.
-fn sync_loop(log: Option<std::fs::File>, written: mpsc::Receiver<Written>) {
-    while let Ok(first) = written.recv() {
-        let mut groups = vec![first];
-        groups.extend(written.try_iter());
-        let synced = log.as_ref().map_or(Ok(()), std::fs::File::sync_data);
-        for (job, result) in groups.into_iter().flatten() {
-            let result = match (&synced, result) {
-                (Err(error), Ok(())) => Err(StoreError::Database(format!(
-                    "syncing the write-ahead log: {error}"
-                ))),
-                (_, result) => result,
-            };
-            let _ = job.reply.send((result, job.batch));
-        }
-    }
-}
-
+#[allow(clippy::too_many_arguments)] // the writer's whole world, handed over once
 fn writer_loop(
     mut connection: Connection,
     jobs: mpsc::Receiver<Job>,
-    pricing: Arc<Pricing>,
+    pricing: &Pricing,
     commits: mpsc::SyncSender<()>,
-    written: mpsc::Sender<Written>,
+    log: &IngestLog,
+    progress: &Progress,
+    wal: Option<std::fs::File>,
+    freed: mpsc::Sender<Vec<Job>>,
 ) {
     let mut written_since_optimize = 0usize;
     while let Ok(first) = jobs.recv() {
+        let mut records = first.batch.len();
         let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+        while records < MAX_GROUP_RECORDS {
             match jobs.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(job) => {
+                    records += job.batch.len();
+                    group.push(job);
+                }
                 Err(_) => break,
             }
         }
-        written_since_optimize += group.iter().map(|job| job.batch.len()).sum::<usize>();
+        written_since_optimize += records;
         if written_since_optimize >= OPTIMIZE_EVERY {
             written_since_optimize = 0;
             if let Err(error) = optimize(&connection) {
                 log::warn!("refreshing query statistics failed: {error}");
             }
         }
-        let _ = written.send(apply_group(&mut connection, &pricing, group));
+        for (job, result) in group
+            .iter()
+            .zip(apply_group(&mut connection, pricing, &group))
+        {
+            if let Err(error) = result {
+                log::error!(
+                    "{} logged records of project {} could not be stored: {error}",
+                    job.batch.len(),
+                    job.project_id
+                );
+            }
+        }
+        let last = group.last().map_or(0, |job| job.seq);
+        progress.applied(last, group.iter().map(|job| job.bytes).sum());
+        log.release_applied(last, || {
+            wal.as_ref().map_or(Ok(()), std::fs::File::sync_data)
+        });
+        let _ = freed.send(group);
         // A wake-up already pending covers this commit too.
         let _ = commits.try_send(());
     }
+    progress.stop();
 }
 
-/// The whole group in one transaction. Should a job fail (rare: a disk or constraint error),
-/// the transaction is rolled back and every job runs again in its own, so only that job fails.
-/// Savepoints per job would do the same in one pass, but every page they touch is copied to a
-/// sub-journal first (measured: a fifth of the writer's time).
+/// The whole group in one transaction, which also records the last log sequence number
+/// applied. Should a job fail (rare: a disk or constraint error), the transaction is rolled
+/// back and every job runs again in its own, so only that job fails. Savepoints per job would
+/// do the same in one pass, but every page they touch is copied to a sub-journal first
+/// (measured: a fifth of the writer's time).
 fn apply_group(
     connection: &mut Connection,
     pricing: &Pricing,
-    group: Vec<Job>,
-) -> Vec<(Job, Result<(), StoreError>)> {
+    group: &[Job],
+) -> Vec<Result<(), StoreError>> {
     let now = now_micros();
     let apply = |connection: &mut Connection, jobs: &[Job]| -> Result<(), StoreError> {
         let tx = connection.transaction()?;
         for job in jobs {
             apply_batch(&tx, pricing, &job.project_id, &job.batch, now)?;
         }
+        if let Some(last) = jobs.last() {
+            record_applied(&tx, last.seq)?;
+        }
         tx.commit()?;
         Ok(())
     };
-    match apply(connection, &group) {
-        Ok(()) => group.into_iter().map(|job| (job, Ok(()))).collect(),
+    match apply(connection, group) {
+        Ok(()) => group.iter().map(|_| Ok(())).collect(),
         Err(error) if group.len() == 1 => {
-            let job = group.into_iter().next().expect("one job");
-            vec![(job, Err(error))]
+            // Past it all the same: a record that cannot be stored must not block the log.
+            let _ = record_applied(connection, group[0].seq);
+            vec![Err(error)]
         }
-        Err(_) => group
-            .into_iter()
-            .map(|job| {
-                let result = apply(connection, std::slice::from_ref(&job));
-                (job, result)
-            })
-            .collect(),
+        Err(_) => {
+            let results = group
+                .iter()
+                .map(|job| apply(connection, std::slice::from_ref(job)))
+                .collect();
+            if let Some(last) = group.last() {
+                let _ = record_applied(connection, last.seq);
+            }
+            results
+        }
     }
+}
+
+fn record_applied(connection: &Connection, seq: u64) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("UPDATE ingest_state SET applied_seq = max(applied_seq, ?1) WHERE id = 0")?
+        .execute([seq as i64])?;
+    Ok(())
 }
 
 fn load_body(
@@ -1081,7 +1259,7 @@ impl Store for SqliteStore {
             filter.sql(),
             page_clause(page)
         );
-        self.read(|connection| {
+        self.read_applied(|connection| {
             let items = collect(connection, &sql, &filter.values, trace_row, |mut row| {
                 if query.skip_borrowed_io {
                     row.2 = None;
@@ -1094,7 +1272,7 @@ impl Store for SqliteStore {
     }
 
     fn trace(&self, project_id: &str, id: &str) -> Result<Option<TraceRecord>, StoreError> {
-        self.read(|connection| {
+        self.read_applied(|connection| {
             let row = connection
                 .prepare_cached(concat!(
                     "SELECT ",
@@ -1118,7 +1296,7 @@ impl Store for SqliteStore {
         let marks = vec!["?"; trace_ids.len()].join(", ");
         let mut values: Vec<SqlValue> = vec![project_id.to_owned().into()];
         values.extend(trace_ids.iter().cloned().map(SqlValue::from));
-        self.read(|connection| {
+        self.read_applied(|connection| {
             let mut metrics: HashMap<String, TraceMetrics> =
                 trace_ids.iter().map(|id| (id.clone(), TraceMetrics::default())).collect();
             let sql = format!(
@@ -1158,6 +1336,8 @@ impl Store for SqliteStore {
     }
 
     fn delete_traces(&self, project_id: &str, ids: &[String]) -> Result<usize, StoreError> {
+        // After the writes answered so far, or a trace still queued would come back.
+        self.catch_up();
         let mut connection = open(&self.path, false)?;
         let tx = connection.transaction()?;
         let mut deleted = 0;
@@ -1225,7 +1405,7 @@ impl Store for SqliteStore {
             filter.sql(),
             page_clause(page)
         );
-        self.read(|connection| {
+        self.read_applied(|connection| {
             let items = collect(
                 connection,
                 &sql,
@@ -1243,7 +1423,7 @@ impl Store for SqliteStore {
         project_id: &str,
         id: &str,
     ) -> Result<Option<ObservationRecord>, StoreError> {
-        self.read(|connection| {
+        self.read_applied(|connection| {
             let sql = format!("SELECT {OBSERVATION_COLUMNS} FROM observations o WHERE o.project_id = ?1 AND o.id = ?2");
             let row = connection.prepare_cached(&sql)?.query_row([project_id, id], observation_row).optional()?;
             row.map(to_observation).transpose()
@@ -1255,7 +1435,7 @@ impl Store for SqliteStore {
         project_id: &str,
         trace_id: &str,
     ) -> Result<Vec<ObservationRecord>, StoreError> {
-        self.read(|connection| {
+        self.read_applied(|connection| {
             let sql = format!(
                 "SELECT {OBSERVATION_COLUMNS} FROM observations o INDEXED BY observations_by_trace
                  WHERE o.project_id = ?1 AND o.trace_id = ?2 ORDER BY o.start_time, o.id"
@@ -1285,7 +1465,7 @@ impl Store for SqliteStore {
             filter.sql(),
             page_clause(page)
         );
-        self.read(|connection| {
+        self.read_applied(|connection| {
             let items = collect(connection, &sql, &filter.values, session_row, Ok)?;
             let total = count(connection, "sessions s", &filter, page)?;
             Ok(Page { items, total })
@@ -1293,7 +1473,7 @@ impl Store for SqliteStore {
     }
 
     fn session(&self, project_id: &str, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        self.read(|connection| {
+        self.read_applied(|connection| {
             Ok(connection
                 .prepare_cached("SELECT id, project_id, environment, created_at FROM sessions WHERE project_id = ?1 AND id = ?2")?
                 .query_row([project_id, id], session_row)
@@ -1306,7 +1486,7 @@ impl Store for SqliteStore {
         project_id: &str,
         session_id: &str,
     ) -> Result<Vec<TraceRecord>, StoreError> {
-        self.read(|connection| {
+        self.read_applied(|connection| {
             collect(
                 connection,
                 concat!(
@@ -1369,7 +1549,7 @@ impl Store for SqliteStore {
             filter.sql(),
             page_clause(page)
         );
-        self.read(|connection| {
+        self.read_applied(|connection| {
             let items = collect(connection, &sql, &filter.values, score_row, to_score)?;
             let total = count(connection, "scores s", &filter, page)?;
             Ok(Page { items, total })
@@ -1377,7 +1557,7 @@ impl Store for SqliteStore {
     }
 
     fn score(&self, project_id: &str, id: &str) -> Result<Option<ScoreRecord>, StoreError> {
-        self.read(|connection| {
+        self.read_applied(|connection| {
             let row = connection
                 .prepare_cached("SELECT project_id, body, created_at, updated_at FROM scores WHERE project_id = ?1 AND id = ?2")?
                 .query_row([project_id, id], score_row)
@@ -1387,6 +1567,7 @@ impl Store for SqliteStore {
     }
 
     fn delete_score(&self, project_id: &str, id: &str) -> Result<bool, StoreError> {
+        self.catch_up();
         Ok(self.execute(
             "DELETE FROM scores WHERE project_id = ?1 AND id = ?2",
             vec![project_id.to_owned().into(), id.to_owned().into()],
@@ -1465,9 +1646,7 @@ mod tests {
         assert_eq!(tag_table, 0);
     }
 
-    type Answer = mpsc::Receiver<(Result<(), StoreError>, PreparedBatch)>;
-
-    fn job(project: &str, id: &str) -> (Job, Answer) {
+    fn job(seq: u64, project: &str, id: &str) -> Job {
         let patch = serde_json::json!({"id": id, "name": "n"})
             .as_object()
             .cloned()
@@ -1476,14 +1655,50 @@ mod tests {
             traces: vec![Upsert::new(id.into(), patch)],
             ..WriteBatch::default()
         };
-        let (reply, answer) = mpsc::sync_channel(1);
-        let batch = PreparedBatch::new(batch, &Pricing::langfuse_defaults(), 1);
-        let job = Job {
+        Job {
+            seq,
             project_id: project.into(),
-            batch,
-            reply,
-        };
-        (job, answer)
+            batch: PreparedBatch::new(batch, &Pricing::langfuse_defaults(), 1),
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn answered_writes_the_database_missed_are_applied_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("axion.db");
+        let pricing = Arc::new(Pricing::langfuse_defaults());
+        let store = SqliteStore::open(&path, Arc::clone(&pricing)).unwrap();
+        store.write_prepared("p", job(0, "p", "t1").batch).unwrap();
+        store.close();
+        drop(store);
+        // A write that reached the log (and was answered) but not the database: the process
+        // died before the writer applied it.
+        let (log, pending) = IngestLog::open(&path, 1).unwrap();
+        assert!(pending.is_empty(), "the first write was applied");
+        let mut payload = Vec::new();
+        ingest_log::encode("p", &job(0, "p", "t2").batch, &mut payload);
+        let seq = log.append(&payload, |_| Ok(())).unwrap();
+        log.sync_to(seq).unwrap();
+        drop(log);
+
+        let store = SqliteStore::open(&path, pricing).unwrap();
+        for id in ["t1", "t2"] {
+            assert!(store.trace("p", id).unwrap().is_some(), "{id}");
+        }
+        let segments = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|entry| {
+                let name = entry.as_ref().unwrap().file_name();
+                name.to_string_lossy().contains("-ingest-")
+            })
+            .count();
+        assert_eq!(segments, 1, "applied segments are deleted, one is open");
+        store.write_prepared("p", job(0, "p", "t3").batch).unwrap();
+        assert!(
+            store.trace("p", "t3").unwrap().is_some(),
+            "reads see answered writes"
+        );
     }
 
     #[test]
@@ -1501,18 +1716,15 @@ mod tests {
             )
             .unwrap();
         let pricing = Pricing::langfuse_defaults();
-        let (first, first_answer) = job("p", "t1");
-        let (broken, broken_answer) = job("p", "broken");
-        let (last, last_answer) = job("p", "t2");
-        for (job, result) in apply_group(&mut connection, &pricing, vec![first, broken, last]) {
-            job.reply.send((result, job.batch)).unwrap();
-        }
-        assert!(first_answer.recv().unwrap().0.is_ok());
-        assert!(matches!(
-            broken_answer.recv().unwrap().0,
-            Err(StoreError::Corrupt(_))
-        ));
-        assert!(last_answer.recv().unwrap().0.is_ok());
+        let group = [job(1, "p", "t1"), job(2, "p", "broken"), job(3, "p", "t2")];
+        let results = apply_group(&mut connection, &pricing, &group);
+        assert!(results[0].is_ok());
+        assert!(matches!(results[1], Err(StoreError::Corrupt(_))));
+        assert!(results[2].is_ok());
+        let applied: i64 = connection
+            .query_row("SELECT applied_seq FROM ingest_state", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(applied, 3, "the log moves past the failed job");
         let stored: i64 = connection
             .query_row(
                 "SELECT count(*) FROM traces WHERE id IN ('t1', 't2')",

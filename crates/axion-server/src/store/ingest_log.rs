@@ -1,0 +1,604 @@
+//! The ingest log: where a write becomes durable before the database has it.
+//!
+//! A request's rows are appended to a log file and `fdatasync`ed (one sync for every request
+//! appended meanwhile), and the request is answered; the store's single writer applies the
+//! queued rows to the database in large transactions of its own pace. Why: every insert into
+//! an index keyed by random ids (span ids, trace ids) dirties a page of its own, and SQLite
+//! writes whole pages. The larger the transaction, the more inserts share each page written;
+//! answering only after the database commit capped a transaction at what the clients had in
+//! flight (measured: 2 connections 27k → 43k spans/s, 4 connections 40k → 56k once writes
+//! were answered before their commit).
+//!
+//! The log is a series of segment files `<database>-ingest-<first sequence number>`, each a run
+//! of records `[length u32][crc32 u32][sequence u64][payload]`, the payload a project id and a
+//! [`PreparedBatch`] in the codec below. The database records the last sequence number it
+//! applied in the same transaction as the rows, so after a crash exactly the records after it
+//! are applied again. A segment is deleted once everything in it is applied and the
+//! database's own log has been synced.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use axion_model::{Io, JsonText};
+
+use super::rows::{ObservationRow, Prepared, PreparedBatch, TraceRow};
+use super::StoreError;
+use crate::JsonMap;
+
+/// A segment is sealed (synced, and a new one started) past this size.
+const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+const HEADER_BYTES: usize = 16;
+
+/// The append side of the log.
+pub(crate) struct IngestLog {
+    base: PathBuf,
+    state: Mutex<Segments>,
+    /// Serialises `fdatasync` calls: one caller syncs for everybody waiting.
+    sync: Mutex<()>,
+    /// Every record up to this sequence number is on disk.
+    synced: AtomicU64,
+}
+
+struct Segments {
+    current: Arc<File>,
+    current_path: PathBuf,
+    current_bytes: u64,
+    /// The last sequence number appended.
+    last_seq: u64,
+    /// Full segments, oldest first, with the last sequence number each holds.
+    sealed: Vec<(PathBuf, u64)>,
+}
+
+/// A record found when the log was opened that the database has not applied yet.
+pub(crate) struct Pending {
+    pub seq: u64,
+    pub project_id: String,
+    pub batch: PreparedBatch,
+}
+
+fn segment_path(base: &Path, first_seq: u64) -> PathBuf {
+    let mut path = base.as_os_str().to_owned();
+    path.push(format!("-ingest-{first_seq:020}"));
+    PathBuf::from(path)
+}
+
+fn io_error(what: &str, error: std::io::Error) -> StoreError {
+    StoreError::Database(format!("ingest log: {what}: {error}"))
+}
+
+impl IngestLog {
+    /// Opens the log of the database at `database`: returns it with the records after
+    /// `applied` (to apply before anything else), in order. Older segments stay until
+    /// [`IngestLog::release_applied`] finds them applied.
+    pub(crate) fn open(database: &Path, applied: u64) -> Result<(Self, Vec<Pending>), StoreError> {
+        let base = database.to_path_buf();
+        let mut segments = existing_segments(&base)?;
+        segments.sort();
+        let mut pending = Vec::new();
+        let mut sealed = Vec::new();
+        let mut last_seq = applied;
+        for (_, path) in &segments {
+            let (records, good_len) = read_segment(path)?;
+            let mut segment_last = 0;
+            for (seq, payload) in records {
+                segment_last = segment_last.max(seq);
+                last_seq = last_seq.max(seq);
+                if seq > applied {
+                    let (project_id, batch) = decode(&payload).map_err(|error| {
+                        StoreError::Corrupt(format!("ingest log record {seq}: {error}"))
+                    })?;
+                    pending.push(Pending {
+                        seq,
+                        project_id,
+                        batch,
+                    });
+                }
+            }
+            // A torn tail (a crash mid-append, never acknowledged) is cut off.
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|error| io_error("opening a segment", error))?;
+            if file.metadata().map(|m| m.len()).unwrap_or(0) > good_len {
+                file.set_len(good_len)
+                    .map_err(|error| io_error("cutting a torn record", error))?;
+            }
+            sealed.push((path.clone(), segment_last));
+        }
+        let current_path = segment_path(&base, last_seq + 1);
+        let current = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&current_path)
+            .map_err(|error| io_error("creating a segment", error))?;
+        let log = Self {
+            base,
+            state: Mutex::new(Segments {
+                current: Arc::new(current),
+                current_path,
+                current_bytes: 0,
+                last_seq,
+                sealed,
+            }),
+            sync: Mutex::new(()),
+            synced: AtomicU64::new(last_seq),
+        };
+        Ok((log, pending))
+    }
+
+    /// The last sequence number appended.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.lock().last_seq
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Segments> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends a record and, still in order with other appends, hands its sequence number to
+    /// `then` (which queues the rows for the writer). Not yet durable: see [`Self::sync_to`].
+    pub(crate) fn append(
+        &self,
+        payload: &[u8],
+        then: impl FnOnce(u64) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let seq = state.last_seq + 1;
+        let mut record = Vec::with_capacity(HEADER_BYTES + payload.len());
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        record.extend_from_slice(&seq.to_le_bytes());
+        record.extend_from_slice(payload);
+        (&*state.current)
+            .write_all(&record)
+            .map_err(|error| io_error("appending", error))?;
+        state.last_seq = seq;
+        state.current_bytes += record.len() as u64;
+        then(seq)?;
+        if state.current_bytes >= SEGMENT_BYTES {
+            // Sealed segments are synced here, so a sync of the current one covers the rest.
+            state
+                .current
+                .sync_data()
+                .map_err(|error| io_error("syncing a full segment", error))?;
+            let path = segment_path(&self.base, seq + 1);
+            let next = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|error| io_error("creating a segment", error))?;
+            let full = std::mem::replace(&mut state.current_path, path);
+            state.sealed.push((full, seq));
+            state.current = Arc::new(next);
+            state.current_bytes = 0;
+        }
+        Ok(seq)
+    }
+
+    /// Returns once every record up to `seq` is on disk. Callers arriving while a sync runs
+    /// share the next one.
+    pub(crate) fn sync_to(&self, seq: u64) -> Result<(), StoreError> {
+        if self.synced.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let _syncing = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        if self.synced.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let (file, upto) = {
+            let state = self.lock();
+            (Arc::clone(&state.current), state.last_seq)
+        };
+        file.sync_data()
+            .map_err(|error| io_error("syncing", error))?;
+        self.synced.fetch_max(upto, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Deletes the segments whose records are all applied at `applied`, after
+    /// `make_database_durable` (which syncs the database's own log) succeeds.
+    pub(crate) fn release_applied(
+        &self,
+        applied: u64,
+        make_database_durable: impl FnOnce() -> std::io::Result<()>,
+    ) {
+        let done: Vec<PathBuf> = {
+            let state = self.lock();
+            state
+                .sealed
+                .iter()
+                .filter(|(_, last)| *last <= applied)
+                .map(|(path, _)| path.clone())
+                .collect()
+        };
+        if done.is_empty() {
+            return;
+        }
+        if let Err(error) = make_database_durable() {
+            log::warn!("ingest log: syncing the database before deleting segments: {error}");
+            return;
+        }
+        for path in &done {
+            if let Err(error) = std::fs::remove_file(path) {
+                log::warn!("ingest log: deleting {}: {error}", path.display());
+            }
+        }
+        self.lock().sealed.retain(|(path, _)| !done.contains(path));
+    }
+}
+
+fn existing_segments(base: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let dir = match base.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let prefix = format!(
+        "{}-ingest-",
+        base.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|error| io_error("listing segments", error))? {
+        let entry = entry.map_err(|error| io_error("listing segments", error))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(first) = name
+            .strip_prefix(&prefix)
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            segments.push((first, entry.path()));
+        }
+    }
+    Ok(segments)
+}
+
+/// A record's sequence number and payload.
+type Record = (u64, Vec<u8>);
+
+/// The records of a segment up to the first torn or corrupt one, and the length they span.
+fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), StoreError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut file| file.read_to_end(&mut bytes))
+        .map_err(|error| io_error("reading a segment", error))?;
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while bytes.len() - at >= HEADER_BYTES {
+        let field = |offset: usize, len: usize| &bytes[at + offset..at + offset + len];
+        let len = u32::from_le_bytes(field(0, 4).try_into().unwrap_or_default()) as usize;
+        let crc = u32::from_le_bytes(field(4, 4).try_into().unwrap_or_default());
+        let seq = u64::from_le_bytes(field(8, 8).try_into().unwrap_or_default());
+        let Some(payload) = bytes.get(at + HEADER_BYTES..at + HEADER_BYTES + len) else {
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        records.push((seq, payload.to_vec()));
+        at += HEADER_BYTES + len;
+    }
+    Ok((records, at as u64))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The record codec: length-prefixed fields, no escaping (a record is mostly bodies already
+// serialised; copying them is all encoding costs).
+// ---------------------------------------------------------------------------------------------
+
+/// Encodes a project's prepared rows as one record payload.
+pub(crate) fn encode(project_id: &str, batch: &PreparedBatch, out: &mut Vec<u8>) {
+    let mut w = Encoder(out);
+    w.str(project_id);
+    w.len(batch.traces.len());
+    for trace in &batch.traces {
+        w.prepared_head(&trace.id, trace.patch.as_ref(), &trace.io);
+        let row = &trace.row;
+        w.i64(row.timestamp);
+        for text in [
+            &row.name,
+            &row.user_id,
+            &row.session_id,
+            &row.release,
+            &row.version,
+        ] {
+            w.opt_str(text.as_deref());
+        }
+        w.str(&row.environment);
+        w.u8(row.public as u8);
+        w.len(row.tags.len());
+        for tag in &row.tags {
+            w.str(tag);
+        }
+        w.str(&row.body);
+        w.opt_str(row.io_observation_id.as_deref());
+    }
+    w.len(batch.observations.len());
+    for observation in &batch.observations {
+        w.prepared_head(&observation.id, observation.patch.as_ref(), &observation.io);
+        let row = &observation.row;
+        w.opt_str(row.trace_id.as_deref());
+        w.opt_str(row.parent_observation_id.as_deref());
+        w.str(&row.kind);
+        w.opt_str(row.name.as_deref());
+        w.str(&row.level);
+        w.opt_str(row.version.as_deref());
+        w.str(&row.environment);
+        w.opt_str(row.model.as_deref());
+        w.opt_i64(row.start_time);
+        w.opt_i64(row.end_time);
+        match row.total_cost {
+            Some(cost) => {
+                w.u8(1);
+                w.0.extend_from_slice(&cost.to_le_bytes());
+            }
+            None => w.u8(0),
+        }
+        w.str(&row.body);
+        w.str(&row.derived);
+    }
+    w.len(batch.scores.len());
+    for (id, patch) in &batch.scores {
+        w.str(id);
+        w.str(&Value::Object(patch.clone()).to_string());
+    }
+}
+
+struct Encoder<'a>(&'a mut Vec<u8>);
+
+impl Encoder<'_> {
+    fn u8(&mut self, value: u8) {
+        self.0.push(value);
+    }
+
+    fn len(&mut self, len: usize) {
+        self.0.extend_from_slice(&(len as u32).to_le_bytes());
+    }
+
+    fn str(&mut self, text: &str) {
+        self.len(text.len());
+        self.0.extend_from_slice(text.as_bytes());
+    }
+
+    fn opt_str(&mut self, text: Option<&str>) {
+        match text {
+            Some(text) => {
+                self.u8(1);
+                self.str(text);
+            }
+            None => self.u8(0),
+        }
+    }
+
+    fn i64(&mut self, value: i64) {
+        self.0.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn opt_i64(&mut self, value: Option<i64>) {
+        match value {
+            Some(value) => {
+                self.u8(1);
+                self.i64(value);
+            }
+            None => self.u8(0),
+        }
+    }
+
+    fn prepared_head(&mut self, id: &str, patch: Option<&JsonMap>, io: &Io) {
+        self.str(id);
+        let patch = patch.map(|patch| Value::Object(patch.clone()).to_string());
+        self.opt_str(patch.as_deref());
+        self.opt_str(io.input.as_ref().map(JsonText::as_str));
+        self.opt_str(io.output.as_ref().map(JsonText::as_str));
+        self.opt_str(io.from_observation.as_deref());
+    }
+}
+
+/// Decodes a record payload.
+pub(crate) fn decode(payload: &[u8]) -> Result<(String, PreparedBatch), String> {
+    let mut r = Decoder {
+        bytes: payload,
+        at: 0,
+    };
+    let project_id = r.string()?;
+    let mut batch = PreparedBatch::default();
+    for _ in 0..r.len()? {
+        let (id, patch, io) = r.prepared_head()?;
+        let row = TraceRow {
+            timestamp: r.i64()?,
+            name: r.opt_string()?,
+            user_id: r.opt_string()?,
+            session_id: r.opt_string()?,
+            release: r.opt_string()?,
+            version: r.opt_string()?,
+            environment: r.string()?,
+            public: r.u8()? == 1,
+            tags: (0..r.len()?)
+                .map(|_| r.string())
+                .collect::<Result<_, _>>()?,
+            body: r.string()?,
+            io_observation_id: r.opt_string()?,
+        };
+        batch.traces.push(Prepared { id, patch, io, row });
+    }
+    for _ in 0..r.len()? {
+        let (id, patch, io) = r.prepared_head()?;
+        let row = ObservationRow {
+            trace_id: r.opt_string()?,
+            parent_observation_id: r.opt_string()?,
+            kind: r.string()?,
+            name: r.opt_string()?,
+            level: r.string()?,
+            version: r.opt_string()?,
+            environment: r.string()?,
+            model: r.opt_string()?,
+            start_time: r.opt_i64()?,
+            end_time: r.opt_i64()?,
+            total_cost: match r.u8()? {
+                1 => Some(f64::from_le_bytes(
+                    r.take(8)?.try_into().map_err(|_| "cost")?,
+                )),
+                _ => None,
+            },
+            body: r.string()?,
+            derived: r.string()?,
+        };
+        batch.observations.push(Prepared { id, patch, io, row });
+    }
+    for _ in 0..r.len()? {
+        let id = r.string()?;
+        let patch = json_map(&r.string()?)?;
+        batch.scores.push((id, patch));
+    }
+    Ok((project_id, batch))
+}
+
+fn json_map(text: &str) -> Result<JsonMap, String> {
+    serde_json::from_str(text).map_err(|error| format!("a patch is not a JSON object: {error}"))
+}
+
+struct Decoder<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Decoder<'_> {
+    fn take(&mut self, len: usize) -> Result<&[u8], String> {
+        let bytes = self
+            .bytes
+            .get(self.at..self.at + len)
+            .ok_or_else(|| "the record ends early".to_owned())?;
+        self.at += len;
+        Ok(bytes)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn len(&mut self) -> Result<usize, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| "length")?) as usize)
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| "integer")?,
+        ))
+    }
+
+    fn opt_i64(&mut self) -> Result<Option<i64>, String> {
+        match self.u8()? {
+            1 => Ok(Some(self.i64()?)),
+            _ => Ok(None),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let len = self.len()?;
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "text is not UTF-8".to_owned())
+    }
+
+    fn opt_string(&mut self) -> Result<Option<String>, String> {
+        match self.u8()? {
+            1 => Ok(Some(self.string()?)),
+            _ => Ok(None),
+        }
+    }
+
+    fn prepared_head(&mut self) -> Result<(String, Option<JsonMap>, Io), String> {
+        let id = self.string()?;
+        let patch = self.opt_string()?.map(|text| json_map(&text)).transpose()?;
+        let text = |text: Option<String>| text.and_then(|text| JsonText::parse(&text));
+        let io = Io {
+            input: text(self.opt_string()?),
+            output: text(self.opt_string()?),
+            from_observation: self.opt_string()?,
+        };
+        Ok((id, patch, io))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::Pricing;
+    use crate::ingest::{trace_upsert, Upsert, WriteBatch};
+    use serde_json::json;
+
+    fn batch() -> PreparedBatch {
+        let map = |value: Value| value.as_object().cloned().unwrap();
+        let mut trace = trace_upsert(
+            map(json!({"id": "t", "name": "n", "tags": ["a"], "input": {"q": 1}})),
+            chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
+        )
+        .unwrap();
+        trace.io.from_observation = Some("o".into());
+        let observation = Upsert::new(
+            "o".into(),
+            map(
+                json!({"id": "o", "traceId": "t", "model": "gpt-4o", "usageDetails": {"input": 3}}),
+            ),
+        );
+        let score = Upsert::new("s".into(), map(json!({"id": "s", "value": 1.5})));
+        PreparedBatch::new(
+            WriteBatch {
+                traces: vec![trace],
+                observations: vec![observation],
+                scores: vec![score],
+            },
+            &Pricing::langfuse_defaults(),
+            7,
+        )
+    }
+
+    #[test]
+    fn records_decode_to_what_was_encoded() {
+        let batch = batch();
+        let mut payload = Vec::new();
+        encode("p1", &batch, &mut payload);
+        let (project, decoded) = decode(&payload).unwrap();
+        assert_eq!(project, "p1");
+        assert_eq!(decoded, batch);
+        assert!(decode(&payload[..payload.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn reopening_returns_unapplied_records_and_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("axion.db");
+        let (log, pending) = IngestLog::open(&database, 0).unwrap();
+        assert!(pending.is_empty());
+        let mut payload = Vec::new();
+        encode("p1", &batch(), &mut payload);
+        for _ in 0..3 {
+            let seq = log.append(&payload, |_| Ok(())).unwrap();
+            log.sync_to(seq).unwrap();
+        }
+        assert_eq!(log.last_seq(), 3);
+        let path = log.lock().current_path.clone();
+        drop(log);
+        // A crash in the middle of a fourth record.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[9, 9, 9, 9, 9]).unwrap();
+        drop(file);
+
+        let (log, pending) = IngestLog::open(&database, 1).unwrap();
+        assert_eq!(
+            pending.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            [2, 3],
+            "records after the applied one"
+        );
+        assert_eq!(pending[0].batch, batch());
+        assert_eq!(log.last_seq(), 3);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len() as usize,
+            3 * (HEADER_BYTES + payload.len()),
+            "the torn tail is cut"
+        );
+        log.release_applied(3, || Ok(()));
+        assert!(!path.exists(), "applied segments are deleted");
+    }
+}

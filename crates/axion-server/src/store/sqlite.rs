@@ -661,6 +661,9 @@ macro_rules! upsert_observation_tail {
 /// The merge path's upserts (an id that exists already: rare) are prepared when first needed.
 struct Statements<'c> {
     tx: &'c Connection,
+    /// Sessions written in this batch, with the earliest start written: a session's other
+    /// traces (most of them) then need no statement at all.
+    sessions: HashMap<String, i64>,
     insert_trace: CachedStatement<'c>,
     upsert_trace: Option<CachedStatement<'c>>,
     upsert_session: CachedStatement<'c>,
@@ -672,13 +675,15 @@ impl<'c> Statements<'c> {
     fn new(tx: &'c Connection) -> Result<Self, StoreError> {
         Ok(Self {
             tx,
+            sessions: HashMap::new(),
             insert_trace: tx.prepare_cached(concat!(
                 insert_trace!(),
                 " ON CONFLICT (project_id, id) DO NOTHING"
             ))?,
             upsert_session: tx.prepare_cached(
                 "INSERT INTO sessions (project_id, id, environment, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (project_id, id) DO UPDATE SET created_at = min(created_at, excluded.created_at)",
+                 ON CONFLICT (project_id, id) DO UPDATE SET created_at = excluded.created_at
+                 WHERE excluded.created_at < sessions.created_at",
             )?,
             insert_observation: tx.prepare_cached(concat!(
                 insert_observation!(),
@@ -745,12 +750,19 @@ fn write_trace(
         return Ok(false);
     }
     if let Some(session_id) = &row.session_id {
-        statements.upsert_session.execute(params![
-            project,
-            session_id,
-            row.environment,
-            row.timestamp
-        ])?;
+        let written = statements.sessions.get(session_id.as_str());
+        if written.map_or(true, |&earliest| row.timestamp < earliest) {
+            // Only an earlier start changes a stored session (the statement's WHERE).
+            statements.upsert_session.execute(params![
+                project,
+                session_id,
+                row.environment,
+                row.timestamp
+            ])?;
+            statements
+                .sessions
+                .insert(session_id.clone(), row.timestamp);
+        }
     }
     Ok(true)
 }

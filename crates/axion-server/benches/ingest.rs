@@ -6,15 +6,17 @@
 //! smoke run. The end-to-end figure (HTTP from a second process) is in `benches/server.rs`.
 //!
 //! Last run (2-core VM, 102 400 spans, random W3C-like ids; `AXION_BENCH_SPANS_PER_TRACE=1
-//! AXION_BENCH_IO_BYTES=1024` for the SDK's shape):
+//! AXION_BENCH_IO_BYTES=1024` for the SDK's shape; `AXION_BENCH_STAGE=prepare` stops after the
+//! request side, for instruction counts):
 //!
 //! | stage, µs per span | 8-span traces | SDK shape |
 //! | --- | --- | --- |
-//! | decode + map + normalise (one thread) | 9.7–13.1 | 12.7–15.3 |
-//! | fold + price + serialise (one thread) | 7.3–11.2 | 11.0–13.6 |
-//! | fold + price + serialise + store, 1 request at a time | 36.4–42.4 | 84–138 |
-//! | the same, 4 concurrent requests (group commit) | 20.5–22.9 | 41–45 |
-//! | the same, start times shuffled over 30 days | 25.0–31.2 | 63 |
+//! | protobuf decode alone | 2.4–3.6 | 3.0–3.8 |
+//! | events → fold → rows (the reference path) | 15.6–22.0 | 17.9–21.1 |
+//! | decode → rows (`otlp::prepare`, the request thread) | 6.4–11.1 | 12.4–12.5 |
+//! | store (log, sync, writer), 1 request at a time | 9.9–11.4 | 41.6–43.9 |
+//! | the same, 4 concurrent requests | 11.4–12.1 | 40–49 |
+//! | the same, start times shuffled over 30 days | 14.5–17.2 | 56–62 |
 
 use std::sync::Arc;
 use std::time::Instant;

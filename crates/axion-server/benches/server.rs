@@ -7,7 +7,8 @@
 //!
 //! Measured:
 //! * start-up: process spawn → first `200` from `/api/public/health` (fresh data dir);
-//! * OTLP protobuf ingest, 512 spans per request, 4 connections, durable (fsync'd) writes;
+//! * OTLP protobuf ingest, 512 spans per request, 4 connections, each answered once durable
+//!   (synced to disk), the clock stopped once a read sees everything;
 //! * `GET /traces?userId&tags&fromTimestamp&toTimestamp` p50/p95 at 100k and 1M traces;
 //! * `GET /traces/{id}` with 100 observations, p50;
 //! * the server's peak RSS (`VmHWM`) after everything.
@@ -16,11 +17,11 @@
 //!
 //! | benchmark | result |
 //! | --- | --- |
-//! | start-up to healthy | 38.7 ms |
-//! | OTLP ingest, 512 spans/request, 4 connections | 27 506 spans/s (`AXION_BENCH_CONNECTIONS=8` at 400k spans stored: 37.0k) |
-//! | trace detail, 100 observations | p50 4.16 ms |
-//! | list traces, tag + user + time, 1M stored | p50 13.39 ms, p95 16.33 ms |
-//! | server peak RSS after 1M traces | 126 MB |
+//! | start-up to healthy | 37.0 ms |
+//! | OTLP ingest, 512 spans/request, 4 connections | 36 231 spans/s (100k-trace runs: 33.9–41.9k; `AXION_BENCH_CONNECTIONS=2`: 37.0–39.5k) |
+//! | trace detail, 100 observations | p50 5.43 ms (100k-trace runs: 4.39–4.68) |
+//! | list traces, tag + user + time, 1M stored | p50 12.70 ms, p95 15.72 ms |
+//! | server peak RSS after 1M traces | 166 MB |
 
 use std::time::{Duration, Instant};
 

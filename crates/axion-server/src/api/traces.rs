@@ -3,6 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -176,7 +177,7 @@ pub async fn get_one(
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let caller = state.caller(&headers, false)?;
     require_project(&caller)?;
     let fields = Fields::parse(&Params::parse(raw.as_deref()));
@@ -208,16 +209,44 @@ pub async fn get_one(
     let mut trace = trace_json(&record, fields.io);
     let metric = metrics.get(&id).cloned().unwrap_or_default();
     add_metrics(&mut trace, &metric, &fields);
-    if fields.observations {
-        trace["observations"] = observations.iter().map(observations::to_v1).collect();
-    }
     if fields.scores {
         trace["scores"] = scores
             .iter()
             .map(|score| scores::to_v1(score, None))
             .collect();
     }
-    Ok(Json(trace))
+    let observations = fields
+        .observations
+        .then(|| observations.iter().map(observations::V1).collect());
+    Ok(Json(Detail {
+        trace,
+        observations,
+    })
+    .into_response())
+}
+
+/// A trace with its observations, which are serialised straight from their records.
+struct Detail<'a> {
+    trace: Value,
+    observations: Option<Vec<observations::V1<'a>>>,
+}
+
+impl serde::Serialize for Detail<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if let Value::Object(fields) = &self.trace {
+            for (key, value) in fields {
+                if key != "observations" || self.observations.is_none() {
+                    map.serialize_entry(key, value)?;
+                }
+            }
+        }
+        if let Some(observations) = &self.observations {
+            map.serialize_entry("observations", observations)?;
+        }
+        map.end()
+    }
 }
 
 /// `DELETE /api/public/traces/{id}`.

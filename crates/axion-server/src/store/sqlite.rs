@@ -563,9 +563,7 @@ fn apply_group(
     let now = now_micros();
     let apply = |connection: &mut Connection, jobs: &[Job]| -> Result<(), StoreError> {
         let tx = connection.transaction()?;
-        for job in jobs {
-            apply_batch(&tx, pricing, &job.project_id, &job.batch, now)?;
-        }
+        apply_jobs(&tx, pricing, jobs, now)?;
         if let Some(last) = jobs.last() {
             record_applied(&tx, last.seq)?;
         }
@@ -663,7 +661,7 @@ struct Statements<'c> {
     tx: &'c Connection,
     /// Sessions written in this batch, with the earliest start written: a session's other
     /// traces (most of them) then need no statement at all.
-    sessions: HashMap<String, i64>,
+    sessions: HashMap<(String, String), i64>,
     insert_trace: CachedStatement<'c>,
     upsert_trace: Option<CachedStatement<'c>>,
     upsert_session: CachedStatement<'c>,
@@ -750,7 +748,8 @@ fn write_trace(
         return Ok(false);
     }
     if let Some(session_id) = &row.session_id {
-        let written = statements.sessions.get(session_id.as_str());
+        let key = (project.to_owned(), session_id.clone());
+        let written = statements.sessions.get(&key);
         if written.map_or(true, |&earliest| row.timestamp < earliest) {
             // Only an earlier start changes a stored session (the statement's WHERE).
             statements.upsert_session.execute(params![
@@ -759,9 +758,7 @@ fn write_trace(
                 row.environment,
                 row.timestamp
             ])?;
-            statements
-                .sessions
-                .insert(session_id.clone(), row.timestamp);
+            statements.sessions.insert(key, row.timestamp);
         }
     }
     Ok(true)
@@ -809,16 +806,28 @@ fn write_observation(
 }
 
 /// New records are inserted from their prepared rows (the common case: one statement); only
-/// an id that exists already is read back, merged and written again.
-fn apply_batch(
+/// an id that exists already is read back, merged and written again. The rows of the whole
+/// group go in key order (a stable sort: writes of one id keep their order): traces by id,
+/// observations by trace, so the pages of those indexes are each visited once per group
+/// instead of once per row.
+fn apply_jobs(
     tx: &Connection,
     pricing: &Pricing,
-    project: &str,
-    batch: &PreparedBatch,
+    jobs: &[Job],
     now: i64,
 ) -> Result<(), StoreError> {
     let statements = &mut Statements::new(tx)?;
-    for trace in &batch.traces {
+    let mut traces: Vec<(&str, &rows::Prepared<TraceRow>)> = jobs
+        .iter()
+        .flat_map(|job| {
+            job.batch
+                .traces
+                .iter()
+                .map(|trace| (job.project_id.as_str(), trace))
+        })
+        .collect();
+    traces.sort_by(|a, b| (a.0, a.1.id.as_str()).cmp(&(b.0, b.1.id.as_str())));
+    for (project, trace) in traces {
         let id = trace.id.as_str();
         if write_trace(statements, project, id, &trace.row, false, now)? {
             continue;
@@ -835,7 +844,20 @@ fn apply_batch(
         write_trace(statements, project, id, &row, true, now)?;
     }
 
-    for observation in &batch.observations {
+    let mut observations: Vec<(&str, &rows::Prepared<ObservationRow>)> = jobs
+        .iter()
+        .flat_map(|job| {
+            let project = job.project_id.as_str();
+            job.batch
+                .observations
+                .iter()
+                .map(move |observation| (project, observation))
+        })
+        .collect();
+    observations.sort_by(|a, b| {
+        (a.0, a.1.row.trace_id.as_deref()).cmp(&(b.0, b.1.row.trace_id.as_deref()))
+    });
+    for (project, observation) in observations {
         let id = observation.id.as_str();
         if write_observation(statements, project, id, &observation.row, false, now)? {
             continue;
@@ -856,7 +878,19 @@ fn apply_batch(
         write_observation(statements, project, id, &row, true, now)?;
     }
 
-    for (id, patch) in &batch.scores {
+    for job in jobs {
+        apply_scores(tx, &job.project_id, &job.batch.scores, now)?;
+    }
+    Ok(())
+}
+
+fn apply_scores(
+    tx: &Connection,
+    project: &str,
+    scores: &[(String, JsonMap)],
+    now: i64,
+) -> Result<(), StoreError> {
+    for (id, patch) in scores {
         let id = id.as_str();
         let stored = load_body(
             tx,

@@ -12,11 +12,11 @@
 //! | stage, µs per span | 8-span traces | SDK shape |
 //! | --- | --- | --- |
 //! | protobuf decode alone | 2.4–3.6 | 3.0–3.8 |
-//! | events → fold → rows (the reference path) | 15.6–22.0 | 17.9–21.1 |
-//! | decode → rows (`otlp::prepare`, the request thread) | 6.4–11.1 | 12.4–12.5 |
-//! | store (log, sync, writer), 1 request at a time | 9.9–11.4 | 41.6–43.9 |
-//! | the same, 4 concurrent requests | 11.4–12.1 | 40–49 |
-//! | the same, start times shuffled over 30 days | 14.5–17.2 | 56–62 |
+//! | events → fold → rows (the reference path) | 15.6–22.0 | 16.0–21.1 |
+//! | decode → rows (`otlp::prepare`, the request thread) | 6.4–11.1 | 9.3–12.5 |
+//! | store (log, sync, writer), 1 request at a time | 9.9–12.0 | 41–58 |
+//! | the same, 4 concurrent requests | 10.8–12.9 | 40–50 |
+//! | the same, start times shuffled over 30 days | 11.7–17.2 | 54–67 |
 
 use std::sync::Arc;
 use std::time::Instant;

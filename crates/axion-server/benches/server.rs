@@ -17,11 +17,11 @@
 //!
 //! | benchmark | result |
 //! | --- | --- |
-//! | start-up to healthy | 37.0 ms |
-//! | OTLP ingest, 512 spans/request, 4 connections | 36 231 spans/s (100k-trace runs: 33.9–41.9k; `AXION_BENCH_CONNECTIONS=2`: 37.0–39.5k) |
-//! | trace detail, 100 observations | p50 5.43 ms (100k-trace runs: 4.39–4.68) |
-//! | list traces, tag + user + time, 1M stored | p50 12.70 ms, p95 15.72 ms |
-//! | server peak RSS after 1M traces | 166 MB |
+//! | start-up to healthy | 29.1 ms |
+//! | OTLP ingest, 512 spans/request, 4 connections | 49 300 spans/s (100k-trace runs: 47.4–62.9k; `AXION_BENCH_CONNECTIONS=2`: 37.0–39.5k) |
+//! | trace detail, 100 observations | p50 2.93 ms (100k-trace runs: 2.11–3.28) |
+//! | list traces, tag + user + time, 1M stored | p50 15.00 ms, p95 18.52 ms |
+//! | server peak RSS after 1M traces | 162 MB |
 
 use std::time::{Duration, Instant};
 

@@ -18,7 +18,7 @@
 //! | the same, `AXION_EXPORT_BLOCK_MS=1000` | 55 712 | 0 | 0.44 / 2.1 µs |
 //! | `opentelemetry-otlp` → sink | 85 064 | 1 405 of 100 000 spans | 9.9 / 62 µs |
 //! | axion `langfuse` → sink, paced at 10 000 spans/s (20 000 spans) | 10 000 | 0 | 1.04 / 4.3 µs |
-//! | axion `langfuse` → `axion serve`, `AXION_EXPORT_BLOCK_MS=1000` (20 000 spans) | 15 388 | 0 | 0.52 / 1.5 µs |
+//! | axion `langfuse` → `axion serve`, `AXION_EXPORT_BLOCK_MS=1000` (20 000 spans) | 12 590–15 388 | 0 | 0.49–0.52 / 1.3–1.5 µs |
 
 use std::io::Read;
 use std::process::Command;

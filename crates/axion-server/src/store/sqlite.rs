@@ -162,7 +162,9 @@ impl Progress {
 
     /// Un-counts `bytes` that never reached the queue.
     fn refund(&self, bytes: usize) {
-        self.lock().pending_bytes -= bytes;
+        let mut state = self.lock();
+        state.pending_bytes = state.pending_bytes.saturating_sub(bytes);
+        drop(state);
         self.changed.notify_all();
     }
 

@@ -947,6 +947,19 @@ impl SpanMetadata {
         self.fixed().any(|(name, _)| name == key)
     }
 
+    /// Adds to `metadata` every key of this metadata it lacks (a root span's trace takes its
+    /// observation's metadata beneath its own).
+    pub fn fill_under(&self, metadata: &mut JsonMap) {
+        for (key, value) in self.fixed() {
+            metadata.entry(key).or_insert_with(|| value.clone());
+        }
+        for (key, value) in &self.entries {
+            if !self.is_fixed(key) {
+                metadata.entry(key).or_insert_with(|| value.clone());
+            }
+        }
+    }
+
     /// The metadata as one object.
     pub fn to_map(&self) -> JsonMap {
         let mut map = self.entries.clone();
@@ -1089,9 +1102,7 @@ impl MappedSpan {
     pub fn trace_metadata(&self) -> JsonMap {
         let mut metadata = self.trace.metadata.clone();
         if self.trace.role == TraceRole::Root {
-            for (key, value) in self.observation.metadata.to_map() {
-                metadata.entry(key).or_insert(value);
-            }
+            self.observation.metadata.fill_under(&mut metadata);
         }
         metadata
     }

@@ -251,16 +251,11 @@ impl RawRoot {
 }
 
 /// Attributes as one JSON object, `None` when there are none.
-/// A key set more than once keeps its last value: spans record every `set_attribute` as it
-/// comes and leave resolving repeats to this conversion, on the exporter's thread.
+/// A key set more than once keeps its last value (collecting inserts the pairs in order):
+/// spans record every `set_attribute` as it comes and leave resolving repeats to this
+/// conversion, on the exporter's thread.
 fn attributes_object(pairs: impl ExactSizeIterator<Item = (String, Value)>) -> Option<Value> {
-    (pairs.len() > 0).then(|| {
-        let mut object = JsonMap::new();
-        for (key, value) in pairs {
-            object.insert(key, value);
-        }
-        Value::Object(object)
-    })
+    (pairs.len() > 0).then(|| Value::Object(pairs.collect::<JsonMap>()))
 }
 
 /// An observation before serialisation. Field meanings are those of [`Observation`].

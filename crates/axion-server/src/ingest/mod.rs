@@ -46,7 +46,7 @@ impl Upsert {
 }
 
 /// `null` and `{}` dropped: a merge skips them and a stored body leaves them out.
-fn without_empty(mut io: Io) -> Io {
+pub fn without_empty(mut io: Io) -> Io {
     for slot in [&mut io.input, &mut io.output] {
         if slot.as_ref().is_some_and(JsonText::is_empty_value) {
             *slot = None;
@@ -203,11 +203,8 @@ fn is_environment_name(name: &str) -> bool {
 /// `default`. A name that is normal already keeps its string.
 fn move_environment(body: &mut JsonMap, patch: &mut JsonMap, always: bool) {
     match body.remove_entry("environment") {
-        // What `normalize_environment` would return unchanged.
-        Some((key, Value::String(text)))
-            if is_environment_name(&text) && !text.starts_with("langfuse") =>
-        {
-            patch.insert(key, Value::String(text));
+        Some((key, Value::String(text))) => {
+            patch.insert(key, Value::String(normal_environment(text)));
         }
         None | Some((_, Value::Null)) if !always => {}
         entry => {
@@ -254,15 +251,18 @@ pub fn check_id_text(id: &str, field: &str) -> Result<(), EventError> {
 
 /// A time in its canonical stored form (kept as sent when it already is).
 pub fn canonical_time_text(text: String, field: &str) -> Result<String, EventError> {
-    if canonical_time::parse(&text).is_some() {
-        return Ok(text);
-    }
-    parse_time_text(&text, field).map(format_time)
+    canonical_time_of(text, field).map(|(_, text)| text)
 }
 
-/// Input and output as stored: `null` and `{}` dropped.
-pub fn stored_io(io: Io) -> Io {
-    without_empty(io)
+/// A time sent as text, and its canonical stored form (the text itself when it already is).
+fn canonical_time_of(text: String, field: &str) -> Result<(DateTime<Utc>, String), EventError> {
+    match canonical_time::parse(&text) {
+        Some(time) => Ok((time, text)),
+        None => {
+            let time = parse_time_text(&text, field)?;
+            Ok((time, format_time(time)))
+        }
+    }
 }
 
 /// Moves a string field out of the body (a number becomes its text). Moving, not copying:
@@ -309,13 +309,7 @@ fn move_time(
         Some((key, value)) => {
             // A time already in the canonical form keeps its string.
             let (time, text) = match value {
-                Value::String(text) => match canonical_time::parse(&text) {
-                    Some(time) => (time, text),
-                    None => {
-                        let time = parse_time_text(&text, &key)?;
-                        (time, format_time(time))
-                    }
-                },
+                Value::String(text) => canonical_time_of(text, &key)?,
                 other => {
                     let time = parse_time(&other, &key)?;
                     (time, format_time(time))
@@ -724,8 +718,8 @@ pub fn merge_owned(stored: &mut JsonMap, patch: JsonMap, immutable: &[&str]) {
                 }
             },
             "tags" => {
-                let mut tags: Vec<String> = match stored.remove("tags") {
-                    Some(Value::Array(old)) => old
+                let strings = |tags: Option<Value>| match tags {
+                    Some(Value::Array(tags)) => tags
                         .into_iter()
                         .filter_map(|tag| match tag {
                             Value::String(tag) => Some(tag),
@@ -734,14 +728,7 @@ pub fn merge_owned(stored: &mut JsonMap, patch: JsonMap, immutable: &[&str]) {
                         .collect(),
                     _ => Vec::new(),
                 };
-                if let Value::Array(new) = value {
-                    tags.extend(new.into_iter().filter_map(|tag| match tag {
-                        Value::String(tag) => Some(tag),
-                        _ => None,
-                    }));
-                }
-                tags.sort();
-                tags.dedup();
+                let tags = union_tags(strings(stored.remove("tags")), strings(Some(value)));
                 stored.insert(key, tags.into_iter().map(Value::String).collect());
             }
             "timestamp" if stored.contains_key("timestamp") => {
@@ -772,6 +759,14 @@ pub fn merge_owned(stored: &mut JsonMap, patch: JsonMap, immutable: &[&str]) {
             }
         }
     }
+}
+
+/// Langfuse's merge of tags: the union, sorted.
+pub(crate) fn union_tags(mut tags: Vec<String>, more: Vec<String>) -> Vec<String> {
+    tags.extend(more);
+    tags.sort();
+    tags.dedup();
+    tags
 }
 
 pub(crate) fn deep_merge(old: &mut JsonMap, new: JsonMap) {

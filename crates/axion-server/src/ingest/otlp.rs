@@ -16,7 +16,7 @@ use axion_model::otlp::{
 use super::langfuse_batch::{process_events, BatchOutcome};
 use super::{
     canonical_time_text, check_id_text, check_trace_name, normal_environment, parse_time_text,
-    stored_io, usage_and_cost_of, EventError, Scope,
+    usage_and_cost_of, without_empty, EventError, Scope,
 };
 use crate::cost::Pricing;
 use crate::store::rows::{self, Prepared, PreparedBatch, TraceFields};
@@ -258,20 +258,10 @@ fn trace_fields(
     if let Some(name) = &trace.name {
         check_trace_name(name)?;
     }
-    let metadata = if trace.role == TraceRole::Root {
-        let mut metadata = trace.metadata;
-        for (key, value) in observation.metadata.fixed() {
-            metadata.entry(key).or_insert_with(|| value.clone());
-        }
-        for (key, value) in &observation.metadata.entries {
-            if !observation.metadata.is_fixed(key) {
-                metadata.entry(key).or_insert_with(|| value.clone());
-            }
-        }
-        metadata
-    } else {
-        trace.metadata
-    };
+    let mut metadata = trace.metadata;
+    if trace.role == TraceRole::Root {
+        observation.metadata.fill_under(&mut metadata);
+    }
     fields.name = trace.name;
     fields.user_id = trace.user_id;
     fields.session_id = trace.session_id;
@@ -280,7 +270,7 @@ fn trace_fields(
     fields.public = trace.public;
     fields.tags = trace.tags;
     fields.metadata = (!metadata.is_empty()).then_some(metadata);
-    fields.io = stored_io(trace.io);
+    fields.io = without_empty(trace.io);
     Ok(fields)
 }
 
@@ -298,6 +288,6 @@ fn normalise_observation(observation: &mut SpanObservation) -> Result<(), EventE
         observation.usage_details = (!usage.is_empty()).then_some(usage);
         observation.cost_details = (!cost.is_empty()).then_some(cost);
     }
-    observation.io = stored_io(std::mem::take(&mut observation.io));
+    observation.io = without_empty(std::mem::take(&mut observation.io));
     Ok(())
 }

@@ -22,8 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
-
 use axion_model::{Io, JsonText};
 
 use super::rows::{ObservationRow, Prepared, PreparedBatch, TraceRow};
@@ -330,20 +328,16 @@ pub(crate) fn encode(project_id: &str, batch: &PreparedBatch, out: &mut Vec<u8>)
         w.opt_str(row.model.as_deref());
         w.opt_i64(row.start_time);
         w.opt_i64(row.end_time);
-        match row.total_cost {
-            Some(cost) => {
-                w.u8(1);
-                w.0.extend_from_slice(&cost.to_le_bytes());
-            }
-            None => w.u8(0),
-        }
+        w.opt(row.total_cost, |w, cost| {
+            w.0.extend_from_slice(&cost.to_le_bytes())
+        });
         w.str(&row.body);
         w.str(&row.derived);
     }
     w.len(batch.scores.len());
     for (id, patch) in &batch.scores {
         w.str(id);
-        w.str(&Value::Object(patch.clone()).to_string());
+        w.str(&json_text(patch));
     }
 }
 
@@ -363,14 +357,19 @@ impl Encoder<'_> {
         self.0.extend_from_slice(text.as_bytes());
     }
 
-    fn opt_str(&mut self, text: Option<&str>) {
-        match text {
-            Some(text) => {
+    /// A presence byte, then the value when there is one.
+    fn opt<T>(&mut self, value: Option<T>, write: impl FnOnce(&mut Self, T)) {
+        match value {
+            Some(value) => {
                 self.u8(1);
-                self.str(text);
+                write(self, value);
             }
             None => self.u8(0),
         }
+    }
+
+    fn opt_str(&mut self, text: Option<&str>) {
+        self.opt(text, Self::str);
     }
 
     fn i64(&mut self, value: i64) {
@@ -378,19 +377,12 @@ impl Encoder<'_> {
     }
 
     fn opt_i64(&mut self, value: Option<i64>) {
-        match value {
-            Some(value) => {
-                self.u8(1);
-                self.i64(value);
-            }
-            None => self.u8(0),
-        }
+        self.opt(value, Self::i64);
     }
 
     fn prepared_head(&mut self, id: &str, patch: Option<&JsonMap>, io: &Io) {
         self.str(id);
-        let patch = patch.map(|patch| Value::Object(patch.clone()).to_string());
-        self.opt_str(patch.as_deref());
+        self.opt_str(patch.map(json_text).as_deref());
         self.opt_str(io.input.as_ref().map(JsonText::as_str));
         self.opt_str(io.output.as_ref().map(JsonText::as_str));
         self.opt_str(io.from_observation.as_deref());
@@ -437,12 +429,11 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(String, PreparedBatch), String> 
             model: r.opt_string()?,
             start_time: r.opt_i64()?,
             end_time: r.opt_i64()?,
-            total_cost: match r.u8()? {
-                1 => Some(f64::from_le_bytes(
+            total_cost: r.opt(|r| {
+                Ok(f64::from_le_bytes(
                     r.take(8)?.try_into().map_err(|_| "cost")?,
-                )),
-                _ => None,
-            },
+                ))
+            })?,
             body: r.string()?,
             derived: r.string()?,
         };
@@ -454,6 +445,11 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(String, PreparedBatch), String> 
         batch.scores.push((id, patch));
     }
     Ok((project_id, batch))
+}
+
+/// A patch as JSON text, serialised from the map in place.
+fn json_text(patch: &JsonMap) -> String {
+    serde_json::to_string(patch).unwrap_or_else(|_| "{}".into())
 }
 
 fn json_map(text: &str) -> Result<JsonMap, String> {
@@ -489,11 +485,19 @@ impl Decoder<'_> {
         ))
     }
 
-    fn opt_i64(&mut self) -> Result<Option<i64>, String> {
+    /// A value written by `Encoder::opt`.
+    fn opt<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
         match self.u8()? {
-            1 => Ok(Some(self.i64()?)),
+            1 => read(self).map(Some),
             _ => Ok(None),
         }
+    }
+
+    fn opt_i64(&mut self) -> Result<Option<i64>, String> {
+        self.opt(Self::i64)
     }
 
     fn string(&mut self) -> Result<String, String> {
@@ -502,10 +506,7 @@ impl Decoder<'_> {
     }
 
     fn opt_string(&mut self) -> Result<Option<String>, String> {
-        match self.u8()? {
-            1 => Ok(Some(self.string()?)),
-            _ => Ok(None),
-        }
+        self.opt(Self::string)
     }
 
     fn prepared_head(&mut self) -> Result<(String, Option<JsonMap>, Io), String> {
@@ -526,7 +527,7 @@ mod tests {
     use super::*;
     use crate::cost::Pricing;
     use crate::ingest::{trace_upsert, Upsert, WriteBatch};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn batch() -> PreparedBatch {
         let map = |value: Value| value.as_object().cloned().unwrap();

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::Value;
 
 use axion_model::otlp::SpanObservation;
@@ -63,50 +63,31 @@ impl<'a> Body<'a> {
     }
 
     fn to_json(&self) -> String {
-        // Sized for a typical body up front: growing from serde_json's 128 bytes copied each
-        // body several times.
-        let io_len: usize = self
-            .io
-            .fields()
-            .map(|(_, text)| text.as_str().len() + 12)
-            .sum();
-        let mut out = Vec::with_capacity(1024 + io_len);
-        if serde_json::to_writer(&mut out, self).is_err() {
-            return "{}".into();
-        }
-        // The input and output text goes in as it came: it is valid JSON already.
-        if out.last() == Some(&b'}') && !self.io.is_empty() {
-            out.pop();
-            for (key, text) in self.io.fields() {
-                if out.len() > 1 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"\"");
-                out.extend_from_slice(key.as_bytes());
-                out.extend_from_slice(b"\":");
-                out.extend_from_slice(text.as_str().as_bytes());
-            }
-            out.push(b'}');
-        }
-        String::from_utf8(out).unwrap_or_else(|_| "{}".into())
-    }
-}
-
-impl Serialize for Body<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
+        let mut body = ObjectWriter::with_capacity(1024 + io_len(self.io));
         for (key, value) in self.fields {
             let overridden = self.overrides.iter().any(|(name, _)| name == key)
                 || self.io.fields().any(|(name, _)| name == key);
             if !overridden && !is_empty(value) {
-                map.serialize_entry(key, value)?;
+                body.value(key, value);
             }
         }
         for (key, value) in &self.overrides {
-            map.serialize_entry(key, value)?;
+            body.value(key, value);
         }
-        map.end()
+        body.io(self.io);
+        body.finish()
     }
+}
+
+/// Bytes the input and output take in a body: bodies are sized for them up front, as growing
+/// from serde_json's 128 bytes copied each body several times.
+fn io_len(io: &Io) -> usize {
+    io.fields().map(|(_, text)| text.as_str().len() + 12).sum()
+}
+
+/// Microseconds since the epoch of a canonical time.
+fn micros(text: &str) -> Option<i64> {
+    canonical_time::parse(text).map(|time| time.timestamp_micros())
 }
 
 /// A trace's columns.
@@ -236,12 +217,8 @@ pub fn observation_row(fields: &JsonMap, io: &Io, pricing: &Pricing) -> Observat
 /// as the text made once for all its spans.
 pub fn span_observation_row(observation: &SpanObservation, pricing: &Pricing) -> ObservationRow {
     let o = observation;
-    let io_len: usize =
-        o.io.fields()
-            .map(|(_, text)| text.as_str().len() + 12)
-            .sum();
     let shared_len = o.metadata.resource.text().len() + o.metadata.scope.text().len();
-    let mut body = ObjectWriter::with_capacity(512 + io_len + shared_len);
+    let mut body = ObjectWriter::with_capacity(512 + io_len(&o.io) + shared_len);
     body.value("id", &o.id);
     body.value("traceId", &o.trace_id);
     body.some("parentObservationId", o.parent_observation_id.as_ref());
@@ -277,7 +254,6 @@ pub fn span_observation_row(observation: &SpanObservation, pricing: &Pricing) ->
     body.value("type", o.kind);
     body.io(&o.io);
     let priced = pricing.price(&PricedSpan(o));
-    let micros = |text: &str| canonical_time::parse(text).map(|time| time.timestamp_micros());
     ObservationRow {
         trace_id: Some(o.trace_id.clone()),
         parent_observation_id: o.parent_observation_id.clone(),
@@ -391,11 +367,10 @@ impl TraceFields {
             self.public = later.public;
         }
         if let Some(new) = later.tags {
-            let mut tags = self.tags.take().unwrap_or_default();
-            tags.extend(new);
-            tags.sort();
-            tags.dedup();
-            self.tags = Some(tags);
+            self.tags = Some(crate::ingest::union_tags(
+                self.tags.take().unwrap_or_default(),
+                new,
+            ));
         }
         if let Some(new) = later.metadata {
             match &mut self.metadata {
@@ -408,12 +383,7 @@ impl TraceFields {
 
     /// The trace's row.
     pub fn row(&self) -> TraceRow {
-        let io_len: usize = self
-            .io
-            .fields()
-            .map(|(_, text)| text.as_str().len() + 12)
-            .sum();
-        let mut body = ObjectWriter::with_capacity(512 + io_len);
+        let mut body = ObjectWriter::with_capacity(512 + io_len(&self.io));
         body.value("id", &self.id);
         body.value("timestamp", &self.timestamp);
         body.value("environment", &self.environment);
@@ -430,9 +400,7 @@ impl TraceFields {
         );
         body.io(&self.io);
         TraceRow {
-            timestamp: canonical_time::parse(&self.timestamp)
-                .map(|time| time.timestamp_micros())
-                .unwrap_or_default(),
+            timestamp: micros(&self.timestamp).unwrap_or_default(),
             name: self.name.clone(),
             user_id: self.user_id.clone(),
             session_id: self.session_id.clone(),

@@ -293,9 +293,6 @@ impl SqliteStore {
             );
             None
         };
-        let sync_database =
-            |wal: &Option<std::fs::File>| wal.as_ref().map_or(Ok(()), std::fs::File::sync_data);
-
         // Writes answered before a crash but not yet applied are applied first.
         let applied: u64 = connection.query_row(
             "SELECT applied_seq FROM ingest_state WHERE id = 0",
@@ -316,21 +313,10 @@ impl SqliteStore {
                 })
                 .collect();
             for group in jobs.chunks(64) {
-                for (job, result) in group
-                    .iter()
-                    .zip(apply_group(&mut connection, &pricing, group))
-                {
-                    if let Err(error) = result {
-                        log::error!(
-                            "a logged write to project {} could not be applied: {error}",
-                            job.project_id
-                        );
-                    }
-                }
-                applied_now = group.last().map_or(applied_now, |job| job.seq);
+                applied_now = apply_logged(&mut connection, &pricing, group);
             }
         }
-        log.release_applied(applied_now, || sync_database(&wal));
+        log.release_applied(applied_now, || sync_wal(&wal));
         let log = Arc::new(log);
         let progress = Arc::new(Progress::default());
         progress.applied(applied_now, 0);
@@ -491,6 +477,26 @@ fn checkpoint_loop(connection: Connection, committed: mpsc::Receiver<()>) {
     }
 }
 
+/// Syncs SQLite's write-ahead log (nothing to do without one: commits were synchronous).
+fn sync_wal(wal: &Option<std::fs::File>) -> std::io::Result<()> {
+    wal.as_ref().map_or(Ok(()), std::fs::File::sync_data)
+}
+
+/// Applies logged writes (see [`apply_group`]); one that cannot be stored is reported and left
+/// behind, as it was answered already. Returns the last sequence number applied.
+fn apply_logged(connection: &mut Connection, pricing: &Pricing, group: &[Job]) -> u64 {
+    for (job, result) in group.iter().zip(apply_group(connection, pricing, group)) {
+        if let Err(error) = result {
+            log::error!(
+                "{} logged records of project {} could not be stored: {error}",
+                job.batch.len(),
+                job.project_id
+            );
+        }
+    }
+    group.last().map_or(0, |job| job.seq)
+}
+
 fn wal_path(database: &Path) -> PathBuf {
     let mut path = database.as_os_str().to_owned();
     path.push("-wal");
@@ -528,23 +534,9 @@ fn writer_loop(
                 log::warn!("refreshing query statistics failed: {error}");
             }
         }
-        for (job, result) in group
-            .iter()
-            .zip(apply_group(&mut connection, pricing, &group))
-        {
-            if let Err(error) = result {
-                log::error!(
-                    "{} logged records of project {} could not be stored: {error}",
-                    job.batch.len(),
-                    job.project_id
-                );
-            }
-        }
-        let last = group.last().map_or(0, |job| job.seq);
+        let last = apply_logged(&mut connection, pricing, &group);
         progress.applied(last, group.iter().map(|job| job.bytes).sum());
-        log.release_applied(last, || {
-            wal.as_ref().map_or(Ok(()), std::fs::File::sync_data)
-        });
+        log.release_applied(last, || sync_wal(&wal));
         let _ = freed.send(group);
         // A wake-up already pending covers this commit too.
         let _ = commits.try_send(());

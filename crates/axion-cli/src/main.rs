@@ -55,7 +55,14 @@ struct ServeArgs {
     secret_key: Option<String>,
 }
 
+// The server's allocator, for every subcommand: `serve` and `demo` run the server, and the
+// client commands do not mind. Why mimalloc: `axion_server::allocator`.
+#[global_allocator]
+static ALLOCATOR: axion_server::allocator::ServerAllocator =
+    axion_server::allocator::ServerAllocator;
+
 fn main() -> Result<()> {
+    axion_server::allocator::configure();
     match Cli::parse().command {
         Command::Providers => {
             let detection = axion::detect_provider(&axion::Settings::from_env());

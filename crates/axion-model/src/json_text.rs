@@ -34,6 +34,16 @@ impl JsonText {
         Some(Self(Arc::from(text.trim())))
     }
 
+    /// The JSON string holding `text`.
+    ///
+    /// ```
+    /// assert_eq!(axion_model::JsonText::string("say \"hi\"").as_str(), r#""say \"hi\"""#);
+    /// ```
+    pub fn string(text: &str) -> Self {
+        // Serialising a `str` cannot fail.
+        Self(Arc::from(serde_json::to_string(text).unwrap_or_default()))
+    }
+
     /// A value's text.
     pub fn from_value(value: &Value) -> Self {
         Self(Arc::from(value.to_string()))

@@ -297,23 +297,24 @@ pub fn any_value_to_json(value: &AnyValue) -> Value {
 }
 
 /// A JSON-encoded string attribute decoded; anything else (or unparsable text) as is.
-fn decoded(value: &Value) -> Value {
-    match value {
-        Value::String(text) if looks_json(text) => {
-            serde_json::from_str(text).unwrap_or_else(|_| value.clone())
+fn decoded(value: &AnyValue) -> Value {
+    match &value.value {
+        Some(any_value::Value::StringValue(text)) if looks_json(text) => {
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()))
         }
-        other => other.clone(),
+        _ => any_value_to_json(value),
     }
 }
 
 /// [`decoded`] as text: a JSON-encoded string attribute kept as the JSON it holds, without
 /// building it; anything else (or unparsable text) as its JSON.
-fn decoded_text(value: &Value) -> JsonText {
-    match value {
-        Value::String(text) if looks_json(text) => {
-            JsonText::parse(text).unwrap_or_else(|| JsonText::from_value(value))
-        }
-        other => JsonText::from_value(other),
+fn decoded_text(value: &AnyValue) -> JsonText {
+    match &value.value {
+        Some(any_value::Value::StringValue(text)) => looks_json(text)
+            .then(|| JsonText::parse(text))
+            .flatten()
+            .unwrap_or_else(|| JsonText::string(text)),
+        _ => JsonText::from_value(&any_value_to_json(value)),
     }
 }
 
@@ -334,50 +335,60 @@ fn iso_from_nanos(nanos: u64) -> String {
     )
 }
 
-/// A span's (or resource's) attributes as JSON values. A list, not a hash map: spans carry a
-/// dozen or so attributes, and a scan of short keys beats hashing each one.
+/// A span's (or resource's) attributes, read where they lie: only the values a mapping asks
+/// for become JSON (a span's input and output, often kilobytes, are parsed from the decoded
+/// request's own text). A list, not a hash map: spans carry a dozen or so attributes, and a
+/// scan of short keys beats hashing each one.
 struct Attributes<'a> {
-    values: Vec<(&'a str, Value)>,
+    values: Vec<(&'a str, &'a AnyValue)>,
 }
+
+/// The value of an attribute sent without one (JSON `null`).
+static NO_VALUE: AnyValue = AnyValue { value: None };
 
 impl<'a> Attributes<'a> {
     fn new(pairs: &'a [KeyValue]) -> Self {
         let values = pairs
             .iter()
-            .map(|pair| {
-                let value = pair.value.as_ref().map(any_value_to_json);
-                (pair.key.as_str(), value.unwrap_or(Value::Null))
-            })
+            .map(|pair| (pair.key.as_str(), pair.value.as_ref().unwrap_or(&NO_VALUE)))
             .collect();
         Self { values }
     }
 
-    /// The value of `key` (the last one when a key repeats).
-    fn get(&self, key: &str) -> Option<&Value> {
+    /// The value of `key` (the last one when a key repeats), unless it is null.
+    fn get(&self, key: &str) -> Option<&'a AnyValue> {
         self.values
             .iter()
             .rev()
             .find(|(name, _)| *name == key)
-            .map(|(_, value)| value)
-            .filter(|value| !value.is_null())
+            .map(|(_, value)| *value)
+            .filter(|value| value.value.is_some())
     }
 
-    fn first(&self, keys: &[&str]) -> Option<&Value> {
+    /// The value of `key` when it is a string.
+    fn str(&self, key: &str) -> Option<&'a str> {
+        match &self.get(key)?.value {
+            Some(any_value::Value::StringValue(text)) => Some(text),
+            _ => None,
+        }
+    }
+
+    fn first(&self, keys: &[&str]) -> Option<&'a AnyValue> {
         keys.iter().find_map(|key| self.get(key))
     }
 
     fn first_string(&self, keys: &[&str]) -> Option<String> {
-        self.first(keys).and_then(|value| match value {
-            Value::String(text) if !text.is_empty() => Some(text.clone()),
-            Value::String(_) => None,
-            other => Some(other.to_string()),
+        self.first(keys).and_then(|value| match &value.value {
+            Some(any_value::Value::StringValue(text)) if !text.is_empty() => Some(text.clone()),
+            Some(any_value::Value::StringValue(_)) => None,
+            _ => Some(any_value_to_json(value).to_string()),
         })
     }
 
     fn truthy(&self, keys: &[&str]) -> Option<bool> {
-        self.first(keys).map(|value| match value {
-            Value::Bool(flag) => *flag,
-            Value::String(text) => text.eq_ignore_ascii_case("true"),
+        self.first(keys).map(|value| match &value.value {
+            Some(any_value::Value::BoolValue(flag)) => *flag,
+            Some(any_value::Value::StringValue(text)) => text.eq_ignore_ascii_case("true"),
             _ => false,
         })
     }
@@ -505,12 +516,12 @@ fn has_trace_updates(attributes: &Attributes<'_>) -> bool {
 }
 
 fn observation_type(attributes: &Attributes<'_>) -> &'static str {
-    if let Some(Value::String(kind)) = attributes.get("langfuse.observation.type") {
+    if let Some(kind) = attributes.str("langfuse.observation.type") {
         if let Ok(kind) = kind.parse::<crate::ObservationType>() {
             return kind.as_str();
         }
     }
-    if let Some(Value::String(kind)) = attributes.get("openinference.span.kind") {
+    if let Some(kind) = attributes.str("openinference.span.kind") {
         match kind.to_ascii_uppercase().as_str() {
             "LLM" => return "GENERATION",
             "CHAIN" => return "CHAIN",
@@ -523,8 +534,8 @@ fn observation_type(attributes: &Attributes<'_>) -> &'static str {
             _ => {}
         }
     }
-    if let Some(Value::String(operation)) = attributes.get("gen_ai.operation.name") {
-        match operation.as_str() {
+    if let Some(operation) = attributes.str("gen_ai.operation.name") {
+        match operation {
             "chat" | "completion" | "text_completion" | "generate_content" | "generate" => {
                 return "GENERATION"
             }
@@ -547,7 +558,7 @@ fn observation_type(attributes: &Attributes<'_>) -> &'static str {
 }
 
 fn level(attributes: &Attributes<'_>, span: &Span) -> &'static str {
-    if let Some(Value::String(level)) = attributes.get("langfuse.observation.level") {
+    if let Some(level) = attributes.str("langfuse.observation.level") {
         match level.to_ascii_uppercase().as_str() {
             "DEBUG" | "TRACE" | "VERBOSE" => return "DEBUG",
             "DEFAULT" | "INFO" | "LOG" | "NOTICE" | "OK" | "SUCCESS" => return "DEFAULT",
@@ -597,8 +608,8 @@ fn event_messages(span: &Span, names: &[&str]) -> Option<Value> {
                 .attributes
                 .iter()
                 .map(|pair| {
-                    let value = pair.value.as_ref().map(any_value_to_json);
-                    (pair.key.clone(), decoded(&value.unwrap_or(Value::Null)))
+                    let value = pair.value.as_ref().unwrap_or(&NO_VALUE);
+                    (pair.key.clone(), decoded(value))
                 })
                 .collect();
             if !message.contains_key("role") {
@@ -682,7 +693,7 @@ fn usage_with_prefix(attributes: &Attributes<'_>, prefix: &str) -> Option<JsonMa
         let Some(rest) = key.strip_prefix(prefix) else {
             continue;
         };
-        let Some(count) = crate::observation::count_from_json(value) else {
+        let Some(count) = crate::observation::count_from_json(&any_value_to_json(value)) else {
             continue;
         };
         let rest = rest.strip_prefix("details.").unwrap_or(rest);
@@ -732,9 +743,9 @@ fn cost_details(attributes: &Attributes<'_>) -> Option<JsonMap> {
     if let Some(cost) = attributes.object("langfuse.observation.cost_details") {
         return Some(cost);
     }
-    let total = attributes.first(&["gen_ai.usage.cost", "llm.cost.total"])?;
+    let total = any_value_to_json(attributes.first(&["gen_ai.usage.cost", "llm.cost.total"])?);
     let total = match total {
-        Value::Number(_) => total.clone(),
+        Value::Number(_) => total,
         Value::String(text) => Value::from(text.trim().parse::<f64>().ok()?),
         _ => return None,
     };
@@ -762,8 +773,8 @@ fn model_parameters(attributes: &Attributes<'_>) -> Option<JsonMap> {
         if name == "model" {
             continue;
         }
-        let value = match value {
-            Value::String(_) | Value::Number(_) => value.clone(),
+        let value = match any_value_to_json(value) {
+            value @ (Value::String(_) | Value::Number(_)) => value,
             other => Value::String(other.to_string()),
         };
         parameters.insert(name.to_owned(), value);
@@ -1153,7 +1164,7 @@ pub fn map_spans(request: &ExportTraceServiceRequest) -> Vec<MappedSpan> {
             resource
                 .values
                 .iter()
-                .map(|(key, value)| ((*key).to_owned(), value.clone()))
+                .map(|(key, value)| ((*key).to_owned(), any_value_to_json(value)))
                 .collect(),
         ));
         for scope_spans in &resource_spans.scope_spans {
@@ -1212,8 +1223,8 @@ fn map_span(
                 .iter()
                 .filter(|(key, _)| !key.starts_with("langfuse."))
                 .map(|(key, value)| {
-                    let value = match value {
-                        Value::String(_) => value.clone(),
+                    let value = match any_value_to_json(value) {
+                        value @ Value::String(_) => value,
                         other => Value::String(other.to_string()),
                     };
                     ((*key).to_owned(), value)
@@ -1249,7 +1260,7 @@ fn map_span(
                     "langfuse.observation.prompt.version",
                     "langfuse.prompt.version",
                 ])
-                .and_then(crate::observation::count_from_json),
+                .and_then(|value| crate::observation::count_from_json(&any_value_to_json(value))),
         )
     } else {
         (None, None)
@@ -1316,7 +1327,9 @@ fn map_span(
         trace.metadata = trace_metadata;
         trace.user_id = attributes.first_string(USER_ID);
         trace.session_id = attributes.first_string(SESSION_ID);
-        trace.tags = attributes.first(TAGS).map(tags_from);
+        trace.tags = attributes
+            .first(TAGS)
+            .map(|value| tags_from(&any_value_to_json(value)));
         trace.public = attributes.truthy(PUBLIC);
         trace.version = version.clone();
         trace.release = attributes

@@ -28,11 +28,20 @@ use axion_server::store::{SqliteStore, Store};
 
 mod workload;
 
+// As in the `axion` binary, so the figures are those of `axion serve`.
+#[global_allocator]
+static ALLOCATOR: axion_server::allocator::ServerAllocator =
+    axion_server::allocator::ServerAllocator;
+
 use workload::{export_with, Times, BATCH};
 
 fn main() {
+    axion_server::allocator::configure();
     let full = std::env::args().any(|arg| arg == "--bench");
-    let requests = if full { 200 } else { 4 };
+    // `AXION_BENCH_REQUESTS` overrides the number of exports (fewer for valgrind runs).
+    let requests = workload::env_number("AXION_BENCH_REQUESTS")
+        .filter(|n: &usize| *n > 0)
+        .unwrap_or(if full { 200 } else { 4 });
     // 8-span traces, as in the end-to-end benchmark; `AXION_BENCH_SPANS_PER_TRACE=1` and
     // `AXION_BENCH_IO_BYTES=1024` give the SDK export bench's shape.
     let per_trace: usize = workload::env_number("AXION_BENCH_SPANS_PER_TRACE")

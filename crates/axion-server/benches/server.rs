@@ -29,10 +29,16 @@ use std::time::{Duration, Instant};
 mod support;
 mod workload;
 
+// As in the `axion` binary, so the figures are those of `axion serve`.
+#[global_allocator]
+static ALLOCATOR: axion_server::allocator::ServerAllocator =
+    axion_server::allocator::ServerAllocator;
+
 use support::{run_serve, ChildRole, ROLE};
 use workload::{export, export_with, id_bytes, Times, BATCH};
 
 fn main() {
+    axion_server::allocator::configure();
     if std::env::var(ROLE).as_deref() == Ok("serve") {
         return run_serve();
     }
@@ -196,10 +202,13 @@ async fn load(full: bool) {
     let connections: usize = workload::env_number("AXION_BENCH_CONNECTIONS")
         .filter(|n| *n > 0)
         .unwrap_or(4);
+    let cpu_before = server.cpu_seconds();
     let rate = ingest(&base, exports, connections).await;
+    let cpu_per_span = (server.cpu_seconds() - cpu_before) * 1e6 / (batches * BATCH) as f64;
     println!(
         "| OTLP protobuf ingest, 512 spans/request, {connections} connections, fsync'd | {rate:.0} spans/s |"
     );
+    println!("| server CPU time (user + system) per span ingested | {cpu_per_span:.1} µs |");
     println!(
         "| server peak RSS (VmHWM) after the ingest run | {:.0} MB |",
         server.peak_rss_mb()

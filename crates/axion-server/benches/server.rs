@@ -202,13 +202,32 @@ async fn load(full: bool) {
     let connections: usize = workload::env_number("AXION_BENCH_CONNECTIONS")
         .filter(|n| *n > 0)
         .unwrap_or(4);
+    let spans = (batches * BATCH) as f64;
     let cpu_before = server.cpu_seconds();
+    let threads_before = server.cpu_seconds_by_thread();
     let rate = ingest(&base, exports, connections).await;
-    let cpu_per_span = (server.cpu_seconds() - cpu_before) * 1e6 / (batches * BATCH) as f64;
+    let cpu_per_span = (server.cpu_seconds() - cpu_before) * 1e6 / spans;
     println!(
         "| OTLP protobuf ingest, 512 spans/request, {connections} connections, fsync'd | {rate:.0} spans/s |"
     );
-    println!("| server CPU time (user + system) per span ingested | {cpu_per_span:.1} µs |");
+    // Where it went, by thread name (threads that ended meanwhile are left out).
+    let by_thread: Vec<String> = server
+        .cpu_seconds_by_thread()
+        .into_iter()
+        .map(|(name, seconds)| {
+            let before = threads_before
+                .iter()
+                .find(|(known, _)| *known == name)
+                .map_or(0.0, |(_, seconds)| *seconds);
+            (name, (seconds - before) * 1e6 / spans)
+        })
+        .filter(|(_, micros)| *micros >= 0.05)
+        .map(|(name, micros)| format!("{name} {micros:.1}"))
+        .collect();
+    println!(
+        "| server CPU time (user + system) per span ingested | {cpu_per_span:.1} µs ({}) |",
+        by_thread.join(", ")
+    );
     println!(
         "| server peak RSS (VmHWM) after the ingest run | {:.0} MB |",
         server.peak_rss_mb()

@@ -50,20 +50,23 @@ impl ChildRole {
     /// CPU time the child has used so far (user + system, all its threads, ended ones too), in
     /// seconds. Unlike wall time on a shared machine, this hardly depends on what else runs.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the parenthesised name: state is field 3, utime 14, stime 15 (in
-        // USER_HZ, 100 per second on Linux).
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-        let ticks = |index: usize| {
-            fields
-                .get(index - 3)
-                .and_then(|value| value.parse::<f64>().ok())
-                .unwrap_or(f64::NAN)
-        };
-        (ticks(14) + ticks(15)) / 100.0
+        cpu_of(&format!("/proc/{}/stat", self.child.id())).1
+    }
+
+    /// CPU seconds of the child's live threads, summed by thread name (`tokio-runtime-w…`,
+    /// `axion-sqlite-writer`, …), largest first.
+    pub fn cpu_seconds_by_thread(&self) -> Vec<(String, f64)> {
+        let mut by_name: Vec<(String, f64)> = Vec::new();
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
+        for task in tasks.into_iter().flatten().flatten() {
+            let (name, seconds) = cpu_of(&task.path().join("stat").to_string_lossy());
+            match by_name.iter_mut().find(|(known, _)| *known == name) {
+                Some((_, total)) => *total += seconds,
+                None => by_name.push((name, seconds)),
+            }
+        }
+        by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+        by_name
     }
 
     /// Closes its stdin and waits for it.
@@ -121,6 +124,25 @@ pub fn rss_mb() -> f64 {
 }
 
 /// A memory field of a `/proc/<pid>/status` file, in MB.
+/// The name and CPU seconds (user + system) in a `/proc/…/stat` file.
+fn cpu_of(path: &str) -> (String, f64) {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let Some((head, rest)) = stat.rsplit_once(')') else {
+        return (String::new(), f64::NAN);
+    };
+    let name = head.split_once('(').map_or("", |(_, name)| name).to_owned();
+    // After the name: state is field 3, utime 14 and stime 15, in USER_HZ (100 per second
+    // on Linux).
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index - 3)
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (name, (ticks(14) + ticks(15)) / 100.0)
+}
+
 fn status_mb(path: &str, field: &str) -> f64 {
     let status = std::fs::read_to_string(path).unwrap_or_default();
     status

@@ -28,10 +28,15 @@ impl JsonText {
     /// The text, when it is one JSON value that [`serde_json::Value`] accepts (numbers in
     /// range, nesting within its limit); `None` otherwise.
     pub fn parse(text: &str) -> Option<Self> {
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        Valid::deserialize(&mut deserializer).ok()?;
-        deserializer.end().ok()?;
-        Some(Self(Arc::from(text.trim())))
+        let valid = match scan(text.as_bytes()) {
+            Scan::Valid => true,
+            Scan::Invalid => false,
+            Scan::Unsure => {
+                let mut deserializer = serde_json::Deserializer::from_str(text);
+                Valid::deserialize(&mut deserializer).is_ok() && deserializer.end().is_ok()
+            }
+        };
+        valid.then(|| Self(Arc::from(text.trim())))
     }
 
     /// The JSON string holding `text`.
@@ -83,6 +88,28 @@ impl fmt::Display for JsonText {
     }
 }
 
+/// Appends `text` to `out` as a JSON string, byte for byte as serde_json writes it: text
+/// without quotes, backslashes or control characters (ids, names, times: nearly all) is
+/// copied as it is.
+///
+/// ```
+/// let mut out = Vec::new();
+/// axion_model::write_json_string(&mut out, "plain");
+/// axion_model::write_json_string(&mut out, "a \"quote\"\n");
+/// assert_eq!(out, br#""plain""a \"quote\"\n""#);
+/// ```
+pub fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    if first_special(text.as_bytes()).is_none() {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing to a `Vec` cannot fail.
+        let _ = serde_json::to_writer(out, text);
+    }
+}
+
 /// A record's input and output as text, carried beside its other fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Io {
@@ -122,6 +149,258 @@ impl Io {
             .into_iter()
             .filter_map(|(name, text)| Some((name, text.as_ref()?)))
     }
+}
+
+/// What one quick pass over a text can tell. Most inputs and outputs are plain JSON that it
+/// settles at a few instructions per byte (serde_json's validating parse took about ten, the
+/// largest cost of ingesting a span with kilobytes of input); the rare corners where its
+/// answer could differ from serde_json's are left to serde_json.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// One JSON value, which `serde_json::Value` accepts.
+    Valid,
+    /// Not JSON: `serde_json::Value` rejects it too.
+    Invalid,
+    /// Surrogate escapes (serde_json checks their pairing), numbers that may not fit an
+    /// `f64`, or nesting near serde_json's depth limit.
+    Unsure,
+}
+
+/// Nesting the scan follows; serde_json's own limit is 127 levels.
+const SCAN_DEPTH: usize = 100;
+
+/// Integer digits plus exponent beyond which a number may overflow an `f64` (about 1.8e308).
+const SCAN_MAGNITUDE: u64 = 280;
+
+fn scan(bytes: &[u8]) -> Scan {
+    let mut scanner = Scanner { bytes, at: 0 };
+    match scanner.document() {
+        Ok(()) => Scan::Valid,
+        Err(outcome) => outcome,
+    }
+}
+
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\t' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), Scan> {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(Scan::Invalid)
+        }
+    }
+
+    /// One value and nothing but whitespace around it. Containers are followed with a stack
+    /// of open brackets rather than recursion.
+    fn document(&mut self) -> Result<(), Scan> {
+        let mut open = [0u8; SCAN_DEPTH];
+        let mut depth = 0usize;
+        self.skip_whitespace();
+        'value: loop {
+            // A value starts here.
+            match self.peek().ok_or(Scan::Invalid)? {
+                bracket @ (b'{' | b'[') => {
+                    if depth == SCAN_DEPTH {
+                        return Err(Scan::Unsure);
+                    }
+                    self.at += 1;
+                    open[depth] = bracket;
+                    depth += 1;
+                    self.skip_whitespace();
+                    let close = if bracket == b'{' { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        self.at += 1;
+                        depth -= 1;
+                    } else {
+                        if bracket == b'{' {
+                            self.key()?;
+                        }
+                        continue 'value;
+                    }
+                }
+                b'"' => self.string()?,
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                b'-' | b'0'..=b'9' => self.number()?,
+                _ => return Err(Scan::Invalid),
+            }
+            // After a value: the next element, the end of containers, or of the document.
+            loop {
+                self.skip_whitespace();
+                if depth == 0 {
+                    return if self.at == self.bytes.len() {
+                        Ok(())
+                    } else {
+                        Err(Scan::Invalid)
+                    };
+                }
+                let bracket = open[depth - 1];
+                match self.peek() {
+                    Some(b',') => {
+                        self.at += 1;
+                        self.skip_whitespace();
+                        if bracket == b'{' {
+                            self.key()?;
+                        }
+                        continue 'value;
+                    }
+                    Some(b'}') if bracket == b'{' => {}
+                    Some(b']') if bracket == b'[' => {}
+                    _ => return Err(Scan::Invalid),
+                }
+                self.at += 1;
+                depth -= 1;
+            }
+        }
+    }
+
+    /// `"key":` and the whitespace after it.
+    fn key(&mut self) -> Result<(), Scan> {
+        if self.peek() != Some(b'"') {
+            return Err(Scan::Invalid);
+        }
+        self.string()?;
+        self.skip_whitespace();
+        self.expect(b':')?;
+        self.skip_whitespace();
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), Scan> {
+        if self.bytes[self.at..].starts_with(word) {
+            self.at += word.len();
+            Ok(())
+        } else {
+            Err(Scan::Invalid)
+        }
+    }
+
+    /// A string from its opening quote. The text is a `str`, so only escapes and control
+    /// characters need a look.
+    fn string(&mut self) -> Result<(), Scan> {
+        self.at += 1;
+        loop {
+            let rest = &self.bytes[self.at..];
+            let special = first_special(rest).ok_or(Scan::Invalid)?;
+            self.at += special + 1;
+            match rest[special] {
+                b'"' => return Ok(()),
+                b'\\' => match self.peek().ok_or(Scan::Invalid)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
+                    b'u' => {
+                        let hex = self
+                            .bytes
+                            .get(self.at + 1..self.at + 5)
+                            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+                            .ok_or(Scan::Invalid)?;
+                        let code = hex.iter().fold(0u32, |code, &digit| {
+                            code * 16 + (digit as char).to_digit(16).unwrap_or(0)
+                        });
+                        if (0xD800..=0xDFFF).contains(&code) {
+                            return Err(Scan::Unsure);
+                        }
+                        self.at += 5;
+                    }
+                    _ => return Err(Scan::Invalid),
+                },
+                _ => return Err(Scan::Invalid), // a raw control character
+            }
+        }
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, and whether an `f64` surely
+    /// holds it.
+    fn number(&mut self) -> Result<(), Scan> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        let integer = self.digits();
+        if integer == 0 || (integer > 1 && self.bytes[self.at - integer] == b'0') {
+            return Err(Scan::Invalid);
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if self.digits() == 0 {
+                return Err(Scan::Invalid);
+            }
+        }
+        let mut exponent = 0u64;
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            let start = self.at;
+            if self.digits() == 0 {
+                return Err(Scan::Invalid);
+            }
+            exponent = self.bytes[start..self.at].iter().fold(0u64, |sum, digit| {
+                sum.saturating_mul(10)
+                    .saturating_add(u64::from(digit - b'0'))
+            });
+        }
+        if (integer as u64).saturating_add(exponent) > SCAN_MAGNITUDE {
+            return Err(Scan::Unsure);
+        }
+        Ok(())
+    }
+
+    /// Skips ASCII digits; how many.
+    fn digits(&mut self) -> usize {
+        let count = self.bytes[self.at..]
+            .iter()
+            .take_while(|byte| byte.is_ascii_digit())
+            .count();
+        self.at += count;
+        count
+    }
+}
+
+/// Where the first quote, backslash or control character in `bytes` is, eight bytes per step
+/// (most strings are short keys and values, or long runs of plain text).
+fn first_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    // The high bit of each byte that is zero, or below 0x20; borrows can only mark bytes
+    // above a real match, so the lowest mark is exact.
+    let zeros = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let below_space = |word: u64| word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let word = match bytes.get(offset..offset + 8) {
+            Some(eight) => u64::from_le_bytes(eight.try_into().unwrap_or([0; 8])),
+            None => {
+                let mut word = [b'a'; 8]; // padding that is not special
+                word[..bytes.len() - offset].copy_from_slice(&bytes[offset..]);
+                u64::from_le_bytes(word)
+            }
+        };
+        let marks = zeros(word ^ (ONES * u64::from(b'"')))
+            | zeros(word ^ (ONES * u64::from(b'\\')))
+            | below_space(word);
+        if marks != 0 {
+            let at = offset + (marks.trailing_zeros() / 8) as usize;
+            return (at < bytes.len()).then_some(at);
+        }
+        offset += 8;
+    }
+    None
 }
 
 /// Accepts exactly what `serde_json::Value` accepts, without building anything.
@@ -191,6 +470,8 @@ mod tests {
     fn accepts_what_value_accepts_and_nothing_else() {
         let deep_ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
         let too_deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        // 280 digits times 1e280: each part alone is in range, together they are not.
+        let big_and_raised = format!("1{}e280", "0".repeat(279));
         for text in [
             "0",
             "-1.5e3",
@@ -207,6 +488,13 @@ mod tests {
             "nul",
             "{\"a\":}",
             "[1,]",
+            "\"\\u+0FF\"",
+            "\"\\u00\"",
+            "-",
+            "-01",
+            "1.e5",
+            "[1true]",
+            big_and_raised.as_str(),
             deep_ok.as_str(),
             too_deep.as_str(),
         ] {
@@ -216,6 +504,188 @@ mod tests {
             if let (Some(text), Some(value)) = (as_text, as_value) {
                 assert_eq!(text.to_value(), value);
             }
+        }
+    }
+
+    /// The quick scan never contradicts serde_json: texts from a grammar-aware generator and
+    /// byte-level mutations of them, compared one by one.
+    #[test]
+    fn the_scan_agrees_with_serde_json() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |bound: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % bound as u64) as usize
+        };
+        const PIECES: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            " ",
+            "\"",
+            "\\",
+            "\\u",
+            "00",
+            "0",
+            "1",
+            "-",
+            ".",
+            "e",
+            "E+",
+            "-5",
+            "true",
+            "fals",
+            "null",
+            "\"k\":",
+            "\\ud800",
+            "\\udc00",
+            "\\u00e9",
+            "\n",
+            "\u{1}",
+            "é",
+            "1e999",
+            "123456789012345678901234567890",
+            "\\n",
+            "x",
+        ];
+        const VALUES: &[&str] = &[
+            "0",
+            "-0.5",
+            "1e10",
+            "2E-3",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "\"plain\"",
+            "\"esc\\\"aped\\n\"",
+            "\"\\u00e9\\ud83d\\ude00\"",
+            "true",
+            "false",
+            "null",
+            "[]",
+            "{}",
+            "1.7976931348623157e308",
+            "1e309",
+            "4.9e-324",
+            "1e-400",
+        ];
+        let mut texts: Vec<String> = Vec::new();
+        for _ in 0..3000 {
+            // A random document…
+            let mut text = String::new();
+            let mut open: Vec<char> = Vec::new();
+            for _ in 0..1 + next(12) {
+                match next(6) {
+                    0 => {
+                        text.push('[');
+                        open.push(']');
+                    }
+                    1 => {
+                        text.push_str("{\"k\": ");
+                        open.push('}');
+                    }
+                    _ => {
+                        text.push_str(VALUES[next(VALUES.len())]);
+                        if let Some(close) = open.pop() {
+                            text.push(close);
+                        }
+                        if !open.is_empty() && next(2) == 0 {
+                            text.push_str(if *open.last().unwrap() == '}' {
+                                ", \"j\": "
+                            } else {
+                                ", "
+                            });
+                        }
+                    }
+                }
+            }
+            while let Some(close) = open.pop() {
+                text.push(close);
+            }
+            texts.push(text.clone());
+            // …and a few mutations of it.
+            for _ in 0..3 {
+                let mut mutated = text.clone();
+                for _ in 0..1 + next(3) {
+                    let cut = (0..=mutated.len())
+                        .filter(|at| mutated.is_char_boundary(*at))
+                        .nth(next(mutated.len() + 1))
+                        .unwrap_or(mutated.len());
+                    match next(3) {
+                        0 => mutated.insert_str(cut, PIECES[next(PIECES.len())]),
+                        1 => {
+                            let end = (cut + 1..=mutated.len())
+                                .find(|at| mutated.is_char_boundary(*at))
+                                .unwrap_or(cut);
+                            mutated.replace_range(cut..end, "");
+                        }
+                        _ => mutated.truncate(cut),
+                    }
+                }
+                texts.push(mutated);
+            }
+        }
+        for depth in [98, 99, 100, 101, 126, 127, 128, 129] {
+            texts.push(format!("{}{}", "[".repeat(depth), "]".repeat(depth)));
+            texts.push(format!("{}1{}", "[".repeat(depth), "]".repeat(depth)));
+        }
+        let (mut valid, mut unsure) = (0, 0);
+        for text in &texts {
+            let accepted = serde_json::from_str::<Value>(text).is_ok();
+            match scan(text.as_bytes()) {
+                Scan::Valid => {
+                    valid += 1;
+                    assert!(accepted, "scanned valid, serde_json rejects: {text:?}");
+                }
+                Scan::Invalid => {
+                    assert!(!accepted, "scanned invalid, serde_json accepts: {text:?}")
+                }
+                Scan::Unsure => unsure += 1,
+            }
+            assert_eq!(JsonText::parse(text).is_some(), accepted, "{text:?}");
+        }
+        // The generator reaches every outcome.
+        assert!(valid > 500 && unsure > 10, "{valid} valid, {unsure} unsure");
+    }
+
+    #[test]
+    fn first_special_finds_the_first_quote_backslash_or_control_character() {
+        for length in 0..40 {
+            for at in 0..length {
+                for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                    let mut bytes = vec![b'a'; length];
+                    bytes[at] = special;
+                    if at + 3 < length {
+                        bytes[at + 3] = b'"';
+                    }
+                    assert_eq!(first_special(&bytes), Some(at), "{bytes:?}");
+                }
+            }
+            let plain: Vec<u8> = (0..length).map(|i| b' ' + (i % 90) as u8).collect();
+            let expected = plain.iter().position(|&b| b == b'"' || b == b'\\');
+            assert_eq!(first_special(&plain), expected);
+            assert_eq!(first_special("é€😀 ~\x7f".as_bytes()), None);
+        }
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for text in [
+            "",
+            "plain",
+            "é€😀",
+            "quote\"",
+            "back\\slash",
+            "tab\t",
+            "\u{1}\u{1f}\u{7f}",
+            "/",
+        ] {
+            let mut out = Vec::new();
+            write_json_string(&mut out, text);
+            assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
         }
     }
 

@@ -219,17 +219,17 @@ pub fn span_observation_row(observation: &SpanObservation, pricing: &Pricing) ->
     let o = observation;
     let shared_len = o.metadata.resource.text().len() + o.metadata.scope.text().len();
     let mut body = ObjectWriter::with_capacity(512 + io_len(&o.io) + shared_len);
-    body.value("id", &o.id);
-    body.value("traceId", &o.trace_id);
-    body.some("parentObservationId", o.parent_observation_id.as_ref());
-    body.value("name", &o.name);
-    body.value("startTime", &o.start_time);
-    body.some("endTime", o.end_time.as_ref());
-    body.value("environment", &o.environment);
-    body.value("level", o.level);
-    body.some("statusMessage", o.status_message.as_ref());
-    body.some("version", o.version.as_ref());
-    body.some("model", o.model.as_ref());
+    body.text("id", &o.id);
+    body.text("traceId", &o.trace_id);
+    body.some_text("parentObservationId", o.parent_observation_id.as_deref());
+    body.text("name", &o.name);
+    body.text("startTime", &o.start_time);
+    body.some_text("endTime", o.end_time.as_deref());
+    body.text("environment", &o.environment);
+    body.text("level", o.level);
+    body.some_text("statusMessage", o.status_message.as_deref());
+    body.some_text("version", o.version.as_deref());
+    body.some_text("model", o.model.as_deref());
     for (key, map) in [
         ("modelParameters", &o.model_parameters),
         ("usageDetails", &o.usage_details),
@@ -237,8 +237,8 @@ pub fn span_observation_row(observation: &SpanObservation, pricing: &Pricing) ->
     ] {
         body.some(key, map.as_ref().filter(|map| !map.is_empty()));
     }
-    body.some("completionStartTime", o.completion_start_time.as_ref());
-    body.some("promptName", o.prompt_name.as_ref());
+    body.some_text("completionStartTime", o.completion_start_time.as_deref());
+    body.some_text("promptName", o.prompt_name.as_deref());
     body.some("promptVersion", o.prompt_version.as_ref());
     let metadata = &o.metadata;
     body.object("metadata", |fields| {
@@ -251,7 +251,7 @@ pub fn span_observation_row(observation: &SpanObservation, pricing: &Pricing) ->
         fields.raw("scope", metadata.scope.text());
         fields.some("attributes", metadata.attributes.as_ref());
     });
-    body.value("type", o.kind);
+    body.text("type", o.kind);
     body.io(&o.io);
     let priced = pricing.price(&PricedSpan(o));
     ObservationRow {
@@ -384,14 +384,14 @@ impl TraceFields {
     /// The trace's row.
     pub fn row(&self) -> TraceRow {
         let mut body = ObjectWriter::with_capacity(512 + io_len(&self.io));
-        body.value("id", &self.id);
-        body.value("timestamp", &self.timestamp);
-        body.value("environment", &self.environment);
-        body.some("name", self.name.as_ref());
-        body.some("userId", self.user_id.as_ref());
-        body.some("sessionId", self.session_id.as_ref());
-        body.some("release", self.release.as_ref());
-        body.some("version", self.version.as_ref());
+        body.text("id", &self.id);
+        body.text("timestamp", &self.timestamp);
+        body.text("environment", &self.environment);
+        body.some_text("name", self.name.as_deref());
+        body.some_text("userId", self.user_id.as_deref());
+        body.some_text("sessionId", self.session_id.as_deref());
+        body.some_text("release", self.release.as_deref());
+        body.some_text("version", self.version.as_deref());
         body.some("public", self.public.as_ref());
         body.some("tags", self.tags.as_ref());
         body.some(
@@ -484,9 +484,22 @@ impl ObjectWriter {
             self.out.push(b',');
         }
         self.comma = true;
-        // Serialised, not copied: metadata keys come from clients.
-        let _ = serde_json::to_writer(&mut self.out, key);
+        // Escaped where needed: metadata keys come from clients.
+        axion_model::write_json_string(&mut self.out, key);
         self.out.push(b':');
+    }
+
+    /// `"key": "text"`.
+    pub fn text(&mut self, key: &str, text: &str) {
+        self.key(key);
+        axion_model::write_json_string(&mut self.out, text);
+    }
+
+    /// `"key": "text"` when there is a text.
+    pub fn some_text(&mut self, key: &str, text: Option<&str>) {
+        if let Some(text) = text {
+            self.text(key, text);
+        }
     }
 
     /// `"key": value`.

@@ -36,6 +36,8 @@ pub use opentelemetry_proto::tonic::trace::v1::{
 
 use crate::{to_hex, IngestionEvent, Io, JsonMap, JsonText};
 
+mod wire;
+
 /// Why an OTLP export could not be read. The whole export is rejected (Langfuse does the same).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -53,8 +55,11 @@ pub enum OtlpError {
 
 /// Decodes an OTLP/HTTP protobuf body (already decompressed).
 pub fn decode_protobuf(bytes: &[u8]) -> Result<ExportTraceServiceRequest, OtlpError> {
-    let request = ExportTraceServiceRequest::decode(bytes)
-        .map_err(|error| OtlpError::Protobuf(error.to_string()))?;
+    let request = match wire::decode(bytes) {
+        Some(request) => request,
+        None => ExportTraceServiceRequest::decode(bytes)
+            .map_err(|error| OtlpError::Protobuf(error.to_string()))?,
+    };
     for resource_spans in &request.resource_spans {
         for scope_spans in &resource_spans.scope_spans {
             for span in &scope_spans.spans {

@@ -108,6 +108,24 @@ CREATE TABLE ingest_state (
     id INTEGER PRIMARY KEY CHECK (id = 0), applied_seq INTEGER NOT NULL);
 INSERT INTO ingest_state (id, applied_seq) VALUES (0, 0);
 "#,
+    // The column that tells entries apart comes first. Every row of a project has the same
+    // project id, so with it first each comparison of an insert's B-tree search compared it,
+    // found it equal and went on to SQLite's slower compare of the remaining columns; with
+    // the trace, user, session, name or environment first, most comparisons end on the first
+    // column. Lookups fix both columns, so they read the same entries. Writer instructions
+    // per span: -4% (callgrind, 8-span traces).
+    r#"
+DROP INDEX observations_by_trace;
+CREATE INDEX observations_by_trace ON observations (trace_id, project_id, start_time, id);
+DROP INDEX traces_by_user;
+CREATE INDEX traces_by_user ON traces (user_id, project_id, timestamp);
+DROP INDEX traces_by_session;
+CREATE INDEX traces_by_session ON traces (session_id, project_id, timestamp);
+DROP INDEX traces_by_name;
+CREATE INDEX traces_by_name ON traces (name, project_id, timestamp);
+DROP INDEX traces_by_environment;
+CREATE INDEX traces_by_environment ON traces (environment, project_id, timestamp);
+"#,
 ];
 
 /// The most records the writer folds into one transaction.

@@ -288,6 +288,30 @@ fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), StoreError> {
 // ---------------------------------------------------------------------------------------------
 
 /// Encodes a project's prepared rows as one record payload.
+/// About how many bytes [`encode`] writes for `batch`: a buffer of this size rarely grows
+/// (growing a payload of hundreds of kilobytes by doubling copied it about twice over).
+pub(crate) fn encoded_size_hint(batch: &PreparedBatch) -> usize {
+    let io_len = |io: &Io| {
+        io.input.as_ref().map_or(0, |text| text.as_str().len())
+            + io.output.as_ref().map_or(0, |text| text.as_str().len())
+    };
+    let traces: usize = batch
+        .traces
+        .iter()
+        .map(|trace| 256 + trace.row.body.len() + io_len(&trace.io))
+        .sum();
+    let observations: usize = batch
+        .observations
+        .iter()
+        .map(|observation| {
+            256 + observation.row.body.len()
+                + observation.row.derived.len()
+                + io_len(&observation.io)
+        })
+        .sum();
+    1024 + traces + observations + batch.scores.len() * 512
+}
+
 pub(crate) fn encode(project_id: &str, batch: &PreparedBatch, out: &mut Vec<u8>) {
     let mut w = Encoder(out);
     w.str(project_id);
@@ -564,6 +588,11 @@ mod tests {
         assert_eq!(project, "p1");
         assert_eq!(decoded, batch);
         assert!(decode(&payload[..payload.len() - 1]).is_err());
+        assert!(
+            payload.len() <= encoded_size_hint(&batch),
+            "{}",
+            payload.len()
+        );
     }
 
     #[test]

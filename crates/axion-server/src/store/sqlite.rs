@@ -422,7 +422,7 @@ impl SqliteStore {
     }
 
     fn submit(&self, project_id: &str, batch: PreparedBatch) -> Result<(), StoreError> {
-        let mut payload = Vec::with_capacity(4096);
+        let mut payload = Vec::with_capacity(ingest_log::encoded_size_hint(&batch));
         ingest_log::encode(project_id, &batch, &mut payload);
         let bytes = payload.len();
         self.progress.admit(bytes);

@@ -17,11 +17,12 @@
 //!
 //! | benchmark | result |
 //! | --- | --- |
-//! | start-up to healthy | 29.1 ms |
-//! | OTLP ingest, 512 spans/request, 4 connections | 49 300 spans/s (100k-trace runs: 47.4–62.9k; `AXION_BENCH_CONNECTIONS=2`: 37.0–39.5k) |
-//! | trace detail, 100 observations | p50 2.93 ms (100k-trace runs: 2.11–3.28) |
-//! | list traces, tag + user + time, 1M stored | p50 15.00 ms, p95 18.52 ms |
-//! | server peak RSS after 1M traces | 162 MB |
+//! | start-up to healthy | 23.8 ms |
+//! | OTLP ingest, 512 spans/request, 4 connections | 55 584 spans/s (100k-trace runs: 39.3–55.4k) |
+//! | server CPU per span ingested | 29.8 µs (writer 13.7, request threads 12.0, checkpoints 3.3) |
+//! | trace detail, 100 observations | p50 2.06 ms |
+//! | list traces, tag + user + time, 1M stored | p50 14.57 ms, p95 16.23 ms |
+//! | server peak RSS after 1M traces | 146 MB |
 
 use std::time::{Duration, Instant};
 

@@ -14,11 +14,11 @@
 //!
 //! | exporter | spans/s | dropped | caller median / p99 |
 //! | --- | --- | --- | --- |
-//! | axion `langfuse` → sink | 28 889 | 144 192 of 200 000 records | 3.2 / 16 µs |
-//! | the same, `AXION_EXPORT_BLOCK_MS=1000` | 55 712 | 0 | 0.44 / 2.1 µs |
-//! | `opentelemetry-otlp` → sink | 85 064 | 1 405 of 100 000 spans | 9.9 / 62 µs |
-//! | axion `langfuse` → sink, paced at 10 000 spans/s (20 000 spans) | 10 000 | 0 | 1.04 / 4.3 µs |
-//! | axion `langfuse` → `axion serve`, `AXION_EXPORT_BLOCK_MS=1000` (20 000 spans) | 12 590–15 388 | 0 | 0.49–0.52 / 1.3–1.5 µs |
+//! | axion `langfuse` → sink | 38 561 | 121 258 of 200 000 records | 3.3 / 7.1 µs |
+//! | the same, `AXION_EXPORT_BLOCK_MS=1000` | 56 129 | 0 | 0.45 / 2.0 µs |
+//! | `opentelemetry-otlp` → sink | 84 476 | 822 of 100 000 spans | 10.5 / 56 µs |
+//! | axion `langfuse` → sink, paced at 10 000 spans/s (20 000 spans) | 10 000 | 0 | 1.12 / 5.5 µs |
+//! | axion `langfuse` → `axion serve`, `AXION_EXPORT_BLOCK_MS=1000` (20 000 spans) | 19 050 | 0 | 0.43 / 0.91 µs |
 
 use std::io::Read;
 use std::process::Command;

@@ -205,25 +205,30 @@ async fn load(full: bool) {
         .unwrap_or(4);
     let spans = (batches * BATCH) as f64;
     let cpu_before = server.cpu_seconds();
-    let threads_before = server.cpu_seconds_by_thread();
+    let threads_before = server.cpu_by_thread();
     let rate = ingest(&base, exports, connections).await;
     let cpu_per_span = (server.cpu_seconds() - cpu_before) * 1e6 / spans;
     println!(
         "| OTLP protobuf ingest, 512 spans/request, {connections} connections, fsync'd | {rate:.0} spans/s |"
     );
-    // Where it went, by thread name (threads that ended meanwhile are left out).
+    // Where it went, by thread name (threads that ended meanwhile are left out), and how
+    // much of it was the kernel's.
     let by_thread: Vec<String> = server
-        .cpu_seconds_by_thread()
+        .cpu_by_thread()
         .into_iter()
-        .map(|(name, seconds)| {
+        .map(|after| {
             let before = threads_before
                 .iter()
-                .find(|(known, _)| *known == name)
-                .map_or(0.0, |(_, seconds)| *seconds);
-            (name, (seconds - before) * 1e6 / spans)
+                .find(|known| known.name == after.name)
+                .cloned()
+                .unwrap_or_default();
+            let micros = |seconds: f64| seconds * 1e6 / spans;
+            let total = micros(after.total() - before.total());
+            let system = micros(after.system - before.system);
+            (after.name, total, system)
         })
-        .filter(|(_, micros)| *micros >= 0.05)
-        .map(|(name, micros)| format!("{name} {micros:.1}"))
+        .filter(|(_, total, _)| *total >= 0.05)
+        .map(|(name, total, system)| format!("{name} {total:.1} (kernel {system:.1})"))
         .collect();
     println!(
         "| server CPU time (user + system) per span ingested | {cpu_per_span:.1} µs ({}) |",

@@ -34,8 +34,13 @@ pub const PURGE_DELAY_MS: i64 = 10;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Applies the server's allocator options. Call it first thing in `main`; without
-/// [`ServerAllocator`] as the global allocator it only tunes an allocator nobody uses.
+/// [`ServerAllocator`] as the global allocator it only tunes an allocator nobody uses. A
+/// purge delay set in the environment (`MIMALLOC_PURGE_DELAY`, read by mimalloc itself) is
+/// left as it is.
 pub fn configure() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: `mi_option_set` only stores an integer in mimalloc's option table (an atomic),
     // valid at any time and from any thread; the option number is that of the pinned version.
     #[allow(unsafe_code)]

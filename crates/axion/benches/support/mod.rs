@@ -50,22 +50,25 @@ impl ChildRole {
     /// CPU time the child has used so far (user + system, all its threads, ended ones too), in
     /// seconds. Unlike wall time on a shared machine, this hardly depends on what else runs.
     pub fn cpu_seconds(&self) -> f64 {
-        cpu_of(&format!("/proc/{}/stat", self.child.id())).1
+        cpu_of(&format!("/proc/{}/stat", self.child.id())).total()
     }
 
-    /// CPU seconds of the child's live threads, summed by thread name (`tokio-runtime-w…`,
+    /// CPU time of the child's live threads, summed by thread name (`tokio-runtime-w…`,
     /// `axion-sqlite-writer`, …), largest first.
-    pub fn cpu_seconds_by_thread(&self) -> Vec<(String, f64)> {
-        let mut by_name: Vec<(String, f64)> = Vec::new();
+    pub fn cpu_by_thread(&self) -> Vec<ThreadCpu> {
+        let mut by_name: Vec<ThreadCpu> = Vec::new();
         let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
         for task in tasks.into_iter().flatten().flatten() {
-            let (name, seconds) = cpu_of(&task.path().join("stat").to_string_lossy());
-            match by_name.iter_mut().find(|(known, _)| *known == name) {
-                Some((_, total)) => *total += seconds,
-                None => by_name.push((name, seconds)),
+            let cpu = cpu_of(&task.path().join("stat").to_string_lossy());
+            match by_name.iter_mut().find(|known| known.name == cpu.name) {
+                Some(known) => {
+                    known.user += cpu.user;
+                    known.system += cpu.system;
+                }
+                None => by_name.push(cpu),
             }
         }
-        by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+        by_name.sort_by(|a, b| b.total().total_cmp(&a.total()));
         by_name
     }
 
@@ -124,23 +127,45 @@ pub fn rss_mb() -> f64 {
 }
 
 /// A memory field of a `/proc/<pid>/status` file, in MB.
-/// The name and CPU seconds (user + system) in a `/proc/…/stat` file.
-fn cpu_of(path: &str) -> (String, f64) {
+/// CPU seconds of a process or thread, by kind.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadCpu {
+    /// Thread (or process) name.
+    pub name: String,
+    /// Seconds in user code.
+    pub user: f64,
+    /// Seconds in the kernel on its behalf (system calls, page faults).
+    pub system: f64,
+}
+
+impl ThreadCpu {
+    /// User plus system seconds.
+    pub fn total(&self) -> f64 {
+        self.user + self.system
+    }
+}
+
+/// The CPU time in a `/proc/…/stat` file.
+fn cpu_of(path: &str) -> ThreadCpu {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
     let Some((head, rest)) = stat.rsplit_once(')') else {
-        return (String::new(), f64::NAN);
+        return ThreadCpu::default();
     };
     let name = head.split_once('(').map_or("", |(_, name)| name).to_owned();
     // After the name: state is field 3, utime 14 and stime 15, in USER_HZ (100 per second
     // on Linux).
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |index: usize| {
+    let seconds = |index: usize| {
         fields
             .get(index - 3)
             .and_then(|value| value.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
+            .map_or(f64::NAN, |ticks| ticks / 100.0)
     };
-    (name, (ticks(14) + ticks(15)) / 100.0)
+    ThreadCpu {
+        name,
+        user: seconds(14),
+        system: seconds(15),
+    }
 }
 
 fn status_mb(path: &str, field: &str) -> f64 {

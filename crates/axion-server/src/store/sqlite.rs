@@ -1702,6 +1702,35 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tag_table, 0);
+        // Schema 6: the distinguishing column leads, the project id follows.
+        for (index, leading) in [
+            ("observations_by_trace", "trace_id"),
+            ("traces_by_user", "user_id"),
+            ("traces_by_session", "session_id"),
+            ("traces_by_name", "name"),
+            ("traces_by_environment", "environment"),
+        ] {
+            let columns: Vec<String> = connection
+                .prepare(&format!(
+                    "SELECT name FROM pragma_index_info('{index}') ORDER BY seqno"
+                ))
+                .unwrap()
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(columns[..2], [leading, "project_id"], "{index}");
+        }
+        // …and lookups by both still search it.
+        let plan: String = connection
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id FROM observations
+                 WHERE project_id = 'p' AND trace_id = 't1' ORDER BY start_time",
+                [],
+                |row| row.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("observations_by_trace"), "{plan}");
     }
 
     fn job(seq: u64, project: &str, id: &str) -> Job {

@@ -397,6 +397,11 @@ impl<'a> Attributes<'a> {
         keys.iter().find_map(|key| self.get(key))
     }
 
+    /// [`Self::first`] as JSON.
+    fn first_json(&self, keys: &[&str]) -> Option<Value> {
+        self.first(keys).map(any_value_to_json)
+    }
+
     fn first_string(&self, keys: &[&str]) -> Option<String> {
         self.first(keys).and_then(|value| match &value.value {
             Some(any_value::Value::StringValue(text)) if !text.is_empty() => Some(text.clone()),
@@ -763,7 +768,7 @@ fn cost_details(attributes: &Attributes<'_>) -> Option<JsonMap> {
     if let Some(cost) = attributes.object("langfuse.observation.cost_details") {
         return Some(cost);
     }
-    let total = any_value_to_json(attributes.first(&["gen_ai.usage.cost", "llm.cost.total"])?);
+    let total = attributes.first_json(&["gen_ai.usage.cost", "llm.cost.total"])?;
     let total = match total {
         Value::Number(_) => total,
         Value::String(text) => Value::from(text.trim().parse::<f64>().ok()?),
@@ -1276,11 +1281,12 @@ fn map_span(
         (
             attributes.first_string(&["langfuse.observation.prompt.name", "langfuse.prompt.name"]),
             attributes
-                .first(&[
+                .first_json(&[
                     "langfuse.observation.prompt.version",
                     "langfuse.prompt.version",
                 ])
-                .and_then(|value| crate::observation::count_from_json(&any_value_to_json(value))),
+                .as_ref()
+                .and_then(crate::observation::count_from_json),
         )
     } else {
         (None, None)
@@ -1347,9 +1353,7 @@ fn map_span(
         trace.metadata = trace_metadata;
         trace.user_id = attributes.first_string(USER_ID);
         trace.session_id = attributes.first_string(SESSION_ID);
-        trace.tags = attributes
-            .first(TAGS)
-            .map(|value| tags_from(&any_value_to_json(value)));
+        trace.tags = attributes.first_json(TAGS).as_ref().map(tags_from);
         trace.public = attributes.truthy(PUBLIC);
         trace.version = version.clone();
         trace.release = attributes

@@ -17,16 +17,34 @@ use super::{
 /// the bytes to prost.
 pub(super) fn decode(bytes: &[u8]) -> Option<ExportTraceServiceRequest> {
     let mut request = ExportTraceServiceRequest::default();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
-        match (field, wire) {
+    fields(bytes, &[1], |reader, key| {
+        match key {
             (1, LEN) => request
                 .resource_spans
                 .push(resource_spans(reader.bytes()?)?),
-            _ => reader.skip_unknown(field, wire, &[1])?,
+            _ => return Some(false),
+        }
+        Some(true)
+    })?;
+    Some(request)
+}
+
+/// Reads the fields of one message: `read` takes a field (number, wire type) it knows and
+/// answers `Some(true)`, or `Some(false)` for one it does not read, which is skipped as prost
+/// skips it unless it is among `known` (the message's fields: with another wire type they are
+/// an error prost reports). `None` anywhere leaves the whole export to prost.
+fn fields<'a>(
+    bytes: &'a [u8],
+    known: &[u32],
+    mut read: impl FnMut(&mut Reader<'a>, (u32, u8)) -> Option<bool>,
+) -> Option<()> {
+    let mut reader = Reader::new(bytes);
+    while let Some((field, wire)) = reader.key()? {
+        if !read(&mut reader, (field, wire))? {
+            reader.skip_unknown(field, wire, known)?;
         }
     }
-    Some(request)
+    Some(())
 }
 
 const VARINT: u8 = 0;
@@ -127,58 +145,58 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 
 fn resource_spans(bytes: &[u8]) -> Option<ResourceSpans> {
     let mut message = ResourceSpans::default();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
-        match (field, wire) {
+    fields(bytes, &[1, 2, 3], |reader, key| {
+        match key {
             (1, LEN) => once(&mut message.resource, resource(reader.bytes()?)?)?,
             (2, LEN) => message.scope_spans.push(scope_spans(reader.bytes()?)?),
             (3, LEN) => message.schema_url = reader.string()?,
-            _ => reader.skip_unknown(field, wire, &[1, 2, 3])?,
+            _ => return Some(false),
         }
-    }
+        Some(true)
+    })?;
     Some(message)
 }
 
 fn resource(bytes: &[u8]) -> Option<Resource> {
     let mut message = Resource::default();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
-        match (field, wire) {
+    fields(bytes, &[1, 2, 3], |reader, key| {
+        match key {
             (1, LEN) => message.attributes.push(key_value(reader.bytes()?, 0)?),
             (2, VARINT) => message.dropped_attributes_count = reader.varint()? as u32,
             // Entity refs: left to prost.
-            _ => reader.skip_unknown(field, wire, &[1, 2, 3])?,
+            _ => return Some(false),
         }
-    }
+        Some(true)
+    })?;
     Some(message)
 }
 
 fn scope_spans(bytes: &[u8]) -> Option<ScopeSpans> {
     let mut message = ScopeSpans::default();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
-        match (field, wire) {
+    fields(bytes, &[1, 2, 3], |reader, key| {
+        match key {
             (1, LEN) => once(&mut message.scope, scope(reader.bytes()?)?)?,
             (2, LEN) => message.spans.push(span(reader.bytes()?)?),
             (3, LEN) => message.schema_url = reader.string()?,
-            _ => reader.skip_unknown(field, wire, &[1, 2, 3])?,
+            _ => return Some(false),
         }
-    }
+        Some(true)
+    })?;
     Some(message)
 }
 
 fn scope(bytes: &[u8]) -> Option<InstrumentationScope> {
     let mut message = InstrumentationScope::default();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
-        match (field, wire) {
+    fields(bytes, &[1, 2, 3, 4], |reader, key| {
+        match key {
             (1, LEN) => message.name = reader.string()?,
             (2, LEN) => message.version = reader.string()?,
             (3, LEN) => message.attributes.push(key_value(reader.bytes()?, 0)?),
             (4, VARINT) => message.dropped_attributes_count = reader.varint()? as u32,
-            _ => reader.skip_unknown(field, wire, &[1, 2, 3, 4])?,
+            _ => return Some(false),
         }
-    }
+        Some(true)
+    })?;
     Some(message)
 }
 
@@ -186,9 +204,8 @@ const SPAN_FIELDS: [u32; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 1
 
 fn span(bytes: &[u8]) -> Option<Span> {
     let mut message = Span::default();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
-        match (field, wire) {
+    fields(bytes, &SPAN_FIELDS, |reader, key| {
+        match key {
             (1, LEN) => message.trace_id = reader.bytes()?.to_vec(),
             (2, LEN) => message.span_id = reader.bytes()?.to_vec(),
             (3, LEN) => message.trace_state = reader.string()?,
@@ -205,50 +222,51 @@ fn span(bytes: &[u8]) -> Option<Span> {
             (15, LEN) => once(&mut message.status, status(reader.bytes()?)?)?,
             (16, FIXED32) => message.flags = reader.fixed32()?,
             // Links (13): left to prost.
-            _ => reader.skip_unknown(field, wire, &SPAN_FIELDS)?,
+            _ => return Some(false),
         }
-    }
+        Some(true)
+    })?;
     Some(message)
 }
 
 fn event(bytes: &[u8]) -> Option<span::Event> {
     let mut message = span::Event::default();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
-        match (field, wire) {
+    fields(bytes, &[1, 2, 3, 4], |reader, key| {
+        match key {
             (1, FIXED64) => message.time_unix_nano = reader.fixed64()?,
             (2, LEN) => message.name = reader.string()?,
             (3, LEN) => message.attributes.push(key_value(reader.bytes()?, 0)?),
             (4, VARINT) => message.dropped_attributes_count = reader.varint()? as u32,
-            _ => reader.skip_unknown(field, wire, &[1, 2, 3, 4])?,
+            _ => return Some(false),
         }
-    }
+        Some(true)
+    })?;
     Some(message)
 }
 
 fn status(bytes: &[u8]) -> Option<Status> {
     let mut message = Status::default();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
-        match (field, wire) {
+    fields(bytes, &[2, 3], |reader, key| {
+        match key {
             (2, LEN) => message.message = reader.string()?,
             (3, VARINT) => message.code = reader.varint()? as i32,
-            _ => reader.skip_unknown(field, wire, &[2, 3])?,
+            _ => return Some(false),
         }
-    }
+        Some(true)
+    })?;
     Some(message)
 }
 
 fn key_value(bytes: &[u8], depth: usize) -> Option<KeyValue> {
     let mut message = KeyValue::default();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
-        match (field, wire) {
+    fields(bytes, &[1, 2], |reader, key| {
+        match key {
             (1, LEN) => message.key = reader.string()?,
             (2, LEN) => once(&mut message.value, any(reader.bytes()?, depth)?)?,
-            _ => reader.skip_unknown(field, wire, &[1, 2])?,
+            _ => return Some(false),
         }
-    }
+        Some(true)
+    })?;
     Some(message)
 }
 
@@ -258,11 +276,10 @@ fn any(bytes: &[u8], depth: usize) -> Option<AnyValue> {
         return None;
     }
     let mut value = None;
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
+    fields(bytes, &[1, 2, 3, 4, 5, 6, 7], |reader, key| {
         // One member of the oneof, once: prost's rules for a second one (replace, or merge
         // a message into the same kind) are left to prost.
-        let member = match (field, wire) {
+        let member = match key {
             (1, LEN) => V::StringValue(reader.string()?),
             (2, VARINT) => V::BoolValue(reader.varint()? != 0),
             (3, VARINT) => V::IntValue(reader.varint()? as i64),
@@ -270,37 +287,35 @@ fn any(bytes: &[u8], depth: usize) -> Option<AnyValue> {
             (5, LEN) => V::ArrayValue(array(reader.bytes()?, depth + 1)?),
             (6, LEN) => V::KvlistValue(key_value_list(reader.bytes()?, depth + 1)?),
             (7, LEN) => V::BytesValue(reader.bytes()?.to_vec()),
-            _ => {
-                reader.skip_unknown(field, wire, &[1, 2, 3, 4, 5, 6, 7])?;
-                continue;
-            }
+            _ => return Some(false),
         };
         once(&mut value, member)?;
-    }
+        Some(true)
+    })?;
     Some(AnyValue { value })
 }
 
 fn array(bytes: &[u8], depth: usize) -> Option<ArrayValue> {
     let mut message = ArrayValue::default();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
-        match (field, wire) {
+    fields(bytes, &[1], |reader, key| {
+        match key {
             (1, LEN) => message.values.push(any(reader.bytes()?, depth)?),
-            _ => reader.skip_unknown(field, wire, &[1])?,
+            _ => return Some(false),
         }
-    }
+        Some(true)
+    })?;
     Some(message)
 }
 
 fn key_value_list(bytes: &[u8], depth: usize) -> Option<KeyValueList> {
     let mut message = KeyValueList::default();
-    let mut reader = Reader::new(bytes);
-    while let Some((field, wire)) = reader.key()? {
-        match (field, wire) {
+    fields(bytes, &[1], |reader, key| {
+        match key {
             (1, LEN) => message.values.push(key_value(reader.bytes()?, depth)?),
-            _ => reader.skip_unknown(field, wire, &[1])?,
+            _ => return Some(false),
         }
-    }
+        Some(true)
+    })?;
     Some(message)
 }
 

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use axion_model::{Io, JsonText};
 
-use super::rows::{ObservationRow, Prepared, PreparedBatch, TraceRow};
+use super::rows::{io_len, ObservationRow, Prepared, PreparedBatch, TraceRow};
 use super::StoreError;
 use crate::JsonMap;
 
@@ -148,16 +148,19 @@ impl IngestLog {
     ) -> Result<u64, StoreError> {
         let mut state = self.lock();
         let seq = state.last_seq + 1;
-        let mut record = Vec::with_capacity(HEADER_BYTES + payload.len());
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        record.extend_from_slice(&seq.to_le_bytes());
-        record.extend_from_slice(payload);
-        (&*state.current)
-            .write_all(&record)
+        let mut header = [0u8; HEADER_BYTES];
+        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[4..8].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        header[8..].copy_from_slice(&seq.to_le_bytes());
+        // Header and payload written as they are, not copied into one record first (payloads
+        // are hundreds of kilobytes); a crash between the two leaves a torn tail, which
+        // `open` cuts off as it does any other.
+        let mut file = &*state.current;
+        file.write_all(&header)
+            .and_then(|()| file.write_all(payload))
             .map_err(|error| io_error("appending", error))?;
         state.last_seq = seq;
-        state.current_bytes += record.len() as u64;
+        state.current_bytes += (HEADER_BYTES + payload.len()) as u64;
         then(seq)?;
         if state.current_bytes >= SEGMENT_BYTES {
             // Sealed segments are synced here, so a sync of the current one covers the rest.
@@ -287,14 +290,9 @@ fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), StoreError> {
 // serialised; copying them is all encoding costs).
 // ---------------------------------------------------------------------------------------------
 
-/// Encodes a project's prepared rows as one record payload.
 /// About how many bytes [`encode`] writes for `batch`: a buffer of this size rarely grows
 /// (growing a payload of hundreds of kilobytes by doubling copied it about twice over).
 pub(crate) fn encoded_size_hint(batch: &PreparedBatch) -> usize {
-    let io_len = |io: &Io| {
-        io.input.as_ref().map_or(0, |text| text.as_str().len())
-            + io.output.as_ref().map_or(0, |text| text.as_str().len())
-    };
     let traces: usize = batch
         .traces
         .iter()
@@ -312,6 +310,7 @@ pub(crate) fn encoded_size_hint(batch: &PreparedBatch) -> usize {
     1024 + traces + observations + batch.scores.len() * 512
 }
 
+/// Encodes a project's prepared rows as one record payload.
 pub(crate) fn encode(project_id: &str, batch: &PreparedBatch, out: &mut Vec<u8>) {
     let mut w = Encoder(out);
     w.str(project_id);

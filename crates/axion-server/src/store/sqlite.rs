@@ -180,12 +180,10 @@ impl Progress {
 
     /// Un-counts `bytes` that never reached the queue.
     fn refund(&self, bytes: usize) {
-        let mut state = self.lock();
-        state.pending_bytes = state.pending_bytes.saturating_sub(bytes);
-        drop(state);
-        self.changed.notify_all();
+        self.applied(0, bytes);
     }
 
+    /// Everything up to `seq` is applied, and `bytes` left the queue.
     fn applied(&self, seq: u64, bytes: usize) {
         let mut state = self.lock();
         state.applied = state.applied.max(seq);
@@ -671,9 +669,9 @@ macro_rules! upsert_observation_tail {
 /// The merge path's upserts (an id that exists already: rare) are prepared when first needed.
 struct Statements<'c> {
     tx: &'c Connection,
-    /// Sessions written in this batch, with the earliest start written: a session's other
-    /// traces (most of them) then need no statement at all.
-    sessions: HashMap<(String, String), i64>,
+    /// Sessions written in this batch by project, with the earliest start written: a
+    /// session's other traces (most of them) then need no statement, nor an allocation.
+    sessions: HashMap<String, HashMap<String, i64>>,
     insert_trace: CachedStatement<'c>,
     upsert_trace: Option<CachedStatement<'c>>,
     upsert_session: CachedStatement<'c>,
@@ -760,8 +758,10 @@ fn write_trace(
         return Ok(false);
     }
     if let Some(session_id) = &row.session_id {
-        let key = (project.to_owned(), session_id.clone());
-        let written = statements.sessions.get(&key);
+        let written = statements
+            .sessions
+            .get(project)
+            .and_then(|sessions| sessions.get(session_id.as_str()));
         if written.map_or(true, |&earliest| row.timestamp < earliest) {
             // Only an earlier start changes a stored session (the statement's WHERE).
             statements.upsert_session.execute(params![
@@ -770,7 +770,15 @@ fn write_trace(
                 row.environment,
                 row.timestamp
             ])?;
-            statements.sessions.insert(key, row.timestamp);
+            match statements.sessions.get_mut(project) {
+                Some(sessions) => {
+                    sessions.insert(session_id.clone(), row.timestamp);
+                }
+                None => {
+                    let sessions = HashMap::from([(session_id.clone(), row.timestamp)]);
+                    statements.sessions.insert(project.to_owned(), sessions);
+                }
+            }
         }
     }
     Ok(true)

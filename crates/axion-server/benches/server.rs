@@ -206,6 +206,7 @@ async fn load(full: bool) {
     let spans = (batches * BATCH) as f64;
     let cpu_before = server.cpu_seconds();
     let threads_before = server.cpu_by_thread();
+    let written_before = server.written_bytes();
     let rate = ingest(&base, exports, connections).await;
     let cpu_per_span = (server.cpu_seconds() - cpu_before) * 1e6 / spans;
     println!(
@@ -233,6 +234,13 @@ async fn load(full: bool) {
     println!(
         "| server CPU time (user + system) per span ingested | {cpu_per_span:.1} µs ({}) |",
         by_thread.join(", ")
+    );
+    let written_after = server.written_bytes();
+    let kilobytes = |before: u64, after: u64| (after - before) as f64 / 1024.0 / spans;
+    println!(
+        "| bytes the server wrote per span ingested (ingest log, WAL, checkpoints) | {:.2} KB, of which {:.2} KB reached storage during the run |",
+        kilobytes(written_before.0, written_after.0),
+        kilobytes(written_before.1, written_after.1),
     );
     println!(
         "| server peak RSS (VmHWM) after the ingest run | {:.0} MB |",

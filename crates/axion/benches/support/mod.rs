@@ -53,6 +53,20 @@ impl ChildRole {
         cpu_of(&format!("/proc/{}/stat", self.child.id())).total()
     }
 
+    /// Bytes the child has written so far: handed to `write` and its kin, and sent on to
+    /// storage (`/proc/<pid>/io`: `wchar`, `write_bytes`).
+    pub fn written_bytes(&self) -> (u64, u64) {
+        let io =
+            std::fs::read_to_string(format!("/proc/{}/io", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            io.lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("wchar:"), field("write_bytes:"))
+    }
+
     /// CPU time of the child's live threads, summed by thread name (`tokio-runtime-w…`,
     /// `axion-sqlite-writer`, …), largest first.
     pub fn cpu_by_thread(&self) -> Vec<ThreadCpu> {
@@ -126,7 +140,6 @@ pub fn rss_mb() -> f64 {
     status_mb("/proc/self/status", "VmRSS:")
 }
 
-/// A memory field of a `/proc/<pid>/status` file, in MB.
 /// CPU seconds of a process or thread, by kind.
 #[derive(Debug, Clone, Default)]
 pub struct ThreadCpu {
@@ -168,6 +181,7 @@ fn cpu_of(path: &str) -> ThreadCpu {
     }
 }
 
+/// A memory field of a `/proc/<pid>/status` file, in MB.
 fn status_mb(path: &str, field: &str) -> f64 {
     let status = std::fs::read_to_string(path).unwrap_or_default();
     status

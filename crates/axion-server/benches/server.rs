@@ -207,8 +207,10 @@ async fn load(full: bool) {
     let cpu_before = server.cpu_seconds();
     let threads_before = server.cpu_by_thread();
     let written_before = server.written_bytes();
+    let (machine_before, own_before) = (support::machine_cpu_seconds(), support::own_cpu_seconds());
     let rate = ingest(&base, exports, connections).await;
     let cpu_per_span = (server.cpu_seconds() - cpu_before) * 1e6 / spans;
+    let (machine_after, own_after) = (support::machine_cpu_seconds(), support::own_cpu_seconds());
     println!(
         "| OTLP protobuf ingest, 512 spans/request, {connections} connections, fsync'd | {rate:.0} spans/s |"
     );
@@ -234,6 +236,14 @@ async fn load(full: bool) {
     println!(
         "| server CPU time (user + system) per span ingested | {cpu_per_span:.1} µs ({}) |",
         by_thread.join(", ")
+    );
+    // Whether the cores were the limit: what the machine did meanwhile, this client included.
+    let (busy, all) = (machine_after.0 - machine_before.0, machine_after.1 - machine_before.1);
+    println!(
+        "| machine CPU during the ingest run | {:.0}% busy of {} cores; this client {:.1} µs per span |",
+        busy * 100.0 / all,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        (own_after - own_before) * 1e6 / spans,
     );
     let written_after = server.written_bytes();
     let kilobytes = |before: u64, after: u64| (after - before) as f64 / 1024.0 / spans;

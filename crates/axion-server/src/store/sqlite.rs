@@ -126,6 +126,24 @@ CREATE INDEX traces_by_name ON traces (name, project_id, timestamp);
 DROP INDEX traces_by_environment;
 CREATE INDEX traces_by_environment ON traces (environment, project_id, timestamp);
 "#,
+    // Indexes on columns that are often NULL hold only the rows that have a value: a trace
+    // without a user or a session (most of what an SDK sends unasked) costs no insert into
+    // those indexes. A lookup `column = ?` implies the value is not NULL, so it still uses
+    // them.
+    r#"
+DROP INDEX traces_by_user;
+CREATE INDEX traces_by_user ON traces (user_id, project_id, timestamp) WHERE user_id IS NOT NULL;
+DROP INDEX traces_by_session;
+CREATE INDEX traces_by_session ON traces (session_id, project_id, timestamp)
+    WHERE session_id IS NOT NULL;
+DROP INDEX traces_by_name;
+CREATE INDEX traces_by_name ON traces (name, project_id, timestamp) WHERE name IS NOT NULL;
+DROP INDEX scores_by_observation;
+CREATE INDEX scores_by_observation ON scores (observation_id, project_id)
+    WHERE observation_id IS NOT NULL;
+DROP INDEX scores_by_session;
+CREATE INDEX scores_by_session ON scores (session_id, project_id) WHERE session_id IS NOT NULL;
+"#,
 ];
 
 /// The most records the writer folds into one transaction.
@@ -1791,6 +1809,40 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("observations_by_trace"), "{plan}");
+        // Schema 7: those indexes skip NULLs, and lookups by value still search them.
+        let partial: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM pragma_index_list('traces') WHERE partial = 1",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(partial, 3);
+        for (column, index) in [
+            ("user_id", "traces_by_user"),
+            ("session_id", "traces_by_session"),
+            ("name", "traces_by_name"),
+        ] {
+            let plan: String = connection
+                .query_row(
+                    &format!(
+                        "EXPLAIN QUERY PLAN SELECT t.id FROM traces t
+                         WHERE t.project_id = ?1 AND t.{column} = ?2 ORDER BY t.timestamp DESC"
+                    ),
+                    ["p", "x"],
+                    |row| row.get(3),
+                )
+                .unwrap();
+            assert!(plan.contains(index), "{column}: {plan}");
+        }
+        let plan: String = connection
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id FROM scores WHERE project_id = ?1 AND observation_id = ?2",
+                ["p", "o"],
+                |row| row.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("scores_by_observation"), "{plan}");
     }
 
     fn job(seq: u64, project: &str, id: &str) -> Job {

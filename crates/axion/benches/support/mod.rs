@@ -135,6 +135,28 @@ pub fn run_serve() {
     });
 }
 
+/// This process's CPU time so far (user + system, all threads), in seconds.
+pub fn own_cpu_seconds() -> f64 {
+    cpu_of("/proc/self/stat").total()
+}
+
+/// The machine's CPU time so far, summed over its cores: (busy, all) in seconds (`/proc/stat`;
+/// idle and I/O wait are not busy).
+pub fn machine_cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|value| value.parse().ok())
+        .collect();
+    let all: f64 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    ((all - idle) / 100.0, all / 100.0)
+}
+
 /// This process's resident memory in MB.
 pub fn rss_mb() -> f64 {
     status_mb("/proc/self/status", "VmRSS:")

@@ -238,7 +238,10 @@ async fn load(full: bool) {
         by_thread.join(", ")
     );
     // Whether the cores were the limit: what the machine did meanwhile, this client included.
-    let (busy, all) = (machine_after.0 - machine_before.0, machine_after.1 - machine_before.1);
+    let (busy, all) = (
+        machine_after.0 - machine_before.0,
+        machine_after.1 - machine_before.1,
+    );
     println!(
         "| machine CPU during the ingest run | {:.0}% busy of {} cores; this client {:.1} µs per span |",
         busy * 100.0 / all,

@@ -45,6 +45,24 @@ fn main() {
                 .unwrap_or(20_000);
             return backend_down_memory(spans);
         }
+        // Only the backpressured burst into `axion serve`, for profiling the server's side.
+        Ok("to-serve") => {
+            let spans = std::env::var("AXION_BENCH_SPANS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(20_000);
+            let serve = ChildRole::spawn("serve");
+            println!(
+                "{}",
+                to_serve(
+                    &serve,
+                    spans,
+                    "axion serve, `AXION_EXPORT_BLOCK_MS=1000`",
+                    1000
+                )
+            );
+            return serve.stop();
+        }
         // Only the paced row, for profiling the host's side.
         Ok("paced") => {
             let sink = ChildRole::spawn("sink");
@@ -76,14 +94,11 @@ fn main() {
     );
     sink.stop();
     let serve = ChildRole::spawn("serve");
+    println!("{}", to_serve(&serve, burst.min(20_000), "axion serve", 0));
     println!(
         "{}",
-        axion_burst(&serve.base, burst.min(20_000), "axion serve", 0)
-    );
-    println!(
-        "{}",
-        axion_burst(
-            &serve.base,
+        to_serve(
+            &serve,
             burst.min(20_000),
             "axion serve, `AXION_EXPORT_BLOCK_MS=1000`",
             1000
@@ -231,6 +246,15 @@ fn axion_burst(base: &str, burst: usize, label: &str, block_ms: u64) -> String {
         report.dropped_total,
         stats.queued + stats.dropped_queue_full,
     )
+}
+
+/// [`axion_burst`] into a running `axion serve`, and a row with the server's CPU time per
+/// span meanwhile (user + system, all its threads).
+fn to_serve(serve: &ChildRole, burst: usize, label: &str, block_ms: u64) -> String {
+    let before = serve.cpu_seconds();
+    let row = axion_burst(&serve.base, burst, label, block_ms);
+    let micros = (serve.cpu_seconds() - before) * 1e6 / burst as f64;
+    format!("{row}\n| ↳ `axion serve`'s CPU time (user + system) | {micros:.1} µs per span | | |")
 }
 
 /// The host's side while the pipeline keeps up: spans made at a steady `per_second`, below

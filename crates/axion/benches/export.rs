@@ -249,12 +249,14 @@ fn axion_burst(base: &str, burst: usize, label: &str, block_ms: u64) -> String {
 }
 
 /// [`axion_burst`] into a running `axion serve`, and a row with the server's CPU time per
-/// span meanwhile (user + system, all its threads).
+/// span meanwhile (user + system, all its threads) and the bytes it wrote (ingest log, WAL,
+/// checkpoints).
 fn to_serve(serve: &ChildRole, burst: usize, label: &str, block_ms: u64) -> String {
-    let before = serve.cpu_seconds();
+    let (before, written_before) = (serve.cpu_seconds(), serve.written_bytes().0);
     let row = axion_burst(&serve.base, burst, label, block_ms);
     let micros = (serve.cpu_seconds() - before) * 1e6 / burst as f64;
-    format!("{row}\n| ↳ `axion serve`'s CPU time (user + system) | {micros:.1} µs per span | | |")
+    let kilobytes = (serve.written_bytes().0 - written_before) as f64 / 1024.0 / burst as f64;
+    format!("{row}\n| ↳ `axion serve`'s CPU time (user + system), bytes it wrote | {micros:.1} µs, {kilobytes:.1} KB per span | | |")
 }
 
 /// The host's side while the pipeline keeps up: spans made at a steady `per_second`, below

@@ -11,7 +11,8 @@
 //!
 //! The log is a series of segment files `<database>-ingest-<first sequence number>`, each a run
 //! of records `[length u32][crc32 u32][sequence u64][payload]`, the payload a project id and a
-//! [`PreparedBatch`] in the codec below. The database records the last sequence number it
+//! [`PreparedBatch`] in the codec below (a row's input and output, when its body holds them,
+//! as their place in the body). The database records the last sequence number it
 //! applied in the same transaction as the rows, so after a crash exactly the records after it
 //! are applied again. A segment is deleted once everything in it is applied and the
 //! database's own log has been synced.
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use axion_model::{Io, JsonText};
 
-use super::rows::{io_len, ObservationRow, Prepared, PreparedBatch, TraceRow};
+use super::rows::{ObservationRow, Prepared, PreparedBatch, TraceRow};
 use super::StoreError;
 use crate::JsonMap;
 
@@ -291,21 +292,18 @@ fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), StoreError> {
 // ---------------------------------------------------------------------------------------------
 
 /// About how many bytes [`encode`] writes for `batch`: a buffer of this size rarely grows
-/// (growing a payload of hundreds of kilobytes by doubling copied it about twice over).
+/// (growing a payload of hundreds of kilobytes by doubling copied it about twice over). Inputs
+/// and outputs are counted in the bodies, where they are logged from.
 pub(crate) fn encoded_size_hint(batch: &PreparedBatch) -> usize {
     let traces: usize = batch
         .traces
         .iter()
-        .map(|trace| 256 + trace.row.body.len() + io_len(&trace.io))
+        .map(|trace| 256 + trace.row.body.len())
         .sum();
     let observations: usize = batch
         .observations
         .iter()
-        .map(|observation| {
-            256 + observation.row.body.len()
-                + observation.row.derived.len()
-                + io_len(&observation.io)
-        })
+        .map(|observation| 256 + observation.row.body.len() + observation.row.derived.len())
         .sum();
     1024 + traces + observations + batch.scores.len() * 512
 }
@@ -316,8 +314,8 @@ pub(crate) fn encode(project_id: &str, batch: &PreparedBatch, out: &mut Vec<u8>)
     w.str(project_id);
     w.len(batch.traces.len());
     for trace in &batch.traces {
-        w.prepared_head(&trace.id, trace.patch.as_ref(), &trace.io);
         let row = &trace.row;
+        w.prepared_head(&trace.id, trace.patch.as_ref(), &trace.io, &row.body);
         w.i64(row.timestamp);
         for text in [
             &row.name,
@@ -339,8 +337,13 @@ pub(crate) fn encode(project_id: &str, batch: &PreparedBatch, out: &mut Vec<u8>)
     }
     w.len(batch.observations.len());
     for observation in &batch.observations {
-        w.prepared_head(&observation.id, observation.patch.as_ref(), &observation.io);
         let row = &observation.row;
+        w.prepared_head(
+            &observation.id,
+            observation.patch.as_ref(),
+            &observation.io,
+            &row.body,
+        );
         w.opt_str(row.trace_id.as_deref());
         w.opt_str(row.parent_observation_id.as_deref());
         w.str(&row.kind);
@@ -403,12 +406,109 @@ impl Encoder<'_> {
         self.opt(value, Self::i64);
     }
 
-    fn prepared_head(&mut self, id: &str, patch: Option<&JsonMap>, io: &Io) {
+    /// The id, patch and input and output of a row whose body is `body`. An input or output
+    /// that the body holds as it is (where a row's body writes them: last) is written as
+    /// its place in the body rather than a second copy: it is often most of the record.
+    fn prepared_head(&mut self, id: &str, patch: Option<&JsonMap>, io: &Io, body: &str) {
         self.str(id);
         self.opt_str(patch.map(json_text).as_deref());
-        self.opt_str(io.input.as_ref().map(JsonText::as_str));
-        self.opt_str(io.output.as_ref().map(JsonText::as_str));
+        let (input_at, output_at) = io_in_body(body, io);
+        self.io_text(io.input.as_ref(), input_at);
+        self.io_text(io.output.as_ref(), output_at);
         self.opt_str(io.from_observation.as_deref());
+    }
+
+    /// Absent (0), the text (1), or where the body holds it (2: offset and length).
+    fn io_text(&mut self, text: Option<&JsonText>, in_body: Option<InBody>) {
+        match (text, in_body) {
+            (None, _) => self.u8(0),
+            (Some(_), Some((start, len))) => {
+                self.u8(2);
+                self.len(start);
+                self.len(len);
+            }
+            (Some(text), None) => {
+                self.u8(1);
+                self.str(text.as_str());
+            }
+        }
+    }
+}
+
+/// Offset and length of a text in a row's body.
+type InBody = (usize, usize);
+
+/// Where `body` holds `io`'s input and output verbatim as its last fields (`…,"input":…,
+/// "output":…}`), as (offset, length); `None` for a text found elsewhere or not at all.
+/// Checked byte for byte, so a reference always reads back the same text.
+fn io_in_body(body: &str, io: &Io) -> (Option<InBody>, Option<InBody>) {
+    /// The text just before `end` when it is `text` preceded by `"key":`; returns its range
+    /// and where the field (with its comma) begins.
+    fn field_before(bytes: &[u8], end: usize, key: &[u8], text: &str) -> Option<(InBody, usize)> {
+        let start = end.checked_sub(text.len())?;
+        if &bytes[start..end] != text.as_bytes() || !bytes[..start].ends_with(key) {
+            return None;
+        }
+        let field = start - key.len();
+        let field = if bytes[..field].ends_with(b",") {
+            field - 1
+        } else {
+            field
+        };
+        Some(((start, text.len()), field))
+    }
+    let bytes = body.as_bytes();
+    let Some(mut end) = bytes.len().checked_sub(1).filter(|_| body.ends_with('}')) else {
+        return (None, None);
+    };
+    let mut output_at = None;
+    if let Some(output) = &io.output {
+        match field_before(bytes, end, b"\"output\":", output.as_str()) {
+            Some((range, field)) => {
+                output_at = Some(range);
+                end = field;
+            }
+            None => return (None, None),
+        }
+    }
+    let input_at = io.input.as_ref().and_then(|input| {
+        field_before(bytes, end, b"\"input\":", input.as_str()).map(|(range, _)| range)
+    });
+    (input_at, output_at)
+}
+
+/// An input or output as a record holds it.
+enum TextSource {
+    Absent,
+    Text(String),
+    /// Offset and length in the row's body.
+    InBody(usize, usize),
+}
+
+/// A row's input and output before its body is read.
+struct IoSource {
+    input: TextSource,
+    output: TextSource,
+    from_observation: Option<String>,
+}
+
+impl IoSource {
+    fn resolve(self, body: &str) -> Result<Io, String> {
+        let text = |source: TextSource| -> Result<Option<JsonText>, String> {
+            Ok(match source {
+                TextSource::Absent => None,
+                TextSource::Text(text) => JsonText::parse(&text),
+                TextSource::InBody(start, len) => JsonText::parse(
+                    body.get(start..start + len)
+                        .ok_or("an input or output reference outside its body")?,
+                ),
+            })
+        };
+        Ok(Io {
+            input: text(self.input)?,
+            output: text(self.output)?,
+            from_observation: self.from_observation,
+        })
     }
 }
 
@@ -437,6 +537,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(String, PreparedBatch), String> 
             body: r.string()?,
             io_observation_id: r.opt_string()?,
         };
+        let io = io.resolve(&row.body)?;
         batch.traces.push(Prepared { id, patch, io, row });
     }
     for _ in 0..r.len()? {
@@ -460,6 +561,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(String, PreparedBatch), String> 
             body: r.string()?,
             derived: r.string()?,
         };
+        let io = io.resolve(&row.body)?;
         batch.observations.push(Prepared { id, patch, io, row });
     }
     for _ in 0..r.len()? {
@@ -532,16 +634,25 @@ impl Decoder<'_> {
         self.opt(Self::string)
     }
 
-    fn prepared_head(&mut self) -> Result<(String, Option<JsonMap>, Io), String> {
+    fn prepared_head(&mut self) -> Result<(String, Option<JsonMap>, IoSource), String> {
         let id = self.string()?;
         let patch = self.opt_string()?.map(|text| json_map(&text)).transpose()?;
-        let text = |text: Option<String>| text.and_then(|text| JsonText::parse(&text));
-        let io = Io {
-            input: text(self.opt_string()?),
-            output: text(self.opt_string()?),
+        let io = IoSource {
+            input: self.io_text()?,
+            output: self.io_text()?,
             from_observation: self.opt_string()?,
         };
         Ok((id, patch, io))
+    }
+
+    /// See [`Encoder::io_text`].
+    fn io_text(&mut self) -> Result<TextSource, String> {
+        Ok(match self.u8()? {
+            0 => TextSource::Absent,
+            1 => TextSource::Text(self.string()?),
+            2 => TextSource::InBody(self.len()?, self.len()?),
+            tag => return Err(format!("unknown input/output tag {tag}")),
+        })
     }
 }
 
@@ -592,6 +703,120 @@ mod tests {
             "{}",
             payload.len()
         );
+    }
+
+    fn occurrences(payload: &[u8], text: &str) -> usize {
+        payload
+            .windows(text.len())
+            .filter(|window| *window == text.as_bytes())
+            .count()
+    }
+
+    #[test]
+    fn an_input_or_output_the_body_holds_is_logged_once() {
+        let map = |value: Value| value.as_object().cloned().unwrap();
+        let trace = trace_upsert(
+            map(json!({"id": "t", "input": "question-Q", "output": {"answer": "A-42"}})),
+            chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
+        )
+        .unwrap();
+        let observation = crate::ingest::observation_upsert(
+            map(json!({"id": "o", "traceId": "t", "input": ["only-input-I"]})),
+            "SPAN",
+            false,
+            chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
+        )
+        .unwrap();
+        let batch = PreparedBatch::new(
+            WriteBatch {
+                traces: vec![trace],
+                observations: vec![observation],
+                scores: vec![],
+            },
+            &Pricing::langfuse_defaults(),
+            7,
+        );
+        let mut payload = Vec::new();
+        encode("p1", &batch, &mut payload);
+        for text in ["question-Q", "A-42", "only-input-I"] {
+            assert_eq!(occurrences(&payload, text), 1, "{text}");
+        }
+        assert_eq!(decode(&payload).unwrap().1, batch);
+
+        // A body that holds them elsewhere, or not as they are: the texts go in full.
+        let mut moved = batch.clone();
+        let body = &mut moved.traces[0].row.body;
+        *body = format!("{},\"name\":\"n\"}}", &body[..body.len() - 1]);
+        moved.observations[0].row.body = r#"{"id":"o","input":["other"]}"#.into();
+        let mut payload = Vec::new();
+        encode("p1", &moved, &mut payload);
+        assert_eq!(occurrences(&payload, "question-Q"), 2);
+        assert_eq!(occurrences(&payload, "only-input-I"), 1);
+        assert_eq!(decode(&payload).unwrap().1, moved);
+    }
+
+    #[test]
+    fn spans_from_otlp_log_their_input_and_output_once() {
+        let export = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "traceId": "0123456789abcdef0123456789abcdef",
+            "spanId": "0123456789abcdef",
+            "name": "root",
+            "startTimeUnixNano": "1767225600000000000",
+            "endTimeUnixNano": "1767225601000000000",
+            "attributes": [
+                {"key": "langfuse.observation.input",
+                 "value": {"stringValue": "{\"q\": \"otlp-input-X\"}"}},
+                {"key": "langfuse.observation.output",
+                 "value": {"stringValue": "\"otlp-output-Y\""}}
+            ]
+        }]}]}]});
+        let prepared = crate::ingest::otlp::prepare(
+            "application/json",
+            None,
+            export.to_string().as_bytes(),
+            &Pricing::langfuse_defaults(),
+            7,
+        )
+        .unwrap();
+        assert!(prepared.errors.is_empty());
+        let mut payload = Vec::new();
+        encode("p1", &prepared.batch, &mut payload);
+        for text in ["otlp-input-X", "otlp-output-Y"] {
+            assert_eq!(occurrences(&payload, text), 1, "{text}");
+        }
+        assert_eq!(decode(&payload).unwrap().1, prepared.batch);
+    }
+
+    #[test]
+    fn a_reference_outside_its_body_is_a_corrupt_record() {
+        let mut payload = Vec::new();
+        let mut w = Encoder(&mut payload);
+        w.str("p1");
+        w.len(0);
+        w.len(1);
+        w.str("o");
+        w.u8(0);
+        w.u8(2);
+        w.len(5);
+        w.len(100);
+        w.u8(0);
+        w.u8(0);
+        for _ in 0..2 {
+            w.u8(0);
+        }
+        w.str("SPAN");
+        w.u8(0);
+        w.str("DEFAULT");
+        w.u8(0);
+        w.str("default");
+        for _ in 0..4 {
+            w.u8(0);
+        }
+        w.str("{}");
+        w.str("{}");
+        w.len(0);
+        let error = decode(&payload).err().unwrap();
+        assert!(error.contains("outside its body"), "{error}");
     }
 
     #[test]

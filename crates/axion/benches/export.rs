@@ -226,6 +226,11 @@ fn timed_span(tracer: &Tracer, input: Value, output: Value) -> f64 {
 }
 
 fn axion_burst(base: &str, burst: usize, label: &str, block_ms: u64) -> String {
+    burst_into(base, burst, label, block_ms).0
+}
+
+/// [`axion_burst`]'s row, and how many spans were delivered.
+fn burst_into(base: &str, burst: usize, label: &str, block_ms: u64) -> (String, u64) {
     let tracer = langfuse_tracer(base, block_ms);
     let values = kilobyte_values(burst);
     let mut times = Vec::with_capacity(burst);
@@ -240,22 +245,24 @@ fn axion_burst(base: &str, burst: usize, label: &str, block_ms: u64) -> String {
     let delivered = sink_count(base).unwrap_or(stats.exported / 2);
     let median = percentile(&mut times, 0.5);
     let p99 = percentile(&mut times, 0.99);
-    format!(
+    let row = format!(
         "| axion `langfuse` provider → {label} | {:.0} | {} of {} records | {median:.0} ns / {p99:.0} ns |",
         delivered as f64 / elapsed,
         report.dropped_total,
         stats.queued + stats.dropped_queue_full,
-    )
+    );
+    (row, delivered)
 }
 
 /// [`axion_burst`] into a running `axion serve`, and a row with the server's CPU time per
-/// span meanwhile (user + system, all its threads) and the bytes it wrote (ingest log, WAL,
+/// span delivered meanwhile (user + system, all its threads) and the bytes it wrote (ingest log, WAL,
 /// checkpoints).
 fn to_serve(serve: &ChildRole, burst: usize, label: &str, block_ms: u64) -> String {
     let (before, written_before) = (serve.cpu_seconds(), serve.written_bytes().0);
-    let row = axion_burst(&serve.base, burst, label, block_ms);
-    let micros = (serve.cpu_seconds() - before) * 1e6 / burst as f64;
-    let kilobytes = (serve.written_bytes().0 - written_before) as f64 / 1024.0 / burst as f64;
+    let (row, delivered) = burst_into(&serve.base, burst, label, block_ms);
+    let delivered = delivered.max(1) as f64;
+    let micros = (serve.cpu_seconds() - before) * 1e6 / delivered;
+    let kilobytes = (serve.written_bytes().0 - written_before) as f64 / 1024.0 / delivered;
     format!("{row}\n| ↳ `axion serve`'s CPU time (user + system), bytes it wrote | {micros:.1} µs, {kilobytes:.1} KB per span | | |")
 }
 

@@ -11,18 +11,21 @@
 //!   (synced to disk), the clock stopped once a read sees everything;
 //! * `GET /traces?userId&tags&fromTimestamp&toTimestamp` p50/p95 at 100k and 1M traces;
 //! * `GET /traces/{id}` with 100 observations, p50;
+//! * the server's CPU time and bytes written per span ingested (`/proc/<pid>/stat`, `io`), and
+//!   how busy the machine was meanwhile;
 //! * the server's peak RSS (`VmHWM`) after everything.
 //!
 //! Last full run (2-core VM, random W3C-like ids; details and goals in the README):
 //!
 //! | benchmark | result |
 //! | --- | --- |
-//! | start-up to healthy | 23.8 ms |
-//! | OTLP ingest, 512 spans/request, 4 connections | 55 584 spans/s (100k-trace runs: 39.3–55.4k) |
-//! | server CPU per span ingested | 29.8 µs (writer 13.7, request threads 12.0, checkpoints 3.3) |
-//! | trace detail, 100 observations | p50 2.06 ms |
-//! | list traces, tag + user + time, 1M stored | p50 14.57 ms, p95 16.23 ms |
-//! | server peak RSS after 1M traces | 146 MB |
+//! | start-up to healthy | 26.5 ms |
+//! | OTLP ingest, 512 spans/request, 4 connections | 68 502 spans/s (100k-trace runs: 46–66k) |
+//! | server CPU per span ingested | 22.3 µs (writer 11.2, request threads 8.7, checkpoints 1.4) |
+//! | bytes the server wrote per span ingested | 5.75 KB |
+//! | trace detail, 100 observations | p50 1.82 ms |
+//! | list traces, tag + user + time, 1M stored | p50 13.59 ms, p95 16.44 ms |
+//! | server peak RSS after 1M traces | 171 MB |
 
 use std::time::{Duration, Instant};
 

@@ -45,8 +45,10 @@ impl JsonText {
     /// assert_eq!(axion_model::JsonText::string("say \"hi\"").as_str(), r#""say \"hi\"""#);
     /// ```
     pub fn string(text: &str) -> Self {
-        // Serialising a `str` cannot fail.
-        Self(Arc::from(serde_json::to_string(text).unwrap_or_default()))
+        let mut out = Vec::with_capacity(text.len() + 2);
+        write_json_string(&mut out, text);
+        // JSON escaping of a `str` is UTF-8.
+        Self(Arc::from(String::from_utf8(out).unwrap_or_default()))
     }
 
     /// A value's text.

@@ -40,24 +40,16 @@ fn main() {
         Ok("sink") => return run_sink(),
         Ok("serve") => return run_serve(),
         Ok("down") => {
-            let spans = std::env::var("AXION_BENCH_SPANS")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(20_000);
-            return backend_down_memory(spans);
+            return backend_down_memory(bench_spans());
         }
         // Only the backpressured burst into `axion serve`, for profiling the server's side.
         Ok("to-serve") => {
-            let spans = std::env::var("AXION_BENCH_SPANS")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(20_000);
             let serve = ChildRole::spawn("serve");
             println!(
                 "{}",
                 to_serve(
                     &serve,
-                    spans,
+                    bench_spans(),
                     "axion serve, `AXION_EXPORT_BLOCK_MS=1000`",
                     1000
                 )
@@ -224,6 +216,14 @@ fn timed_span(tracer: &Tracer, input: Value, output: Value) -> f64 {
     span.set_output(output);
     drop(span);
     begin.elapsed().as_secs_f64() * 1e9
+}
+
+/// `AXION_BENCH_SPANS`, the span count of a role run on its own (20 000 by default).
+fn bench_spans() -> usize {
+    std::env::var("AXION_BENCH_SPANS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000)
 }
 
 fn axion_burst(base: &str, burst: usize, label: &str, block_ms: u64) -> String {

@@ -16,17 +16,19 @@ use super::{
 /// The export in `bytes`, when this decoder reads it exactly as prost would; `None` leaves
 /// the bytes to prost.
 pub(super) fn decode(bytes: &[u8]) -> Option<ExportTraceServiceRequest> {
-    let mut request = ExportTraceServiceRequest::default();
-    fields(bytes, &[1], |reader, key| {
-        match key {
-            (1, LEN) => request
-                .resource_spans
-                .push(resource_spans(reader.bytes()?)?),
-            _ => return Some(false),
-        }
-        Some(true)
-    })?;
-    Some(request)
+    message(
+        bytes,
+        &[1],
+        |request: &mut ExportTraceServiceRequest, reader, key| {
+            match key {
+                (1, LEN) => request
+                    .resource_spans
+                    .push(resource_spans(reader.bytes()?)?),
+                _ => return Some(false),
+            }
+            Some(true)
+        },
+    )
 }
 
 /// Reads the fields of one message: `read` takes a field (number, wire type) it knows and
@@ -45,6 +47,17 @@ fn fields<'a>(
         }
     }
     Some(())
+}
+
+/// A message of type `T` read by [`fields`]: `read` fills it field by field.
+fn message<'a, T: Default>(
+    bytes: &'a [u8],
+    known: &[u32],
+    mut read: impl FnMut(&mut T, &mut Reader<'a>, (u32, u8)) -> Option<bool>,
+) -> Option<T> {
+    let mut message = T::default();
+    fields(bytes, known, |reader, key| read(&mut message, reader, key))?;
+    Some(message)
 }
 
 const VARINT: u8 = 0;
@@ -144,22 +157,23 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 }
 
 fn resource_spans(bytes: &[u8]) -> Option<ResourceSpans> {
-    let mut message = ResourceSpans::default();
-    fields(bytes, &[1, 2, 3], |reader, key| {
-        match key {
-            (1, LEN) => once(&mut message.resource, resource(reader.bytes()?)?)?,
-            (2, LEN) => message.scope_spans.push(scope_spans(reader.bytes()?)?),
-            (3, LEN) => message.schema_url = reader.string()?,
-            _ => return Some(false),
-        }
-        Some(true)
-    })?;
-    Some(message)
+    message(
+        bytes,
+        &[1, 2, 3],
+        |message: &mut ResourceSpans, reader, key| {
+            match key {
+                (1, LEN) => once(&mut message.resource, resource(reader.bytes()?)?)?,
+                (2, LEN) => message.scope_spans.push(scope_spans(reader.bytes()?)?),
+                (3, LEN) => message.schema_url = reader.string()?,
+                _ => return Some(false),
+            }
+            Some(true)
+        },
+    )
 }
 
 fn resource(bytes: &[u8]) -> Option<Resource> {
-    let mut message = Resource::default();
-    fields(bytes, &[1, 2, 3], |reader, key| {
+    message(bytes, &[1, 2, 3], |message: &mut Resource, reader, key| {
         match key {
             (1, LEN) => message.attributes.push(key_value(reader.bytes()?, 0)?),
             (2, VARINT) => message.dropped_attributes_count = reader.varint()? as u32,
@@ -167,44 +181,46 @@ fn resource(bytes: &[u8]) -> Option<Resource> {
             _ => return Some(false),
         }
         Some(true)
-    })?;
-    Some(message)
+    })
 }
 
 fn scope_spans(bytes: &[u8]) -> Option<ScopeSpans> {
-    let mut message = ScopeSpans::default();
-    fields(bytes, &[1, 2, 3], |reader, key| {
-        match key {
-            (1, LEN) => once(&mut message.scope, scope(reader.bytes()?)?)?,
-            (2, LEN) => message.spans.push(span(reader.bytes()?)?),
-            (3, LEN) => message.schema_url = reader.string()?,
-            _ => return Some(false),
-        }
-        Some(true)
-    })?;
-    Some(message)
+    message(
+        bytes,
+        &[1, 2, 3],
+        |message: &mut ScopeSpans, reader, key| {
+            match key {
+                (1, LEN) => once(&mut message.scope, scope(reader.bytes()?)?)?,
+                (2, LEN) => message.spans.push(span(reader.bytes()?)?),
+                (3, LEN) => message.schema_url = reader.string()?,
+                _ => return Some(false),
+            }
+            Some(true)
+        },
+    )
 }
 
 fn scope(bytes: &[u8]) -> Option<InstrumentationScope> {
-    let mut message = InstrumentationScope::default();
-    fields(bytes, &[1, 2, 3, 4], |reader, key| {
-        match key {
-            (1, LEN) => message.name = reader.string()?,
-            (2, LEN) => message.version = reader.string()?,
-            (3, LEN) => message.attributes.push(key_value(reader.bytes()?, 0)?),
-            (4, VARINT) => message.dropped_attributes_count = reader.varint()? as u32,
-            _ => return Some(false),
-        }
-        Some(true)
-    })?;
-    Some(message)
+    message(
+        bytes,
+        &[1, 2, 3, 4],
+        |message: &mut InstrumentationScope, reader, key| {
+            match key {
+                (1, LEN) => message.name = reader.string()?,
+                (2, LEN) => message.version = reader.string()?,
+                (3, LEN) => message.attributes.push(key_value(reader.bytes()?, 0)?),
+                (4, VARINT) => message.dropped_attributes_count = reader.varint()? as u32,
+                _ => return Some(false),
+            }
+            Some(true)
+        },
+    )
 }
 
 const SPAN_FIELDS: [u32; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
 
 fn span(bytes: &[u8]) -> Option<Span> {
-    let mut message = Span::default();
-    fields(bytes, &SPAN_FIELDS, |reader, key| {
+    message(bytes, &SPAN_FIELDS, |message: &mut Span, reader, key| {
         match key {
             (1, LEN) => message.trace_id = reader.bytes()?.to_vec(),
             (2, LEN) => message.span_id = reader.bytes()?.to_vec(),
@@ -225,49 +241,46 @@ fn span(bytes: &[u8]) -> Option<Span> {
             _ => return Some(false),
         }
         Some(true)
-    })?;
-    Some(message)
+    })
 }
 
 fn event(bytes: &[u8]) -> Option<span::Event> {
-    let mut message = span::Event::default();
-    fields(bytes, &[1, 2, 3, 4], |reader, key| {
-        match key {
-            (1, FIXED64) => message.time_unix_nano = reader.fixed64()?,
-            (2, LEN) => message.name = reader.string()?,
-            (3, LEN) => message.attributes.push(key_value(reader.bytes()?, 0)?),
-            (4, VARINT) => message.dropped_attributes_count = reader.varint()? as u32,
-            _ => return Some(false),
-        }
-        Some(true)
-    })?;
-    Some(message)
+    message(
+        bytes,
+        &[1, 2, 3, 4],
+        |message: &mut span::Event, reader, key| {
+            match key {
+                (1, FIXED64) => message.time_unix_nano = reader.fixed64()?,
+                (2, LEN) => message.name = reader.string()?,
+                (3, LEN) => message.attributes.push(key_value(reader.bytes()?, 0)?),
+                (4, VARINT) => message.dropped_attributes_count = reader.varint()? as u32,
+                _ => return Some(false),
+            }
+            Some(true)
+        },
+    )
 }
 
 fn status(bytes: &[u8]) -> Option<Status> {
-    let mut message = Status::default();
-    fields(bytes, &[2, 3], |reader, key| {
+    message(bytes, &[2, 3], |message: &mut Status, reader, key| {
         match key {
             (2, LEN) => message.message = reader.string()?,
             (3, VARINT) => message.code = reader.varint()? as i32,
             _ => return Some(false),
         }
         Some(true)
-    })?;
-    Some(message)
+    })
 }
 
 fn key_value(bytes: &[u8], depth: usize) -> Option<KeyValue> {
-    let mut message = KeyValue::default();
-    fields(bytes, &[1, 2], |reader, key| {
+    message(bytes, &[1, 2], |message: &mut KeyValue, reader, key| {
         match key {
             (1, LEN) => message.key = reader.string()?,
             (2, LEN) => once(&mut message.value, any(reader.bytes()?, depth)?)?,
             _ => return Some(false),
         }
         Some(true)
-    })?;
-    Some(message)
+    })
 }
 
 fn any(bytes: &[u8], depth: usize) -> Option<AnyValue> {
@@ -296,27 +309,23 @@ fn any(bytes: &[u8], depth: usize) -> Option<AnyValue> {
 }
 
 fn array(bytes: &[u8], depth: usize) -> Option<ArrayValue> {
-    let mut message = ArrayValue::default();
-    fields(bytes, &[1], |reader, key| {
+    message(bytes, &[1], |message: &mut ArrayValue, reader, key| {
         match key {
             (1, LEN) => message.values.push(any(reader.bytes()?, depth)?),
             _ => return Some(false),
         }
         Some(true)
-    })?;
-    Some(message)
+    })
 }
 
 fn key_value_list(bytes: &[u8], depth: usize) -> Option<KeyValueList> {
-    let mut message = KeyValueList::default();
-    fields(bytes, &[1], |reader, key| {
+    message(bytes, &[1], |message: &mut KeyValueList, reader, key| {
         match key {
             (1, LEN) => message.values.push(key_value(reader.bytes()?, depth)?),
             _ => return Some(false),
         }
         Some(true)
-    })?;
-    Some(message)
+    })
 }
 
 #[cfg(test)]

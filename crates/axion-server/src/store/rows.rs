@@ -81,7 +81,7 @@ impl<'a> Body<'a> {
 
 /// Bytes the input and output take in a body: bodies are sized for them up front, as growing
 /// from serde_json's 128 bytes copied each body several times.
-pub(crate) fn io_len(io: &Io) -> usize {
+fn io_len(io: &Io) -> usize {
     io.fields().map(|(_, text)| text.as_str().len() + 12).sum()
 }
 

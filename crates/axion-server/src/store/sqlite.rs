@@ -557,16 +557,11 @@ fn gather(jobs: &mpsc::Receiver<Message>) -> Option<(Vec<Job>, usize)> {
     let (mut records, mut bytes) = (first.batch.len(), first.bytes);
     let mut group = vec![first];
     while records < MAX_GROUP_RECORDS && bytes < GATHER_BYTES {
-        let message = match jobs.try_recv() {
-            Ok(message) => message,
-            Err(mpsc::TryRecvError::Disconnected) => break,
-            Err(mpsc::TryRecvError::Empty) => {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                match jobs.recv_timeout(left) {
-                    Ok(message) => message,
-                    Err(_) => break,
-                }
-            }
+        // A message already queued is taken even past the deadline; the channel closing
+        // (shutdown) ends the group at once.
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(message) = jobs.recv_timeout(left) else {
+            break;
         };
         match message {
             Message::Job(job) => {
@@ -1781,6 +1776,16 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tag_table, 0);
+        // The plan SQLite picks for `sql`.
+        let plan = |sql: &str, values: &[&str]| -> String {
+            connection
+                .query_row(
+                    &format!("EXPLAIN QUERY PLAN {sql}"),
+                    params_from_iter(values),
+                    |row| row.get(3),
+                )
+                .unwrap()
+        };
         // Schema 6: the distinguishing column leads, the project id follows.
         for (index, leading) in [
             ("observations_by_trace", "trace_id"),
@@ -1801,15 +1806,12 @@ mod tests {
             assert_eq!(columns[..2], [leading, "project_id"], "{index}");
         }
         // …and lookups by both still search it.
-        let plan: String = connection
-            .query_row(
-                "EXPLAIN QUERY PLAN SELECT id FROM observations
-                 WHERE project_id = 'p' AND trace_id = 't1' ORDER BY start_time",
-                [],
-                |row| row.get(3),
-            )
-            .unwrap();
-        assert!(plan.contains("observations_by_trace"), "{plan}");
+        let trace_plan = plan(
+            "SELECT id FROM observations
+             WHERE project_id = 'p' AND trace_id = 't1' ORDER BY start_time",
+            &[],
+        );
+        assert!(trace_plan.contains("observations_by_trace"), "{trace_plan}");
         // Schema 7: those indexes skip NULLs, and lookups by value still search them.
         let partial: i64 = connection
             .query_row(
@@ -1824,26 +1826,20 @@ mod tests {
             ("session_id", "traces_by_session"),
             ("name", "traces_by_name"),
         ] {
-            let plan: String = connection
-                .query_row(
-                    &format!(
-                        "EXPLAIN QUERY PLAN SELECT t.id FROM traces t
-                         WHERE t.project_id = ?1 AND t.{column} = ?2 ORDER BY t.timestamp DESC"
-                    ),
-                    ["p", "x"],
-                    |row| row.get(3),
-                )
-                .unwrap();
-            assert!(plan.contains(index), "{column}: {plan}");
+            let lookup = plan(
+                &format!(
+                    "SELECT t.id FROM traces t
+                     WHERE t.project_id = ?1 AND t.{column} = ?2 ORDER BY t.timestamp DESC"
+                ),
+                &["p", "x"],
+            );
+            assert!(lookup.contains(index), "{column}: {lookup}");
         }
-        let plan: String = connection
-            .query_row(
-                "EXPLAIN QUERY PLAN SELECT id FROM scores WHERE project_id = ?1 AND observation_id = ?2",
-                ["p", "o"],
-                |row| row.get(3),
-            )
-            .unwrap();
-        assert!(plan.contains("scores_by_observation"), "{plan}");
+        let lookup = plan(
+            "SELECT id FROM scores WHERE project_id = ?1 AND observation_id = ?2",
+            &["p", "o"],
+        );
+        assert!(lookup.contains("scores_by_observation"), "{lookup}");
     }
 
     fn job(seq: u64, project: &str, id: &str) -> Job {

@@ -9,7 +9,7 @@
 //! and the process's memory while the backend is down.
 //!
 //! `cargo bench -p axion --bench export`; under `cargo test --benches` it does a small smoke
-//! run; `AXION_BENCH_ROLE=paced` runs only the paced row (for profiling). Results are in the
+//! run; `AXION_BENCH_ROLE=paced` runs only the paced rows (for profiling). Results are in the
 //! README; last run (2-core VM, 100 000-span burst):
 //!
 //! | exporter | spans/s | dropped | caller median / p99 |
@@ -59,7 +59,9 @@ fn main() {
         // Only the paced row, for profiling the host's side.
         Ok("paced") => {
             let sink = ChildRole::spawn("sink");
-            println!("{}", axion_paced(&sink.base, 20_000, 10_000));
+            for pacing in [Pacing::Sleep, Pacing::Spin] {
+                println!("{}", axion_paced(&sink.base, 20_000, 10_000, pacing));
+            }
             return sink.stop();
         }
         _ => {}
@@ -81,10 +83,10 @@ fn main() {
     );
     let theirs = otel_burst(&sink.base, burst);
     println!("{theirs}");
-    println!(
-        "{}",
-        axion_paced(&sink.base, if full { 20_000 } else { 500 }, 10_000)
-    );
+    for pacing in [Pacing::Sleep, Pacing::Spin] {
+        let spans = if full { 20_000 } else { 500 };
+        println!("{}", axion_paced(&sink.base, spans, 10_000, pacing));
+    }
     sink.stop();
     let serve = ChildRole::spawn("serve");
     println!("{}", to_serve(&serve, burst.min(20_000), "axion serve", 0));
@@ -267,9 +269,19 @@ fn to_serve(serve: &ChildRole, burst: usize, label: &str, block_ms: u64) -> Stri
     format!("{row}\n| ↳ `axion serve`'s CPU time (user + system), bytes it wrote | {micros:.1} µs, {kilobytes:.1} KB per span | | |")
 }
 
+/// What the application's thread does between two paced spans.
+#[derive(Clone, Copy)]
+enum Pacing {
+    /// Sleeps, as a thread waiting on I/O does: the next span starts on a CPU that was idle.
+    Sleep,
+    /// Busy-waits, so the thread never leaves the CPU: the span's own cost, without the
+    /// VM's idle-to-running penalty.
+    Spin,
+}
+
 /// The host's side while the pipeline keeps up: spans made at a steady `per_second`, below
 /// what the exporter delivers, so nothing waits for the queue and nothing is dropped.
-fn axion_paced(base: &str, spans: usize, per_second: u64) -> String {
+fn axion_paced(base: &str, spans: usize, per_second: u64, pacing: Pacing) -> String {
     let tracer = langfuse_tracer(base, 0);
     let values = kilobyte_values(spans);
     let interval = Duration::from_nanos(1_000_000_000 / per_second);
@@ -277,16 +289,29 @@ fn axion_paced(base: &str, spans: usize, per_second: u64) -> String {
     let started = Instant::now();
     for (index, (input, output)) in values.into_iter().enumerate() {
         let slot = started + interval * index as u32;
-        if let Some(wait) = slot.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+        match pacing {
+            Pacing::Sleep => {
+                if let Some(wait) = slot.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            Pacing::Spin => {
+                while Instant::now() < slot {
+                    std::hint::spin_loop();
+                }
+            }
         }
         times.push(timed_span(&tracer, input, output));
     }
     let report = tracer.flush(Duration::from_secs(60)).unwrap();
     let median = percentile(&mut times, 0.5);
     let p99 = percentile(&mut times, 0.99);
+    let between = match pacing {
+        Pacing::Sleep => "sleeping",
+        Pacing::Spin => "busy-waiting",
+    };
     format!(
-        "| axion `langfuse` provider → sink, paced at {per_second} spans/s ({spans} spans) | {per_second} (paced) | {} of {} records | {median:.0} ns / {p99:.0} ns |",
+        "| axion `langfuse` provider → sink, paced at {per_second} spans/s ({spans} spans, {between} between spans) | {per_second} (paced) | {} of {} records | {median:.0} ns / {p99:.0} ns |",
         report.dropped_total,
         tracer.stats().export.queued + tracer.stats().export.dropped_queue_full,
     )

@@ -22,6 +22,8 @@ use crate::Tracer;
 /// A snapshot of "where we are": the current tracer and the current span. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct TraceContext {
+    /// The tracer set for this context ([`set_current_tracer`]). `None` with a span: the
+    /// span's own tracer, which the span holds anyway (one reference count less per span).
     pub(crate) tracer: Option<Tracer>,
     pub(crate) span: Option<Arc<SpanCell>>,
 }
@@ -45,7 +47,9 @@ impl TraceContext {
 
     /// The tracer of this context.
     pub fn tracer(&self) -> Option<&Tracer> {
-        self.tracer.as_ref()
+        self.tracer
+            .as_ref()
+            .or_else(|| self.span.as_ref().map(|cell| &cell.tracer))
     }
 
     /// The span of this context.
@@ -114,7 +118,7 @@ fn restore(previous: TraceContext) {
 /// The tracer of the current context, if any.
 pub fn current_tracer() -> Option<Tracer> {
     CURRENT
-        .try_with(|current| current.borrow().tracer.clone())
+        .try_with(|current| current.borrow().tracer().cloned())
         .ok()
         .flatten()
 }
@@ -122,7 +126,7 @@ pub fn current_tracer() -> Option<Tracer> {
 /// Whether a tracer is current.
 pub fn has_current_tracer() -> bool {
     CURRENT
-        .try_with(|current| current.borrow().tracer.is_some())
+        .try_with(|current| current.borrow().tracer().is_some())
         .unwrap_or(false)
 }
 

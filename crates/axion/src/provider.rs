@@ -331,6 +331,35 @@ impl RawObservation {
         }
     }
 
+    /// Turns an emptied record ([`placeholder`](Self::placeholder), what the export worker
+    /// leaves in a returned allocation) into a span that starts now. Only the fields a start
+    /// sets are written; the others are empty already.
+    #[inline]
+    pub(crate) fn restart(
+        &mut self,
+        id: SpanId,
+        trace_id: TraceId,
+        parent_id: Option<SpanId>,
+        name: Cow<'static, str>,
+        start_time: SystemTime,
+    ) {
+        debug_assert!(
+            self.end_time.is_none()
+                && self.input.is_none()
+                && self.output.is_none()
+                && self.attributes.is_empty()
+                && self.model.is_none()
+                && self.level == ObservationLevel::Default
+                && self.r#type == ObservationType::Span,
+            "only an emptied record restarts"
+        );
+        self.id = id;
+        self.trace_id = trace_id;
+        self.parent_id = parent_id;
+        self.name = name;
+        self.start_time = start_time;
+    }
+
     /// The attributes as one JSON object (`None` when there are none).
     pub fn metadata_json(&self) -> Option<Value> {
         attributes_object(

@@ -93,7 +93,7 @@ impl SpanCell {
         start: SystemTime,
     ) -> Arc<Self> {
         let id = crate::ids::new_span_id();
-        let observation = RawObservation::started(id, trace_id, None, name, start);
+        let observation = crate::recycle::started_observation(id, trace_id, None, name, start);
         Arc::new(Self {
             tracer,
             trace_id,
@@ -103,7 +103,7 @@ impl SpanCell {
             ended: AtomicBool::new(false),
             state: Mutex::new(SpanState {
                 kind,
-                record: Building::Root(crate::recycle::observation(observation), trace),
+                record: Building::Root(observation, trace),
             }),
         })
     }
@@ -119,7 +119,7 @@ impl SpanCell {
     ) -> Arc<Self> {
         let id = crate::ids::new_span_id();
         let observation =
-            RawObservation::started(id, parent.trace_id, Some(parent.id), name, start);
+            crate::recycle::started_observation(id, parent.trace_id, Some(parent.id), name, start);
         let root = match &parent.root {
             None => Arc::downgrade(parent),
             Some(root) => root.clone(),
@@ -133,7 +133,7 @@ impl SpanCell {
             ended: AtomicBool::new(false),
             state: Mutex::new(SpanState {
                 kind,
-                record: Building::Span(crate::recycle::observation(observation)),
+                record: Building::Span(observation),
             }),
         })
     }
@@ -203,6 +203,10 @@ impl SpanCell {
 
 impl Drop for SpanCell {
     fn drop(&mut self) {
+        // Nothing else can see the span any more: a plain read, not an atomic swap.
+        if *self.ended.get_mut() {
+            return;
+        }
         // The last handle of a span nobody ended: record it rather than lose it.
         self.end(SystemTime::now());
     }
@@ -644,7 +648,7 @@ impl Span {
     pub fn context(&self) -> TraceContext {
         match &self.cell {
             Some(cell) => TraceContext {
-                tracer: Some(cell.tracer.clone()),
+                tracer: None,
                 span: Some(cell.clone()),
             },
             None => TraceContext::default(),

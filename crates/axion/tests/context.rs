@@ -148,7 +148,7 @@ fn current_tracer_follows_spans_and_guards() {
     let (second, _) = tracer(MetadataType::Llm);
     assert!(axion::current_tracer().is_none());
     {
-        let _a = first.span("a");
+        let a = first.span("a");
         assert!(axion::current_tracer().unwrap().same_as(&first));
         {
             let _b = second.span("b");
@@ -158,6 +158,12 @@ fn current_tracer_follows_spans_and_guards() {
             axion::current_tracer().unwrap().same_as(&first),
             "restored after a nested tracer"
         );
+        // A tracer set inside a span wins over the span's own, and only until its guard drops.
+        let other = axion::set_current_tracer(second.clone());
+        assert!(axion::current_tracer().unwrap().same_as(&second));
+        assert_eq!(axion::current_span().unwrap().span_id(), a.span_id());
+        drop(other);
+        assert!(axion::current_tracer().unwrap().same_as(&first));
         let cleared = axion::reset_tracer_context();
         assert!(!axion::has_current_tracer());
         drop(cleared);

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::http::{HttpSender, Outgoing, RetryPolicy};
 use super::otlp::{invalid, split, OtlpExporter, OtlpProtocol, SideChannel};
-use super::pipeline::{Exporter, PipelineConfig, PipelineTracer};
+use super::pipeline::{Delivery, Exporter, PipelineConfig, PipelineTracer};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::provider::{BaseTracer, RawRecord};
@@ -172,29 +172,42 @@ pub struct DefaultTags<E> {
     inner: E,
 }
 
-impl<E: Exporter> Exporter for DefaultTags<E> {
-    fn export(&mut self, mut batch: Vec<RawRecord>) -> Result<()> {
-        if !self.tags.is_empty() || self.environment.is_some() {
-            for record in &mut batch {
-                match record {
-                    RawRecord::Trace(trace) => {
-                        for tag in &self.tags {
-                            if !trace.tags.contains(tag) {
-                                trace.tags.push(tag.clone());
-                            }
-                        }
-                        if trace.environment.is_none() {
-                            trace.environment = self.environment.clone();
+impl<E> DefaultTags<E> {
+    fn apply(&self, batch: &mut [RawRecord]) {
+        if self.tags.is_empty() && self.environment.is_none() {
+            return;
+        }
+        for record in batch {
+            match record {
+                RawRecord::Trace(trace) => {
+                    for tag in &self.tags {
+                        if !trace.tags.contains(tag) {
+                            trace.tags.push(tag.clone());
                         }
                     }
-                    RawRecord::Observation(observation) if observation.environment.is_none() => {
-                        observation.environment = self.environment.as_deref().map(Arc::from);
+                    if trace.environment.is_none() {
+                        trace.environment = self.environment.clone();
                     }
-                    _ => {}
                 }
+                RawRecord::Observation(observation) if observation.environment.is_none() => {
+                    observation.environment = self.environment.as_deref().map(Arc::from);
+                }
+                _ => {}
             }
         }
+    }
+}
+
+impl<E: Exporter> Exporter for DefaultTags<E> {
+    fn export(&mut self, mut batch: Vec<RawRecord>) -> Result<()> {
+        self.apply(&mut batch);
         self.inner.export(batch)
+    }
+
+    // Forwarded, so that the OTLP transport sends one batch while the worker encodes the next.
+    fn export_deferred(&mut self, mut batch: Vec<RawRecord>) -> Result<Option<Delivery>> {
+        self.apply(&mut batch);
+        self.inner.export_deferred(batch)
     }
 
     fn shutdown(&mut self) {
@@ -379,5 +392,52 @@ impl Exporter for IngestionExporter {
                 .map(|score| event("score-create", score_body(score))),
         );
         self.channel.post(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::RawTrace;
+
+    /// Encodes nothing; hands back a delivery that records the batch it was given.
+    struct Deferring(std::sync::mpsc::Sender<Vec<RawRecord>>);
+
+    impl Exporter for Deferring {
+        fn export(&mut self, batch: Vec<RawRecord>) -> Result<()> {
+            self.export_deferred(batch)?.map_or(Ok(()), Delivery::run)
+        }
+        fn export_deferred(&mut self, batch: Vec<RawRecord>) -> Result<Option<Delivery>> {
+            let seen = self.0.clone();
+            Ok(Some(Delivery::new(move || {
+                seen.send(batch).expect("the test listens");
+                Ok(())
+            })))
+        }
+    }
+
+    #[test]
+    fn default_tags_keep_the_inner_exporters_deferred_sending() {
+        let (seen, batches) = std::sync::mpsc::channel();
+        let mut exporter = DefaultTags {
+            tags: vec!["nightly".into()],
+            environment: Some("staging".into()),
+            inner: Deferring(seen),
+        };
+        let trace = RawTrace::new(axion_model::TraceId::from_bytes([5; 16]));
+        let delivery = exporter
+            .export_deferred(vec![RawRecord::Trace(Box::new(trace))])
+            .unwrap()
+            .expect("sending is left to a sender thread");
+        assert!(
+            batches.try_recv().is_err(),
+            "nothing is sent before the delivery runs"
+        );
+        delivery.run().unwrap();
+        let [RawRecord::Trace(trace)] = &batches.recv().unwrap()[..] else {
+            panic!("one trace");
+        };
+        assert_eq!(trace.tags, ["nightly"]);
+        assert_eq!(trace.environment.as_deref(), Some("staging"));
     }
 }

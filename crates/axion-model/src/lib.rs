@@ -32,7 +32,7 @@ mod trace;
 
 pub use ids::{from_hex, random_event_id, to_hex, uuid7_from_parts, IdParseError, SpanId, TraceId};
 pub use ingestion::{IngestionBatch, IngestionEvent};
-pub use json_text::{write_json_string, Io, JsonText};
+pub use json_text::{write_json_string, write_json_value, Io, JsonText};
 pub use observation::{Observation, ObservationLevel, ObservationType, ParseEnumError};
 pub use record::Record;
 pub use score::{Score, ScoreDataType, ScoreSource};

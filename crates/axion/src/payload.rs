@@ -24,6 +24,45 @@ impl<T: Serialize + Send + Sync> Deferred for T {
     }
 }
 
+/// A JSON value behind an `Arc` ([`Payload::share`]): written by the crate's own JSON writer,
+/// where any other value goes through serde. Deliberately not `Serialize`, so that this impl
+/// and the one for every serialisable type never overlap.
+struct SharedJson(Value);
+
+impl Deferred for SharedJson {
+    fn to_json(&self) -> Value {
+        self.0.clone()
+    }
+
+    fn to_json_string(&self) -> String {
+        json_string(&self.0)
+    }
+}
+
+thread_local! {
+    /// Where [`json_string`] writes before the text gets an allocation of its exact size:
+    /// growing a fresh buffer to a kilobyte took four reallocations per value.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `value` as compact JSON text.
+fn json_string(value: &Value) -> String {
+    let write = |out: &mut Vec<u8>| {
+        out.clear();
+        axion_model::write_json_value(out, value);
+        // Only ever valid UTF-8: it is built from `str`s and ASCII.
+        std::str::from_utf8(out)
+            .map(str::to_owned)
+            .unwrap_or_else(|_| String::from_utf8_lossy(out).into_owned())
+    };
+    SCRATCH
+        .try_with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => write(&mut scratch),
+            Err(_) => write(&mut Vec::new()),
+        })
+        .unwrap_or_else(|_| write(&mut Vec::new()))
+}
+
 /// The JSON form of a value; a value that cannot be serialised becomes a note saying why, so
 /// that one bad value never loses the record it belongs to.
 pub(crate) fn to_json_lossy<T: Serialize + ?Sized>(value: &T) -> Value {
@@ -123,7 +162,7 @@ impl Payload {
     pub fn share(&mut self) -> Payload {
         let shared: Arc<dyn Deferred> =
             match std::mem::replace(&mut self.0, Repr::Json(Value::Null)) {
-                Repr::Json(value) => Arc::new(value),
+                Repr::Json(value) => Arc::new(SharedJson(value)),
                 Repr::Static(text) => Arc::new(text),
                 Repr::Deferred(value) => value,
             };
@@ -135,7 +174,7 @@ impl Payload {
     /// what wire formats that carry JSON as strings (OTLP attributes) want.
     pub fn to_json_string(&self) -> String {
         match &self.0 {
-            Repr::Json(value) => value.to_json_string(),
+            Repr::Json(value) => json_string(value),
             Repr::Static(text) => text.to_json_string(),
             Repr::Deferred(value) => value.to_json_string(),
         }

@@ -112,9 +112,9 @@ impl OtlpExporter {
 
 /// Splits a batch into observations, traces (merged per id, in order) and scores.
 pub(crate) fn split(batch: Vec<RawRecord>) -> (Vec<Observation>, Vec<Trace>, Vec<Score>) {
-    let mut observations = Vec::new();
+    let mut observations = Vec::with_capacity(batch.len());
     let mut traces: Vec<Trace> = Vec::new();
-    let mut trace_index: HashMap<String, usize> = HashMap::new();
+    let mut trace_index: HashMap<String, usize> = HashMap::with_capacity(batch.len() / 2);
     let mut scores = Vec::new();
     for record in batch {
         match record.into_model() {
@@ -245,34 +245,37 @@ impl OtlpExporter {
             })
             .collect();
         let (observations, traces, scores) = split(batch);
-        let mut pending: HashMap<String, Trace> = traces
-            .into_iter()
-            .map(|trace| (trace.id.clone(), trace))
-            .collect();
-        // Carrier: the trace's root span when it is in this batch, else its first span here.
-        let mut carrier: HashMap<&str, usize> = HashMap::new();
-        for (index, observation) in observations.iter().enumerate() {
-            if !pending.contains_key(&observation.trace_id) {
-                continue;
+        // Each trace rides on one span of this batch: its root span when the root is here,
+        // else the first of its spans. `carried[span]` is the trace a span carries.
+        let mut carried: Vec<Option<usize>> = vec![None; observations.len()];
+        {
+            let slots: HashMap<&str, usize> = traces
+                .iter()
+                .enumerate()
+                .map(|(slot, trace)| (trace.id.as_str(), slot))
+                .collect();
+            let mut carrier: Vec<Option<usize>> = vec![None; traces.len()];
+            for (index, observation) in observations.iter().enumerate() {
+                let Some(&slot) = slots.get(observation.trace_id.as_str()) else {
+                    continue;
+                };
+                let is_root = observation.parent_observation_id.is_none();
+                match carrier[slot] {
+                    Some(at) if !is_root || observations[at].parent_observation_id.is_none() => {}
+                    _ => carrier[slot] = Some(index),
+                }
             }
-            let is_root = observation.parent_observation_id.is_none();
-            match carrier.get(observation.trace_id.as_str()) {
-                Some(&at) if !is_root || observations[at].parent_observation_id.is_none() => {}
-                _ => {
-                    carrier.insert(&observation.trace_id, index);
+            for (slot, at) in carrier.into_iter().enumerate() {
+                if let Some(at) = at {
+                    carried[at] = Some(slot);
                 }
             }
         }
-        let carried: HashMap<usize, String> = carrier
-            .iter()
-            .map(|(trace_id, index)| (*index, (*trace_id).to_owned()))
-            .collect();
+        let mut traces: Vec<Option<Trace>> = traces.into_iter().map(Some).collect();
         let mut spans = Vec::with_capacity(observations.len() + 1);
         let mut io = io.into_iter();
-        for (index, observation) in observations.iter().enumerate() {
-            let trace = carried
-                .get(&index)
-                .and_then(|trace_id| pending.remove(trace_id));
+        for (observation, slot) in observations.iter().zip(&carried) {
+            let trace = slot.and_then(|slot| traces[slot].take());
             let mut span = observation_to_span(observation, trace.as_ref(), self.convention);
             if direct_io {
                 if let Some((input, output)) = io.next() {
@@ -282,7 +285,8 @@ impl OtlpExporter {
             }
             spans.push(span);
         }
-        let orphans: Vec<Trace> = pending.into_values().collect();
+        // Traces none of whose spans are in this batch, in the order they came.
+        let orphans: Vec<Trace> = traces.into_iter().flatten().collect();
         let mut side_traces = Vec::new();
         match &self.side_channel {
             Some(_) => side_traces = orphans,
@@ -401,5 +405,93 @@ pub(crate) fn invalid(setting: &str, value: &str, reason: &str) -> Error {
         setting: setting.to_owned(),
         value: value.to_owned(),
         reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{RawObservation, RawTrace};
+    use axion_model::otlp::{decode_protobuf, ExportResource};
+    use axion_model::{SpanId, TraceId};
+    use std::time::SystemTime;
+
+    fn exporter() -> OtlpExporter {
+        let resource = ExportResource {
+            service_name: "test".into(),
+            environment: None,
+            release: None,
+            attributes: Vec::new(),
+            scope: ("axion".into(), "0".into()),
+        };
+        OtlpExporter::new(
+            "http://127.0.0.1:9/v1/traces".into(),
+            Vec::new(),
+            OtlpProtocol::Protobuf,
+            false,
+            Convention::Langfuse,
+            resource,
+            HttpSender::new("test", Default::default()),
+        )
+    }
+
+    fn span(id: u8, trace: TraceId, parent: Option<u8>, name: &'static str) -> RawRecord {
+        let parent = parent.map(|parent| SpanId::from_bytes([parent; 8]));
+        RawRecord::Observation(Box::new(RawObservation::started(
+            SpanId::from_bytes([id; 8]),
+            trace,
+            parent,
+            name.into(),
+            SystemTime::now(),
+        )))
+    }
+
+    fn trace(id: TraceId, name: &str) -> RawRecord {
+        let mut trace = RawTrace::new(id);
+        trace.name = Some(name.to_owned().into());
+        RawRecord::Trace(Box::new(trace))
+    }
+
+    #[test]
+    fn a_trace_rides_on_its_root_span_and_an_orphan_on_a_span_of_its_own() {
+        let (first, second) = (TraceId::from_bytes([1; 16]), TraceId::from_bytes([2; 16]));
+        let batch = vec![
+            span(11, first, Some(10), "child"),
+            span(10, first, None, "root"),
+            trace(first, "first trace"),
+            trace(second, "orphan trace"),
+        ];
+        let (outgoing, side) = exporter().prepare(batch).unwrap();
+        side.unwrap();
+        let request = decode_protobuf(&outgoing.expect("spans to send").body).unwrap();
+        let spans = &request.resource_spans[0].scope_spans[0].spans;
+        let trace_name = |span: &axion_model::otlp::Span| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key == "langfuse.trace.name")
+                .and_then(|kv| kv.value.as_ref())
+                .and_then(|value| match &value.value {
+                    Some(axion_model::otlp::any_value::Value::StringValue(text)) => {
+                        Some(text.clone())
+                    }
+                    _ => None,
+                })
+        };
+        let names: Vec<(&str, Option<String>)> = spans
+            .iter()
+            .map(|span| (span.name.as_str(), trace_name(span)))
+            .collect();
+        assert_eq!(
+            names[0],
+            ("child", None),
+            "the root is here: the child carries nothing"
+        );
+        assert_eq!(names[1], ("root", Some("first trace".into())));
+        assert_eq!(
+            names.len(),
+            3,
+            "the orphan becomes a span of its own: {names:?}"
+        );
+        assert_eq!(names[2].1.as_deref(), Some("orphan trace"));
     }
 }

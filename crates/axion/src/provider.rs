@@ -156,8 +156,13 @@ impl RawRecord {
     /// Serialises the captured values and converts to the shared model.
     pub fn into_model(self) -> Record {
         match self {
-            RawRecord::Observation(observation) => Record::Observation(observation.into_model()),
-            RawRecord::Trace(trace) => Record::Trace(trace.into_model()),
+            // The emptied allocations go back to the span records' pools (see `recycle`).
+            RawRecord::Observation(observation) => {
+                Record::Observation(crate::recycle::observation_contents(observation).into_model())
+            }
+            RawRecord::Trace(trace) => {
+                Record::Trace(crate::recycle::trace_contents(trace).into_model())
+            }
             RawRecord::Score(score) => Record::Score(*score),
         }
     }
@@ -244,8 +249,8 @@ impl RawRoot {
             trace.output = observation.output.as_mut().map(Payload::share);
         }
         [
-            RawRecord::Observation(Box::new(observation)),
-            RawRecord::Trace(Box::new(trace)),
+            RawRecord::Observation(crate::recycle::boxed_observation(observation)),
+            RawRecord::Trace(crate::recycle::boxed_trace(trace)),
         ]
     }
 }

@@ -641,7 +641,7 @@ impl<E: Exporter> Worker<E> {
         );
         while batch.len() < self.config.max_batch_size {
             match self.shared.queue.pop() {
-                Some(Entry::Record(record)) => batch.push(crate::recycle::rehome(record)),
+                Some(Entry::Record(record)) => batch.push(record),
                 Some(Entry::Root(root)) => batch.extend(root.into_records()),
                 Some(Entry::RootSpan(observation, trace)) => {
                     batch.extend(crate::recycle::split_root_span(observation, trace))

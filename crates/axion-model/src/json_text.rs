@@ -427,26 +427,22 @@ fn first_special(bytes: &[u8]) -> Option<usize> {
     // above a real match, so the lowest mark is exact.
     let zeros = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
     let below_space = |word: u64| word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    let mut offset = 0;
-    while offset < bytes.len() {
-        let word = match bytes.get(offset..offset + 8) {
-            Some(eight) => u64::from_le_bytes(eight.try_into().unwrap_or([0; 8])),
-            None => {
-                let mut word = [b'a'; 8]; // padding that is not special
-                word[..bytes.len() - offset].copy_from_slice(&bytes[offset..]);
-                u64::from_le_bytes(word)
-            }
-        };
+    let mut words = bytes.chunks_exact(8);
+    for (index, eight) in words.by_ref().enumerate() {
+        let word = u64::from_le_bytes(eight.try_into().unwrap_or([0; 8]));
         let marks = zeros(word ^ (ONES * u64::from(b'"')))
             | zeros(word ^ (ONES * u64::from(b'\\')))
             | below_space(word);
         if marks != 0 {
-            let at = offset + (marks.trailing_zeros() / 8) as usize;
-            return (at < bytes.len()).then_some(at);
+            return Some(index * 8 + (marks.trailing_zeros() / 8) as usize);
         }
-        offset += 8;
     }
-    None
+    // The last few bytes (most keys are shorter than a word) one at a time, without copying
+    // them into a padded word first.
+    let tail = words.remainder();
+    tail.iter()
+        .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+        .map(|at| bytes.len() - tail.len() + at)
 }
 
 /// Accepts exactly what `serde_json::Value` accepts, without building anything.

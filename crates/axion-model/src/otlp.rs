@@ -1879,11 +1879,7 @@ pub fn io_attributes(
     output: Option<String>,
 ) -> Vec<KeyValue> {
     let mut attributes = Vec::with_capacity(4);
-    let (input_key, output_key) = match convention {
-        Convention::Langfuse => ("langfuse.observation.input", "langfuse.observation.output"),
-        Convention::GenAi | Convention::Logfire => ("input.value", "output.value"),
-    };
-    let json_mime = convention != Convention::Langfuse;
+    let (input_key, output_key, json_mime) = io_keys(convention);
     if let Some(input) = input {
         attributes.push(kv_string(input_key, input));
         if json_mime {
@@ -1897,6 +1893,20 @@ pub fn io_attributes(
         }
     }
     attributes
+}
+
+/// The attribute keys of a span's input and output JSON in `convention`, and whether each is
+/// followed by an `input.mime_type` / `output.mime_type` of `application/json` (what
+/// [`io_attributes`] writes, for encoders that write the attributes themselves).
+pub fn io_keys(convention: Convention) -> (&'static str, &'static str, bool) {
+    match convention {
+        Convention::Langfuse => (
+            "langfuse.observation.input",
+            "langfuse.observation.output",
+            false,
+        ),
+        Convention::GenAi | Convention::Logfire => ("input.value", "output.value", true),
+    }
 }
 
 /// A span that only carries a trace's fields (for trace updates whose spans were already sent):

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 trait Deferred: Send + Sync {
     fn to_json(&self) -> Value;
-    fn to_json_string(&self) -> String;
+    /// Appends the JSON text to `out`.
+    fn write_json(&self, out: &mut Vec<u8>);
 }
 
 impl<T: Serialize + Send + Sync> Deferred for T {
@@ -17,10 +18,12 @@ impl<T: Serialize + Send + Sync> Deferred for T {
         to_json_lossy(self)
     }
 
-    fn to_json_string(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|error| {
-            serde_json::to_string(&format!("<unserializable: {error}>")).unwrap_or_default()
-        })
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        if let Err(error) = serde_json::to_writer(&mut *out, self) {
+            out.truncate(start);
+            axion_model::write_json_string(out, &format!("<unserializable: {error}>"));
+        }
     }
 }
 
@@ -34,8 +37,8 @@ impl Deferred for SharedJson {
         self.0.clone()
     }
 
-    fn to_json_string(&self) -> String {
-        json_string(&self.0)
+    fn write_json(&self, out: &mut Vec<u8>) {
+        axion_model::write_json_value(out, &self.0);
     }
 }
 
@@ -45,11 +48,11 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `value` as compact JSON text.
-fn json_string(value: &Value) -> String {
-    let write = |out: &mut Vec<u8>| {
+/// The JSON text `write` appends, in an allocation of its exact size.
+fn json_string(write: impl Fn(&mut Vec<u8>)) -> String {
+    let text = |out: &mut Vec<u8>| {
         out.clear();
-        axion_model::write_json_value(out, value);
+        write(out);
         // Only ever valid UTF-8: it is built from `str`s and ASCII.
         std::str::from_utf8(out)
             .map(str::to_owned)
@@ -57,10 +60,10 @@ fn json_string(value: &Value) -> String {
     };
     SCRATCH
         .try_with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut scratch) => write(&mut scratch),
-            Err(_) => write(&mut Vec::new()),
+            Ok(mut scratch) => text(&mut scratch),
+            Err(_) => text(&mut Vec::new()),
         })
-        .unwrap_or_else(|_| write(&mut Vec::new()))
+        .unwrap_or_else(|_| text(&mut Vec::new()))
 }
 
 /// The JSON form of a value; a value that cannot be serialised becomes a note saying why, so
@@ -173,10 +176,22 @@ impl Payload {
     /// The JSON text, serialised straight from the captured value (no intermediate tree):
     /// what wire formats that carry JSON as strings (OTLP attributes) want.
     pub fn to_json_string(&self) -> String {
+        json_string(|out| self.write_json(out))
+    }
+
+    /// Appends the JSON text to `out`, serialised straight from the captured value: what an
+    /// exporter that builds its request body in place wants.
+    ///
+    /// ```
+    /// let mut body = b"input=".to_vec();
+    /// axion::Payload::new(serde_json::json!({"q": "hi"})).write_json(&mut body);
+    /// assert_eq!(body, br#"input={"q":"hi"}"#);
+    /// ```
+    pub fn write_json(&self, out: &mut Vec<u8>) {
         match &self.0 {
-            Repr::Json(value) => json_string(value),
-            Repr::Static(text) => text.to_json_string(),
-            Repr::Deferred(value) => value.to_json_string(),
+            Repr::Json(value) => axion_model::write_json_value(out, value),
+            Repr::Static(text) => axion_model::write_json_string(out, text),
+            Repr::Deferred(value) => value.write_json(out),
         }
     }
 }

@@ -10,13 +10,13 @@
 use std::collections::HashMap;
 
 use axion_model::otlp::{
-    export_request, io_attributes, observation_to_span, trace_update_span, Convention,
-    ExportResource,
+    export_request, io_attributes, io_keys, observation_to_span, trace_update_span, Convention,
+    ExportResource, Span,
 };
 use axion_model::{Observation, Record, Score, Trace};
 use prost::Message;
 
-use super::http::{gzip, HttpSender, Outgoing};
+use super::http::{gzip, gzip_parts, HttpSender, Outgoing};
 use super::pipeline::{Delivery, Exporter};
 use crate::error::{Error, Result};
 use crate::provider::RawRecord;
@@ -47,6 +47,8 @@ pub struct OtlpExporter {
     sender: HttpSender,
     side_channel: Option<Box<dyn SideChannel>>,
     warned_scores: bool,
+    /// Where the protobuf spans of a request are written (see `protobuf_body`).
+    spans_buffer: Vec<u8>,
 }
 
 impl std::fmt::Debug for OtlpExporter {
@@ -79,6 +81,7 @@ impl OtlpExporter {
             sender,
             side_channel: None,
             warned_scores: false,
+            spans_buffer: Vec::new(),
         }
     }
 
@@ -88,17 +91,33 @@ impl OtlpExporter {
         self
     }
 
-    fn encode(&self, spans: Vec<axion_model::otlp::Span>) -> Result<Outgoing> {
-        let request = export_request(spans, &self.resource, self.convention);
+    fn encode(&mut self, spans: Vec<(Span, Option<Io>)>) -> Result<Outgoing> {
         let (body, content_type) = match self.protocol {
-            OtlpProtocol::Protobuf => (request.encode_to_vec(), "application/x-protobuf"),
-            OtlpProtocol::Json => (
-                otlp_json(&request).to_string().into_bytes(),
-                "application/json",
-            ),
+            OtlpProtocol::Protobuf => {
+                let mut spans = spans;
+                let out = &mut self.spans_buffer;
+                let head = protobuf_body(&mut spans, &self.resource, self.convention, out);
+                super::reaper::discard(spans);
+                let body = if self.compress {
+                    gzip_parts(&[&head, out])
+                } else {
+                    [&head, out.as_slice()].concat()
+                };
+                if out.capacity() > MAX_KEPT_BUFFER {
+                    // A batch of unusually large spans: not worth holding on to.
+                    *out = Vec::new();
+                }
+                (body, "application/x-protobuf")
+            }
+            OtlpProtocol::Json => {
+                let spans = with_io_attributes(spans, self.convention);
+                let request = export_request(spans, &self.resource, self.convention);
+                let body = otlp_json(&request).to_string().into_bytes();
+                super::reaper::discard(request);
+                let body = if self.compress { gzip(&body) } else { body };
+                (body, "application/json")
+            }
         };
-        super::reaper::discard(request);
-        let body = if self.compress { gzip(&body) } else { body };
         Ok(Outgoing {
             method: "POST",
             url: self.endpoint.clone(),
@@ -108,6 +127,168 @@ impl OtlpExporter {
             body,
         })
     }
+}
+
+/// The largest spans buffer an exporter keeps between batches (a default batch of spans with
+/// 1 KB input and output takes about 1.3 MB).
+const MAX_KEPT_BUFFER: usize = 8 << 20;
+
+/// A span's input and output, still as captured (serialised where the request is encoded).
+type Io = (Option<crate::Payload>, Option<crate::Payload>);
+
+/// The spans with their input and output as attributes (the path that builds whole
+/// messages: OTLP/JSON).
+fn with_io_attributes(spans: Vec<(Span, Option<Io>)>, convention: Convention) -> Vec<Span> {
+    spans
+        .into_iter()
+        .map(|(mut span, io)| {
+            if let Some((input, output)) = io {
+                let text = |payload: Option<crate::Payload>| payload.map(|p| p.to_json_string());
+                span.attributes
+                    .extend(io_attributes(convention, text(input), text(output)));
+            }
+            span
+        })
+        .collect()
+}
+
+/// Protobuf field tag of a length-delimited field (every field written here is below 16, so
+/// the tag is one byte).
+const fn len_tag(field: u8) -> u8 {
+    (field << 3) | 2
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: usize) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn varint_len(value: usize) -> usize {
+    (usize::BITS - (value | 1).leading_zeros()).div_ceil(7) as usize
+}
+
+/// The bytes of a length-delimited field holding `len` bytes: tag, length, contents.
+fn field_len(len: usize) -> usize {
+    1 + varint_len(len) + len
+}
+
+fn put_field(out: &mut Vec<u8>, field: u8, contents: &[u8]) {
+    out.push(len_tag(field));
+    put_varint(out, contents.len());
+    out.extend_from_slice(contents);
+}
+
+/// The length of a `KeyValue` whose value is a string of `value_len` bytes.
+fn string_kv_len(key: &str, value_len: usize) -> usize {
+    field_len(key.len()) + field_len(field_len(value_len))
+}
+
+/// Appends a span attribute (`Span.attributes`, field 9) with a string value.
+fn put_string_attribute(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    out.push(len_tag(9));
+    put_varint(out, string_kv_len(key, value.len()));
+    put_field(out, 1, key.as_bytes());
+    out.push(len_tag(2));
+    put_varint(out, field_len(value.len()));
+    put_field(out, 1, value);
+}
+
+/// The protobuf encoding of an `ExportTraceServiceRequest` holding `spans`, in two parts to
+/// send one after the other: the envelope (resource and scope), returned, and the spans,
+/// written to `out` (cleared first; kept by the exporter from batch to batch, so that a
+/// megabyte of spans is not regrown from nothing for every request). Each span is
+/// encoded by prost without its input and output, which are written as its last attributes
+/// straight from the captured values: the kilobytes of JSON they hold never become strings
+/// of their own, and are copied once. Byte for byte what prost writes for the request that
+/// [`export_request`] builds with [`io_attributes`] (a test compares them).
+fn protobuf_body(
+    spans: &mut [(Span, Option<Io>)],
+    resource: &ExportResource,
+    convention: Convention,
+    out: &mut Vec<u8>,
+) -> Vec<u8> {
+    const JSON_MIME: &[u8] = b"application/json";
+    let (input_key, output_key, mime) = io_keys(convention);
+    let attribute_len = |key: &str, value_len: usize| field_len(string_kv_len(key, value_len));
+    out.clear();
+    let (mut input, mut output) = (Vec::new(), Vec::new());
+    for (span, io) in spans.iter_mut() {
+        input.clear();
+        output.clear();
+        let (input_payload, output_payload) = match io {
+            Some((input, output)) => (input.as_ref(), output.as_ref()),
+            None => (None, None),
+        };
+        let mut extra = 0;
+        if let Some(payload) = input_payload {
+            payload.write_json(&mut input);
+            extra += attribute_len(input_key, input.len());
+            if mime {
+                extra += attribute_len("input.mime_type", JSON_MIME.len());
+            }
+        }
+        if let Some(payload) = output_payload {
+            payload.write_json(&mut output);
+            extra += attribute_len(output_key, output.len());
+            if mime {
+                extra += attribute_len("output.mime_type", JSON_MIME.len());
+            }
+        }
+        // The fields after the attributes, moved to a span of their own, so that the input
+        // and output go where prost would put them: after the other attributes.
+        let tail = Span {
+            events: std::mem::take(&mut span.events),
+            dropped_events_count: std::mem::take(&mut span.dropped_events_count),
+            links: std::mem::take(&mut span.links),
+            dropped_links_count: std::mem::take(&mut span.dropped_links_count),
+            status: span.status.take(),
+            flags: std::mem::take(&mut span.flags),
+            ..Default::default()
+        };
+        out.push(len_tag(2)); // ScopeSpans.spans
+        put_varint(out, span.encoded_len() + extra + tail.encoded_len());
+        span.encode_raw(out);
+        if input_payload.is_some() {
+            put_string_attribute(out, input_key, &input);
+            if mime {
+                put_string_attribute(out, "input.mime_type", JSON_MIME);
+            }
+        }
+        if output_payload.is_some() {
+            put_string_attribute(out, output_key, &output);
+            if mime {
+                put_string_attribute(out, "output.mime_type", JSON_MIME);
+            }
+        }
+        tail.encode_raw(out);
+    }
+    let envelope = export_request(Vec::new(), resource, convention);
+    let resource_spans = &envelope.resource_spans[0];
+    let resource = resource_spans
+        .resource
+        .as_ref()
+        .map(Message::encode_to_vec)
+        .unwrap_or_default();
+    let scope = resource_spans.scope_spans[0]
+        .scope
+        .as_ref()
+        .map(Message::encode_to_vec)
+        .unwrap_or_default();
+    let scope_spans_len = field_len(scope.len()) + out.len();
+    let mut head = Vec::with_capacity(resource.len() + scope.len() + 16);
+    head.push(len_tag(1)); // ExportTraceServiceRequest.resource_spans
+    put_varint(
+        &mut head,
+        field_len(resource.len()) + field_len(scope_spans_len),
+    );
+    put_field(&mut head, 1, &resource); // ResourceSpans.resource
+    head.push(len_tag(2)); // ResourceSpans.scope_spans
+    put_varint(&mut head, scope_spans_len);
+    put_field(&mut head, 1, &scope); // ScopeSpans.scope
+    head
 }
 
 /// Splits a batch into observations, traces (merged per id, in order) and scores.
@@ -225,20 +406,12 @@ impl OtlpExporter {
                 }
             }
         }
-        let mut io: Vec<(Option<String>, Option<String>)> = Vec::new();
+        let mut io: Vec<Io> = Vec::new();
         let batch: Vec<RawRecord> = batch
             .into_iter()
             .map(|record| match record {
                 RawRecord::Observation(mut observation) if direct_io => {
-                    let input = observation
-                        .input
-                        .take()
-                        .map(|payload| payload.to_json_string());
-                    let output = observation
-                        .output
-                        .take()
-                        .map(|payload| payload.to_json_string());
-                    io.push((input, output));
+                    io.push((observation.input.take(), observation.output.take()));
                     RawRecord::Observation(observation)
                 }
                 other => other,
@@ -276,14 +449,8 @@ impl OtlpExporter {
         let mut io = io.into_iter();
         for (observation, slot) in observations.iter().zip(&carried) {
             let trace = slot.and_then(|slot| traces[slot].take());
-            let mut span = observation_to_span(observation, trace.as_ref(), self.convention);
-            if direct_io {
-                if let Some((input, output)) = io.next() {
-                    span.attributes
-                        .extend(io_attributes(self.convention, input, output));
-                }
-            }
-            spans.push(span);
+            let span = observation_to_span(observation, trace.as_ref(), self.convention);
+            spans.push((span, if direct_io { io.next() } else { None }));
         }
         // Traces none of whose spans are in this batch, in the order they came.
         let orphans: Vec<Trace> = traces.into_iter().flatten().collect();
@@ -293,7 +460,7 @@ impl OtlpExporter {
             None => spans.extend(
                 orphans
                     .iter()
-                    .map(|trace| trace_update_span(trace, self.convention)),
+                    .map(|trace| (trace_update_span(trace, self.convention), None)),
             ),
         }
         // The captured values are freed elsewhere (the last references are in `roots`).
@@ -450,6 +617,93 @@ mod tests {
         let mut trace = RawTrace::new(id);
         trace.name = Some(name.to_owned().into());
         RawRecord::Trace(Box::new(trace))
+    }
+
+    /// Spans with every shape of input and output: none, one side, both; JSON kept in place,
+    /// shared, a string literal, any serialisable value; lengths whose varints take one, two
+    /// and three bytes.
+    fn spans_with_io() -> Vec<(Span, Option<Io>)> {
+        use crate::Payload;
+        #[derive(serde::Serialize)]
+        struct Question {
+            text: String,
+            tries: u32,
+        }
+        let observation = |id: u8| {
+            let mut observation = RawObservation::started(
+                SpanId::from_bytes([id; 8]),
+                TraceId::from_bytes([id; 16]),
+                None,
+                "step".into(),
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+            );
+            observation.end_time = Some(observation.start_time);
+            observation
+        };
+        let mut shared = Payload::new(
+            serde_json::json!({"messages": [{"role": "user", "content": "é€😀 \"q\""}]}),
+        );
+        let ios: Vec<Option<Io>> = vec![
+            None,
+            Some((None, None)),
+            Some((Some(Payload::new("x".repeat(100))), None)),
+            Some((
+                None,
+                Some(Payload::new(serde_json::json!({"answer": "y".repeat(300)}))),
+            )),
+            Some((Some(shared.share()), Some(shared))),
+            Some((
+                Some(Payload::new("a literal")),
+                Some(Payload::new(Question {
+                    text: "z".repeat(20_000),
+                    tries: 3,
+                })),
+            )),
+        ];
+        ios.into_iter()
+            .enumerate()
+            .map(|(index, io)| {
+                let mut observation = observation(index as u8 + 1);
+                if index == 4 {
+                    // A failed span: its status comes after the attributes.
+                    observation.level = axion_model::ObservationLevel::Error;
+                    observation.status_message = Some("timed out".into());
+                }
+                let model = observation.into_model();
+                (observation_to_span(&model, None, Convention::Langfuse), io)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_protobuf_body_decodes_to_the_request_built_whole() {
+        use prost::Message as _;
+        for convention in [Convention::Langfuse, Convention::GenAi] {
+            let resource = ExportResource {
+                service_name: "svc".into(),
+                environment: Some("staging".into()),
+                release: Some("1.2".into()),
+                attributes: vec![("team".into(), "evals".into())],
+                scope: ("axion".into(), "0.1.0".into()),
+            };
+            let mut spans = vec![0xff; 10]; // left over from an earlier batch
+            let head = protobuf_body(&mut spans_with_io(), &resource, convention, &mut spans);
+            let ours = [head, spans].concat();
+            let whole = export_request(
+                with_io_attributes(spans_with_io(), convention),
+                &resource,
+                convention,
+            );
+            let decoded = axion_model::otlp::ExportTraceServiceRequest::decode(ours.as_slice());
+            assert!(
+                decoded.unwrap() == whole,
+                "{convention:?}: decodes to another request"
+            );
+            assert!(
+                ours == whole.encode_to_vec(),
+                "{convention:?}: other bytes than prost's"
+            );
+        }
     }
 
     #[test]

@@ -83,20 +83,14 @@ impl std::fmt::Debug for HttpSender {
     }
 }
 
-/// Gzip-compresses a body (fast level: the CPU is on the worker, not the caller).
+/// Gzip-compresses a body (fast level: the CPU is on the exporter's threads, not the caller).
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    gzip_parts(&[bytes])
-}
-
-/// Gzip-compresses the concatenation of `parts`, without concatenating them first.
-pub fn gzip_parts(parts: &[&[u8]]) -> Vec<u8> {
     use std::io::Write;
-    let total: usize = parts.iter().map(|part| part.len()).sum();
-    let mut encoder =
-        flate2::write::GzEncoder::new(Vec::with_capacity(total / 4), flate2::Compression::fast());
-    for part in parts {
-        let _ = encoder.write_all(part);
-    }
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 4),
+        flate2::Compression::fast(),
+    );
+    let _ = encoder.write_all(bytes);
     encoder.finish().unwrap_or_default()
 }
 

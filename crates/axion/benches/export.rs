@@ -14,13 +14,15 @@
 //!
 //! | exporter | spans/s | dropped | caller median / p99 |
 //! | --- | --- | --- | --- |
-//! | axion `langfuse` → sink | 48 468 | 119 616 of 200 000 records | 3.7 / 47 µs |
-//! | the same, `AXION_EXPORT_BLOCK_MS=1000` | 109 484 | 0 | 0.43 / 2.1 µs |
-//! | `opentelemetry-otlp` → sink | 87 255 | 977 of 100 000 spans | 9.4 / 62 µs |
-//! | axion `langfuse` → sink, paced at 10 000 spans/s, sleeping between spans | 10 000 | 0 | 1.19 / 5.4 µs |
-//! | the same, busy-waiting between spans | 10 000 | 0 | 0.90 / 2.7 µs |
-//! | axion `langfuse` → `axion serve`, `AXION_EXPORT_BLOCK_MS=1000` (20 000 spans) | 24 172 | 0 | 0.44 / 1.2 µs |
-//! | ↳ the server's CPU time and bytes written per span | 50.0 µs, 12.2 KB | | |
+//! | axion `langfuse` → sink | 40 513 | 90 432 of 200 000 records | 0.82 / 24 µs |
+//! | the same, `AXION_EXPORT_BLOCK_MS=1000` | 105 518 | 0 | 0.42 / 1.9 µs |
+//! | `opentelemetry-otlp` → sink | 90 431 | 36 of 100 000 spans | 8.1 / 58 µs |
+//! | axion `langfuse` → sink, paced at 10 000 spans/s, sleeping between spans | 10 000 | 0 | 1.17 / 5.2 µs |
+//! | the same, busy-waiting between spans | 10 000 | 0 | 0.89 / 2.5 µs |
+//! | axion `langfuse` → `axion serve`, `AXION_EXPORT_BLOCK_MS=1000` (20 000 spans) | 24 941 | 0 | 0.45 / 1.6 µs |
+//! | ↳ the server's CPU time and bytes written per span | 49.0 µs, 12.1 KB | | |
+//! | `opentelemetry-otlp` → `axion serve` (20 000 spans) | 12 679 | 15 392 of 20 000 spans | 7.2 / 17 µs |
+//! | ↳ the server's CPU time and bytes written per span | 91.1 µs, 32.9 KB | | |
 
 use std::io::Read;
 use std::process::Command;
@@ -43,7 +45,8 @@ fn main() {
         Ok("down") => {
             return backend_down_memory(bench_spans());
         }
-        // Only the backpressured burst into `axion serve`, for profiling the server's side.
+        // Only the bursts into `axion serve` (ours backpressured, then `opentelemetry-otlp`'s),
+        // for profiling the server's side.
         Ok("to-serve") => {
             let serve = ChildRole::spawn("serve");
             println!(
@@ -55,6 +58,7 @@ fn main() {
                     1000
                 )
             );
+            println!("{}", otel_to_serve(&serve, bench_spans()));
             return serve.stop();
         }
         // Only the paced row, for profiling the host's side.
@@ -82,7 +86,7 @@ fn main() {
             1000
         )
     );
-    let theirs = otel_burst(&sink.base, burst);
+    let theirs = otel_burst(Receiver::Sink(&sink.base), burst);
     println!("{theirs}");
     for pacing in [Pacing::Sleep, Pacing::Spin] {
         let spans = if full { 20_000 } else { 500 };
@@ -100,6 +104,7 @@ fn main() {
             1000
         )
     );
+    println!("{}", otel_to_serve(&serve, burst.min(20_000)));
     serve.stop();
     // In its own process, so the bursts above don't colour its memory figures.
     let status = Command::new(std::env::current_exe().unwrap())
@@ -262,6 +267,7 @@ fn burst_into(base: &str, burst: usize, label: &str, block_ms: u64) -> (String, 
 /// span delivered meanwhile (user + system, all its threads) and the bytes it wrote (ingest log, WAL,
 /// checkpoints).
 fn to_serve(serve: &ChildRole, burst: usize, label: &str, block_ms: u64) -> String {
+    serve.settle();
     let (before, written_before) = (serve.cpu_seconds(), serve.written_bytes().0);
     let (row, delivered) = burst_into(&serve.base, burst, label, block_ms);
     let delivered = delivered.max(1) as f64;
@@ -318,12 +324,55 @@ fn axion_paced(base: &str, spans: usize, per_second: u64, pacing: Pacing) -> Str
     )
 }
 
-fn otel_burst(base: &str, burst: usize) -> String {
-    use opentelemetry_otlp::{Protocol, WithExportConfig};
+/// Where an `opentelemetry-otlp` burst goes.
+enum Receiver<'a> {
+    /// The counting sink.
+    Sink(&'a str),
+    /// A running `axion serve`, with the bench's keys.
+    Serve(&'a ChildRole),
+}
+
+const SERVE_KEYS: (&str, &str) = ("pk-bench", "sk-bench");
+
+/// The traces an `axion serve` holds (`meta.totalItems` of its trace list).
+fn trace_count(base: &str) -> Option<u64> {
+    let page: Value = reqwest::blocking::Client::new()
+        .get(format!("{base}/api/public/traces?limit=1"))
+        .basic_auth(SERVE_KEYS.0, Some(SERVE_KEYS.1))
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    page["meta"]["totalItems"].as_u64()
+}
+
+/// The same workload through `opentelemetry_sdk` + `opentelemetry-otlp` at their defaults
+/// (HTTP protobuf, not compressed), the JSON serialised on the caller as that SDK requires.
+fn otel_burst(receiver: Receiver<'_>, burst: usize) -> String {
+    use base64::Engine;
+    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+    let (endpoint, headers, label) = match &receiver {
+        Receiver::Sink(base) => (format!("{base}/v1/traces"), Default::default(), "sink"),
+        Receiver::Serve(serve) => {
+            let credentials = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", SERVE_KEYS.0, SERVE_KEYS.1));
+            let headers = [("Authorization".to_owned(), format!("Basic {credentials}"))];
+            (
+                format!("{}/api/public/otel/v1/traces", serve.base),
+                headers.into_iter().collect(),
+                "`axion serve`",
+            )
+        }
+    };
+    let count = || match &receiver {
+        Receiver::Sink(base) => sink_count(base),
+        Receiver::Serve(serve) => trace_count(&serve.base),
+    };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(format!("{base}/v1/traces"))
+        .with_endpoint(endpoint)
+        .with_headers(headers)
         .build()
         .unwrap();
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
@@ -331,7 +380,7 @@ fn otel_burst(base: &str, burst: usize) -> String {
         .build();
     let tracer = provider.tracer("bench");
     let values = kilobyte_values(burst);
-    let before = sink_count(base).unwrap_or(0);
+    let before = count().unwrap_or(0);
     let mut times = Vec::with_capacity(burst);
     let started = Instant::now();
     for (input, output) in values {
@@ -351,15 +400,28 @@ fn otel_burst(base: &str, burst: usize) -> String {
     }
     let _ = provider.force_flush();
     let elapsed = started.elapsed().as_secs_f64();
-    let delivered = sink_count(base).unwrap_or(0) - before;
+    let delivered = count().unwrap_or(0) - before;
     let _ = provider.shutdown();
     let median = percentile(&mut times, 0.5);
     let p99 = percentile(&mut times, 0.99);
     format!(
-        "| `opentelemetry_sdk` + `opentelemetry-otlp` batch exporter → sink | {:.0} | {} of {burst} spans | {median:.0} ns / {p99:.0} ns |",
+        "| `opentelemetry_sdk` + `opentelemetry-otlp` batch exporter → {label} | {:.0} | {} of {burst} spans | {median:.0} ns / {p99:.0} ns |",
         delivered as f64 / elapsed,
         burst as u64 - delivered,
     )
+}
+
+/// [`otel_burst`] into a running `axion serve`, with the server's CPU time and bytes written
+/// per span delivered (as [`to_serve`]).
+fn otel_to_serve(serve: &ChildRole, burst: usize) -> String {
+    serve.settle();
+    let (before, written_before) = (serve.cpu_seconds(), serve.written_bytes().0);
+    let before_count = trace_count(&serve.base).unwrap_or(0);
+    let row = otel_burst(Receiver::Serve(serve), burst);
+    let delivered = (trace_count(&serve.base).unwrap_or(0) - before_count).max(1) as f64;
+    let micros = (serve.cpu_seconds() - before) * 1e6 / delivered;
+    let kilobytes = (serve.written_bytes().0 - written_before) as f64 / 1024.0 / delivered;
+    format!("{row}\n| ↳ `axion serve`'s CPU time (user + system), bytes it wrote | {micros:.1} µs, {kilobytes:.1} KB per span | | |")
 }
 
 /// The backend is down (nothing listens): memory stays bounded by the queue; drops are counted.

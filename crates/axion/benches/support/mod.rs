@@ -53,6 +53,22 @@ impl ChildRole {
         cpu_of(&format!("/proc/{}/stat", self.child.id())).total()
     }
 
+    /// Waits until the child is idle (its CPU time grows by under 2 ms in 100 ms; 10 s at
+    /// most), so that work left from one measurement (a writer applying rows, checkpoints) is
+    /// not counted in the next.
+    pub fn settle(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut last = self.cpu_seconds();
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = self.cpu_seconds();
+            if now - last < 0.002 {
+                return;
+            }
+            last = now;
+        }
+    }
+
     /// Bytes the child has written so far: handed to `write` and its kin, and sent on to
     /// storage (`/proc/<pid>/io`: `wchar`, `write_bytes`).
     pub fn written_bytes(&self) -> (u64, u64) {

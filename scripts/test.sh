@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Every test of the project: formatting, lints, unit/integration/doc/UI tests, benchmarks in
-# test mode (each benchmark runs once), the official Python SDKs against `axion serve`, and the
-# examples in both tracing modes.
+# Every test of the project: formatting, lints, unit/integration/doc/UI tests, the API docs
+# building cleanly, benchmarks in test mode (each benchmark runs once), the official Python SDKs
+# against `axion serve`, and the examples in both tracing modes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The API docs build without broken or private links.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # The optional `tracing` bridge: lints, its tests and its doc example.
 cargo clippy -p axion --all-targets --features tracing -- -D warnings
 cargo test -p axion --features tracing --test tracing_bridge

@@ -1,6 +1,6 @@
 //! Procedural macros of the axion SDK; use them through `axion::trace` and `axion::HasTracer`.
 //!
-//! Argument parsing ([`args`]) and code generation ([`expand`]) are kept apart, so every
+//! Argument parsing (`args`) and code generation (`expand`) are kept apart, so every
 //! mistake in `#[trace(...)]` is reported at the offending token before any code is generated.
 
 use proc_macro::TokenStream;

@@ -81,7 +81,7 @@ pub fn instrument<F: std::future::Future>(span: &Span, future: F) -> Instrumente
     Instrumented::new(future, span.context(), None)
 }
 
-/// Ends the span when dropped; marks it cancelled unless [`SpanOwner::complete`] was called.
+/// Ends the span when dropped; marks it cancelled unless `SpanOwner::complete` was called.
 #[inline]
 pub fn own(span: Span) -> SpanOwner {
     SpanOwner::new(span)

@@ -296,7 +296,7 @@ impl Priceable for PricedSpan<'_> {
 }
 
 /// A trace's fields as typed sources give them, folded with the rules of
-/// [`merge_owned`](crate::ingest::merge_owned) (see [`TraceFields::absorb`]).
+/// [`crate::ingest::merge_owned`] (see [`TraceFields::absorb`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceFields {
     /// Trace id.

@@ -4,7 +4,7 @@
 //! appended meanwhile) before it is answered, so a 2xx always means the data is on disk. One
 //! writer thread owns the only write connection: it drains whatever rows are queued and applies
 //! them in one transaction, recording in it how far into the log it got (see
-//! [`ingest_log`](super::ingest_log) for why). Queued rows are bounded by size: a write waits
+//! the `ingest_log` module for why). Queued rows are bounded by size: a write waits
 //! while the writer is that far behind. Reads use a small pool of read-only connections; a
 //! read of traces, observations, sessions or scores first waits until every write answered
 //! before it began is applied, so clients read what they wrote.

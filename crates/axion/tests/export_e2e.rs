@@ -1,6 +1,6 @@
 //! The SDK's exporters into a real `axion serve` on 127.0.0.1:0, read back through its API and
-//! compared as a whole tree; plus failure injection (429 with Retry-After, 503, server down and
-//! back) on a local listener.
+//! compared as a whole tree; plus failure injection (429 with Retry-After, 503, connection
+//! resets, server down for 10 s and back) on a local listener.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -339,6 +339,67 @@ async fn retries_429_and_503_then_delivers_everything() {
     server.shutdown().await;
 }
 
+/// A listener that resets the first `resets` connections (TCP RST, no answer) as soon as a
+/// request starts arriving, then passes connections through to the real server. Counts the
+/// connections it accepted.
+async fn resetting_front(backend: SocketAddr, resets: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if counter.fetch_add(1, Ordering::SeqCst) < resets {
+                let _ = client.read(&mut [0u8; 1024]).await;
+                let _ = client.set_zero_linger();
+                drop(client);
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_resets_are_retried_and_nothing_is_lost() {
+    let (server, _dir) = server().await;
+    let (front, accepted) = resetting_front(server.local_addr(), 2).await;
+    let tracer = Tracer::builder(MetadataType::Llm)
+        .provider(langfuse(front, "otlp"))
+        .force_new(true)
+        .build();
+    let trace_id = tokio::task::spawn_blocking({
+        let tracer = tracer.clone();
+        move || run_scenario(&tracer, "dave")
+    })
+    .await
+    .unwrap();
+    let report = tokio::task::spawn_blocking({
+        let tracer = tracer.clone();
+        move || tracer.flush(Duration::from_secs(30))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        report.dropped_total, 0,
+        "every reset request was sent again"
+    );
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 3,
+        "two connections were reset before one got through"
+    );
+    assert_eq!(tracer.stats().export.dropped_export_failed, 0);
+    check_tree(server.local_addr(), &trace_id, "dave").await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_that_is_down_for_a_while_loses_nothing() {
     // Reserve a port, keep it closed while spans are produced, then start the server there.
@@ -366,7 +427,9 @@ async fn a_server_that_is_down_for_a_while_loses_nothing() {
         let tracer = tracer.clone();
         move || tracer.flush(Duration::from_secs(30))
     });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Down for 10 s, as the failure injection asks: the retries back off to 5 s and
+    // keep going (a batch may be retried for 60 s).
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(ServerConfig {
         listen: addr,

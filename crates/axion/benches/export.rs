@@ -14,15 +14,16 @@
 //!
 //! | exporter | spans/s | dropped | caller median / p99 |
 //! | --- | --- | --- | --- |
-//! | axion `langfuse` → sink | 40 513 | 90 432 of 200 000 records | 0.82 / 24 µs |
-//! | the same, `AXION_EXPORT_BLOCK_MS=1000` | 105 518 | 0 | 0.42 / 1.9 µs |
-//! | `opentelemetry-otlp` → sink | 90 431 | 36 of 100 000 spans | 8.1 / 58 µs |
-//! | axion `langfuse` → sink, paced at 10 000 spans/s, sleeping between spans | 10 000 | 0 | 1.17 / 5.2 µs |
-//! | the same, busy-waiting between spans | 10 000 | 0 | 0.89 / 2.5 µs |
-//! | axion `langfuse` → `axion serve`, `AXION_EXPORT_BLOCK_MS=1000` (20 000 spans) | 24 941 | 0 | 0.45 / 1.6 µs |
-//! | ↳ the server's CPU time and bytes written per span | 49.0 µs, 12.1 KB | | |
-//! | `opentelemetry-otlp` → `axion serve` (20 000 spans) | 12 679 | 15 392 of 20 000 spans | 7.2 / 17 µs |
-//! | ↳ the server's CPU time and bytes written per span | 91.1 µs, 32.9 KB | | |
+//! | axion `langfuse` → sink | 50 813 | 89 920 of 200 000 records | 0.73 / 27 µs |
+//! | the same, `AXION_EXPORT_BLOCK_MS=1000` | 150 545 | 0 | 0.37 / 1.9 µs |
+//! | `opentelemetry-otlp` → sink | 121 236 | 2 822 of 100 000 spans | 6.6 / 42 µs |
+//! | axion `langfuse` → sink, paced at 10 000 spans/s, sleeping between spans | 10 000 | 0 | 0.89 / 3.6 µs |
+//! | the same, busy-waiting between spans | 10 000 | 0 | 0.68 / 1.5 µs |
+//! | `opentelemetry-otlp` → sink, paced and sleeping the same way | 10 000 | 0 | 10.2 / 34 µs |
+//! | axion `langfuse` → `axion serve`, `AXION_EXPORT_BLOCK_MS=1000` (20 000 spans) | 27 849 | 0 | 0.34 / 1.3 µs |
+//! | ↳ the server's CPU time and bytes written per span | 43.0 µs, 12.1 KB | | |
+//! | `opentelemetry-otlp` → `axion serve` (20 000 spans) | 14 620 | 15 392 of 20 000 spans | 6.4 / 11 µs |
+//! | ↳ the server's CPU time and bytes written per span | 69.4 µs, 32.0 KB | | |
 
 use std::io::Read;
 use std::process::Command;
@@ -67,6 +68,7 @@ fn main() {
             for pacing in [Pacing::Sleep, Pacing::Spin] {
                 println!("{}", axion_paced(&sink.base, 20_000, 10_000, pacing));
             }
+            println!("{}", otel_paced(&sink.base, 20_000, 10_000, Pacing::Sleep));
             return sink.stop();
         }
         _ => {}
@@ -88,10 +90,14 @@ fn main() {
     );
     let theirs = otel_burst(Receiver::Sink(&sink.base), burst);
     println!("{theirs}");
+    let paced_spans = if full { 20_000 } else { 500 };
     for pacing in [Pacing::Sleep, Pacing::Spin] {
-        let spans = if full { 20_000 } else { 500 };
-        println!("{}", axion_paced(&sink.base, spans, 10_000, pacing));
+        println!("{}", axion_paced(&sink.base, paced_spans, 10_000, pacing));
     }
+    println!(
+        "{}",
+        otel_paced(&sink.base, paced_spans, 10_000, Pacing::Sleep)
+    );
     sink.stop();
     let serve = ChildRole::spawn("serve");
     println!("{}", to_serve(&serve, burst.min(20_000), "axion serve", 0));
@@ -286,10 +292,23 @@ enum Pacing {
     Spin,
 }
 
-/// The host's side while the pipeline keeps up: spans made at a steady `per_second`, below
-/// what the exporter delivers, so nothing waits for the queue and nothing is dropped.
-fn axion_paced(base: &str, spans: usize, per_second: u64, pacing: Pacing) -> String {
-    let tracer = langfuse_tracer(base, 0);
+impl Pacing {
+    fn between(self) -> &'static str {
+        match self {
+            Pacing::Sleep => "sleeping",
+            Pacing::Spin => "busy-waiting",
+        }
+    }
+}
+
+/// Calls `span` once per pair of 1 KB values, at a steady `per_second`, and returns the
+/// nanoseconds each call took.
+fn paced(
+    spans: usize,
+    per_second: u64,
+    pacing: Pacing,
+    mut span: impl FnMut(Value, Value) -> f64,
+) -> Vec<f64> {
     let values = kilobyte_values(spans);
     let interval = Duration::from_nanos(1_000_000_000 / per_second);
     let mut times = Vec::with_capacity(spans);
@@ -308,20 +327,89 @@ fn axion_paced(base: &str, spans: usize, per_second: u64, pacing: Pacing) -> Str
                 }
             }
         }
-        times.push(timed_span(&tracer, input, output));
+        times.push(span(input, output));
     }
+    times
+}
+
+/// The host's side while the pipeline keeps up: spans made at a steady `per_second`, below
+/// what the exporter delivers, so nothing waits for the queue and nothing is dropped.
+fn axion_paced(base: &str, spans: usize, per_second: u64, pacing: Pacing) -> String {
+    let tracer = langfuse_tracer(base, 0);
+    let mut times = paced(spans, per_second, pacing, |input, output| {
+        timed_span(&tracer, input, output)
+    });
     let report = tracer.flush(Duration::from_secs(60)).unwrap();
     let median = percentile(&mut times, 0.5);
     let p99 = percentile(&mut times, 0.99);
-    let between = match pacing {
-        Pacing::Sleep => "sleeping",
-        Pacing::Spin => "busy-waiting",
-    };
     format!(
-        "| axion `langfuse` provider → sink, paced at {per_second} spans/s ({spans} spans, {between} between spans) | {per_second} (paced) | {} of {} records | {median:.0} ns / {p99:.0} ns |",
+        "| axion `langfuse` provider → sink, paced at {per_second} spans/s ({spans} spans, {} between spans) | {per_second} (paced) | {} of {} records | {median:.0} ns / {p99:.0} ns |",
+        pacing.between(),
         report.dropped_total,
         tracer.stats().export.queued + tracer.stats().export.dropped_queue_full,
     )
+}
+
+/// [`axion_paced`] for `opentelemetry_sdk` + `opentelemetry-otlp` on the same workload: the
+/// reference for a caller's cost on this VM, which charges both for starting on an idle CPU.
+fn otel_paced(base: &str, spans: usize, per_second: u64, pacing: Pacing) -> String {
+    let (provider, tracer) = otel_tracer(&format!("{base}/v1/traces"), Default::default());
+    let before = sink_count(base).unwrap_or(0);
+    let mut times = paced(spans, per_second, pacing, |input, output| {
+        otel_span(&tracer, input, output)
+    });
+    let _ = provider.force_flush();
+    let delivered = sink_count(base).unwrap_or(0) - before;
+    let _ = provider.shutdown();
+    let median = percentile(&mut times, 0.5);
+    let p99 = percentile(&mut times, 0.99);
+    format!(
+        "| `opentelemetry_sdk` + `opentelemetry-otlp` → sink, paced at {per_second} spans/s ({spans} spans, {} between spans) | {per_second} (paced) | {} of {spans} spans | {median:.0} ns / {p99:.0} ns |",
+        pacing.between(),
+        spans as u64 - delivered,
+    )
+}
+
+/// An `opentelemetry_sdk` tracer with the batch exporter at its defaults (HTTP protobuf, not
+/// compressed) posting to `endpoint`.
+fn otel_tracer(
+    endpoint: &str,
+    headers: std::collections::HashMap<String, String>,
+) -> (
+    opentelemetry_sdk::trace::SdkTracerProvider,
+    opentelemetry_sdk::trace::SdkTracer,
+) {
+    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(endpoint)
+        .with_headers(headers)
+        .build()
+        .unwrap();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .build();
+    let tracer = provider.tracer("bench");
+    (provider, tracer)
+}
+
+/// One `opentelemetry_sdk` span carrying `input` and `output` (serialised on the caller, as
+/// that SDK requires): the caller's nanoseconds.
+fn otel_span(tracer: &opentelemetry_sdk::trace::SdkTracer, input: Value, output: Value) -> f64 {
+    let begin = Instant::now();
+    let mut span = tracer.start("llm_call");
+    span.set_attribute(opentelemetry::KeyValue::new(
+        "input.value",
+        serde_json::to_string(&input).unwrap(),
+    ));
+    span.set_attribute(opentelemetry::KeyValue::new(
+        "output.value",
+        serde_json::to_string(&output).unwrap(),
+    ));
+    span.end();
+    drop((input, output));
+    begin.elapsed().as_secs_f64() * 1e9
 }
 
 /// Where an `opentelemetry-otlp` burst goes.
@@ -350,7 +438,6 @@ fn trace_count(base: &str) -> Option<u64> {
 /// (HTTP protobuf, not compressed), the JSON serialised on the caller as that SDK requires.
 fn otel_burst(receiver: Receiver<'_>, burst: usize) -> String {
     use base64::Engine;
-    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
     let (endpoint, headers, label) = match &receiver {
         Receiver::Sink(base) => (format!("{base}/v1/traces"), Default::default(), "sink"),
         Receiver::Serve(serve) => {
@@ -368,35 +455,13 @@ fn otel_burst(receiver: Receiver<'_>, burst: usize) -> String {
         Receiver::Sink(base) => sink_count(base),
         Receiver::Serve(serve) => trace_count(&serve.base),
     };
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(endpoint)
-        .with_headers(headers)
-        .build()
-        .unwrap();
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .build();
-    let tracer = provider.tracer("bench");
+    let (provider, tracer) = otel_tracer(&endpoint, headers);
     let values = kilobyte_values(burst);
     let before = count().unwrap_or(0);
     let mut times = Vec::with_capacity(burst);
     let started = Instant::now();
     for (input, output) in values {
-        let begin = Instant::now();
-        let mut span = tracer.start("llm_call");
-        span.set_attribute(opentelemetry::KeyValue::new(
-            "input.value",
-            serde_json::to_string(&input).unwrap(),
-        ));
-        span.set_attribute(opentelemetry::KeyValue::new(
-            "output.value",
-            serde_json::to_string(&output).unwrap(),
-        ));
-        span.end();
-        drop((input, output));
-        times.push(begin.elapsed().as_secs_f64() * 1e9);
+        times.push(otel_span(&tracer, input, output));
     }
     let _ = provider.force_flush();
     let elapsed = started.elapsed().as_secs_f64();

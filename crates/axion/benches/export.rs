@@ -88,7 +88,7 @@ fn main() {
             1000
         )
     );
-    let theirs = otel_burst(Receiver::Sink(&sink.base), burst);
+    let theirs = otel_burst(Receiver::Sink(&sink.base), burst).0;
     println!("{theirs}");
     let paced_spans = if full { 20_000 } else { 500 };
     for pacing in [Pacing::Sleep, Pacing::Spin] {
@@ -269,13 +269,18 @@ fn burst_into(base: &str, burst: usize, label: &str, block_ms: u64) -> (String, 
     (row, delivered)
 }
 
-/// [`axion_burst`] into a running `axion serve`, and a row with the server's CPU time per
-/// span delivered meanwhile (user + system, all its threads) and the bytes it wrote (ingest log, WAL,
-/// checkpoints).
+/// [`axion_burst`] into a running `axion serve`, with the server's cost (see [`serve_row`]).
 fn to_serve(serve: &ChildRole, burst: usize, label: &str, block_ms: u64) -> String {
+    serve_row(serve, || burst_into(&serve.base, burst, label, block_ms))
+}
+
+/// Runs a burst into an idle `axion serve` (`burst` returns its row and the spans delivered),
+/// and adds a row with the server's CPU time per span delivered meanwhile (user + system, all
+/// its threads) and the bytes it wrote (ingest log, WAL, checkpoints).
+fn serve_row(serve: &ChildRole, burst: impl FnOnce() -> (String, u64)) -> String {
     serve.settle();
     let (before, written_before) = (serve.cpu_seconds(), serve.written_bytes().0);
-    let (row, delivered) = burst_into(&serve.base, burst, label, block_ms);
+    let (row, delivered) = burst();
     let delivered = delivered.max(1) as f64;
     let micros = (serve.cpu_seconds() - before) * 1e6 / delivered;
     let kilobytes = (serve.written_bytes().0 - written_before) as f64 / 1024.0 / delivered;
@@ -435,8 +440,9 @@ fn trace_count(base: &str) -> Option<u64> {
 }
 
 /// The same workload through `opentelemetry_sdk` + `opentelemetry-otlp` at their defaults
-/// (HTTP protobuf, not compressed), the JSON serialised on the caller as that SDK requires.
-fn otel_burst(receiver: Receiver<'_>, burst: usize) -> String {
+/// (HTTP protobuf, not compressed), the JSON serialised on the caller as that SDK requires:
+/// its row, and how many spans were delivered.
+fn otel_burst(receiver: Receiver<'_>, burst: usize) -> (String, u64) {
     use base64::Engine;
     let (endpoint, headers, label) = match &receiver {
         Receiver::Sink(base) => (format!("{base}/v1/traces"), Default::default(), "sink"),
@@ -469,24 +475,17 @@ fn otel_burst(receiver: Receiver<'_>, burst: usize) -> String {
     let _ = provider.shutdown();
     let median = percentile(&mut times, 0.5);
     let p99 = percentile(&mut times, 0.99);
-    format!(
+    let row = format!(
         "| `opentelemetry_sdk` + `opentelemetry-otlp` batch exporter → {label} | {:.0} | {} of {burst} spans | {median:.0} ns / {p99:.0} ns |",
         delivered as f64 / elapsed,
         burst as u64 - delivered,
-    )
+    );
+    (row, delivered)
 }
 
-/// [`otel_burst`] into a running `axion serve`, with the server's CPU time and bytes written
-/// per span delivered (as [`to_serve`]).
+/// [`otel_burst`] into a running `axion serve`, with the server's cost (see [`serve_row`]).
 fn otel_to_serve(serve: &ChildRole, burst: usize) -> String {
-    serve.settle();
-    let (before, written_before) = (serve.cpu_seconds(), serve.written_bytes().0);
-    let before_count = trace_count(&serve.base).unwrap_or(0);
-    let row = otel_burst(Receiver::Serve(serve), burst);
-    let delivered = (trace_count(&serve.base).unwrap_or(0) - before_count).max(1) as f64;
-    let micros = (serve.cpu_seconds() - before) * 1e6 / delivered;
-    let kilobytes = (serve.written_bytes().0 - written_before) as f64 / 1024.0 / delivered;
-    format!("{row}\n| ↳ `axion serve`'s CPU time (user + system), bytes it wrote | {micros:.1} µs, {kilobytes:.1} KB per span | | |")
+    serve_row(serve, || otel_burst(Receiver::Serve(serve), burst))
 }
 
 /// The backend is down (nothing listens): memory stays bounded by the queue; drops are counted.

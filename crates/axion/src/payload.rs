@@ -42,30 +42,6 @@ impl Deferred for SharedJson {
     }
 }
 
-thread_local! {
-    /// Where [`json_string`] writes before the text gets an allocation of its exact size:
-    /// growing a fresh buffer to a kilobyte took four reallocations per value.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The JSON text `write` appends, in an allocation of its exact size.
-fn json_string(write: impl Fn(&mut Vec<u8>)) -> String {
-    let text = |out: &mut Vec<u8>| {
-        out.clear();
-        write(out);
-        // Only ever valid UTF-8: it is built from `str`s and ASCII.
-        std::str::from_utf8(out)
-            .map(str::to_owned)
-            .unwrap_or_else(|_| String::from_utf8_lossy(out).into_owned())
-    };
-    SCRATCH
-        .try_with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut scratch) => text(&mut scratch),
-            Err(_) => text(&mut Vec::new()),
-        })
-        .unwrap_or_else(|_| text(&mut Vec::new()))
-}
-
 /// The JSON form of a value; a value that cannot be serialised becomes a note saying why, so
 /// that one bad value never loses the record it belongs to.
 pub(crate) fn to_json_lossy<T: Serialize + ?Sized>(value: &T) -> Value {
@@ -176,7 +152,11 @@ impl Payload {
     /// The JSON text, serialised straight from the captured value (no intermediate tree):
     /// what wire formats that carry JSON as strings (OTLP attributes) want.
     pub fn to_json_string(&self) -> String {
-        json_string(|out| self.write_json(out))
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        // Only ever valid UTF-8: it is built from `str`s and ASCII.
+        String::from_utf8(out)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
     }
 
     /// Appends the JSON text to `out`, serialised straight from the captured value: what an

@@ -223,7 +223,11 @@ impl RawRoot {
     /// A root record from a root span and its trace's update, if any (see
     /// [`BaseTracer::export_root_span`]).
     pub fn from_parts(observation: RawObservation, trace: Option<Box<RawTrace>>) -> Self {
-        let trace = trace.map_or_else(|| RawTrace::new(observation.trace_id), |trace| *trace);
+        // The update's allocation goes back to the trace records' pool (see `recycle`).
+        let trace = trace.map_or_else(
+            || RawTrace::new(observation.trace_id),
+            crate::recycle::trace_contents,
+        );
         Self { observation, trace }
     }
 

@@ -100,12 +100,7 @@ pub(crate) fn split_root_span(
     observation: Box<RawObservation>,
     trace: Option<Box<RawTrace>>,
 ) -> [RawRecord; 2] {
-    let observation = observation_contents(observation);
-    let trace = match trace {
-        Some(trace) => trace_contents(trace),
-        None => RawTrace::new(observation.trace_id),
-    };
-    RawRoot::new(observation, trace).into_records()
+    RawRoot::from_parts(observation_contents(observation), trace).into_records()
 }
 
 /// An observation record in a returned allocation when there is one.

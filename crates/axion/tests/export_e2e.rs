@@ -97,6 +97,23 @@ fn run_scenario(tracer: &Tracer, user: &str) -> String {
     trace_id
 }
 
+/// [`run_scenario`] off the async runtime (the SDK's calls block, as in a sync program).
+async fn scenario(tracer: &Tracer, user: &str) -> String {
+    let (tracer, user) = (tracer.clone(), user.to_owned());
+    tokio::task::spawn_blocking(move || run_scenario(&tracer, &user))
+        .await
+        .unwrap()
+}
+
+/// Flushes off the async runtime, waiting up to 30 s.
+async fn flushed(tracer: &Tracer) -> axion::FlushReport {
+    let tracer = tracer.clone();
+    tokio::task::spawn_blocking(move || tracer.flush(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 async fn read(addr: SocketAddr, path: &str) -> Value {
     reqwest::Client::new()
         .get(format!("http://{addr}{path}"))
@@ -174,16 +191,8 @@ async fn langfuse_round_trip(transport: &str) {
         .provider(langfuse(addr, transport))
         .force_new(true)
         .build();
-    let trace_id = tokio::task::spawn_blocking({
-        let tracer = tracer.clone();
-        move || run_scenario(&tracer, "alice")
-    })
-    .await
-    .unwrap();
-    let report = tokio::task::spawn_blocking(move || tracer.flush(Duration::from_secs(30)))
-        .await
-        .unwrap()
-        .unwrap();
+    let trace_id = scenario(&tracer, "alice").await;
+    let report = flushed(&tracer).await;
     assert_eq!(report.dropped_total, 0);
     check_tree(addr, &trace_id, "alice").await;
     server.shutdown().await;
@@ -223,16 +232,8 @@ async fn otel_provider_speaks_genai_conventions() {
         .provider(otel)
         .force_new(true)
         .build();
-    let trace_id = tokio::task::spawn_blocking({
-        let tracer = tracer.clone();
-        move || run_scenario(&tracer, "bob")
-    })
-    .await
-    .unwrap();
-    tokio::task::spawn_blocking(move || tracer.flush(Duration::from_secs(30)))
-        .await
-        .unwrap()
-        .unwrap();
+    let trace_id = scenario(&tracer, "bob").await;
+    flushed(&tracer).await;
     let trace = read(addr, &format!("/api/public/traces/{trace_id}")).await;
     assert_eq!(trace["userId"], "bob");
     assert_eq!(trace["sessionId"], "sess-1");
@@ -319,16 +320,8 @@ async fn retries_429_and_503_then_delivers_everything() {
         .force_new(true)
         .build();
     let started = std::time::Instant::now();
-    let trace_id = tokio::task::spawn_blocking({
-        let tracer = tracer.clone();
-        move || run_scenario(&tracer, "carol")
-    })
-    .await
-    .unwrap();
-    let report = tokio::task::spawn_blocking(move || tracer.flush(Duration::from_secs(30)))
-        .await
-        .unwrap()
-        .unwrap();
+    let trace_id = scenario(&tracer, "carol").await;
+    let report = flushed(&tracer).await;
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After: 1 was honoured"
@@ -374,19 +367,8 @@ async fn connection_resets_are_retried_and_nothing_is_lost() {
         .provider(langfuse(front, "otlp"))
         .force_new(true)
         .build();
-    let trace_id = tokio::task::spawn_blocking({
-        let tracer = tracer.clone();
-        move || run_scenario(&tracer, "dave")
-    })
-    .await
-    .unwrap();
-    let report = tokio::task::spawn_blocking({
-        let tracer = tracer.clone();
-        move || tracer.flush(Duration::from_secs(30))
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let trace_id = scenario(&tracer, "dave").await;
+    let report = flushed(&tracer).await;
     assert_eq!(
         report.dropped_total, 0,
         "every reset request was sent again"
@@ -481,13 +463,7 @@ async fn backpressure_keeps_every_span_of_a_burst_larger_than_the_queue() {
     })
     .await
     .unwrap();
-    let report = tokio::task::spawn_blocking({
-        let tracer = tracer.clone();
-        move || tracer.flush(Duration::from_secs(30))
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let report = flushed(&tracer).await;
     let stats = tracer.stats().export;
     assert_eq!(report.dropped_total, 0, "{stats:?}");
     assert_eq!(stats.dropped_queue_full, 0, "{stats:?}");

@@ -398,20 +398,19 @@ impl OtlpExporter {
         // A trace whose input/output default to its root span's (the same capture) need not
         // carry them again: backends take the trace's I/O from the root span.
         let mut batch = batch;
-        let roots: HashMap<axion_model::TraceId, (Option<crate::Payload>, Option<crate::Payload>)> =
-            batch
-                .iter()
-                .filter_map(|record| match record {
-                    RawRecord::Observation(o) if direct_io && o.parent_id.is_none() => {
-                        // Only a shared capture can be the trace's too (cloning it is cheap).
-                        let shared = |payload: &Option<crate::Payload>| {
-                            payload.as_ref().filter(|p| p.is_shared()).cloned()
-                        };
-                        Some((o.trace_id, (shared(&o.input), shared(&o.output))))
-                    }
-                    _ => None,
-                })
-                .collect();
+        let roots: HashMap<axion_model::TraceId, Io> = batch
+            .iter()
+            .filter_map(|record| match record {
+                RawRecord::Observation(o) if direct_io && o.parent_id.is_none() => {
+                    // Only a shared capture can be the trace's too (cloning it is cheap).
+                    let shared = |payload: &Option<crate::Payload>| {
+                        payload.as_ref().filter(|p| p.is_shared()).cloned()
+                    };
+                    Some((o.trace_id, (shared(&o.input), shared(&o.output))))
+                }
+                _ => None,
+            })
+            .collect();
         if direct_io {
             for record in &mut batch {
                 if let RawRecord::Trace(trace) = record {

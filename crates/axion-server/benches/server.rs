@@ -13,7 +13,9 @@
 //! * `GET /traces/{id}` with 100 observations, p50;
 //! * the server's CPU time and bytes written per span ingested (`/proc/<pid>/stat`, `io`), and
 //!   how busy the machine was meanwhile;
-//! * the server's peak RSS (`VmHWM`) after everything.
+//! * the server's peak RSS (`VmHWM`) after everything;
+//! * live ingest into a fresh server up to 2M spans stored, step by step: the rate, CPU and
+//!   bytes written per span as the database grows.
 //!
 //! Last full run (2-core VM, random W3C-like ids; details and goals in the README):
 //!
@@ -316,4 +318,57 @@ async fn load(full: bool) {
         server.peak_rss_mb()
     );
     server.stop();
+    ingest_as_the_database_grows(full).await;
+}
+
+/// Live ingest into a database that grows: the ingest run's workload (8-span traces in
+/// sending order) into a fresh server, step after step up to `AXION_BENCH_SCALE_SPANS`
+/// (2 048 000 by default), with the rate, the server's CPU and the bytes it wrote per span at
+/// each step. The first run measures a small database; this shows what a user whose database
+/// has grown gets.
+async fn ingest_as_the_database_grows(full: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildRole::spawn_with("serve", &[("AXION_DATA_DIR", dir.path().as_os_str())]);
+    let (target, step): (usize, usize) = if full {
+        let target = workload::env_number("AXION_BENCH_SCALE_SPANS").unwrap_or(2_048_000);
+        (target, 409_600)
+    } else {
+        (4 * BATCH, 2 * BATCH)
+    };
+    let mut stored = 0usize;
+    while stored < target {
+        let batches = step.min(target - stored).div_ceil(BATCH);
+        let exports: Vec<(Vec<u8>, usize)> = (0..batches)
+            .map(|b| {
+                let first = 10_000_000 + ((stored / BATCH + b) * 64) as u64;
+                (export(first, 64, 8), BATCH)
+            })
+            .collect();
+        let spans = (batches * BATCH) as f64;
+        let (cpu_before, written_before) = (server.cpu_seconds(), server.written_bytes().0);
+        let writer = |server: &ChildRole| {
+            server
+                .cpu_by_thread()
+                .into_iter()
+                .find(|thread| thread.name.starts_with("axion-sqlite-wr"))
+                .map_or(0.0, |thread| thread.total())
+        };
+        let writer_before = writer(&server);
+        let rate = ingest(&server.base, exports, 4).await;
+        let micros = |seconds: f64| seconds * 1e6 / spans;
+        println!(
+            "| OTLP ingest as the database grows, {} → {} spans stored | {rate:.0} spans/s; server CPU {:.1} µs per span (writer {:.1}); {:.1} KB written per span |",
+            millions(stored),
+            millions(stored + batches * BATCH),
+            micros(server.cpu_seconds() - cpu_before),
+            micros(writer(&server) - writer_before),
+            (server.written_bytes().0 - written_before) as f64 / 1024.0 / spans,
+        );
+        stored += batches * BATCH;
+    }
+    server.stop();
+}
+
+fn millions(spans: usize) -> String {
+    format!("{:.2}M", spans as f64 / 1e6)
 }

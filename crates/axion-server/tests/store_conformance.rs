@@ -288,6 +288,72 @@ fn observations_cost_metrics_and_cascade(store: &dyn Store) {
     );
     assert!(store.observation(P, "gen").unwrap().is_none());
     assert!(store.score(P, "sc").unwrap().is_none());
+    // A deleted observation's id is free again: writing it creates a new observation.
+    let again = WriteBatch {
+        observations: vec![upsert(
+            json!({"id": "gen", "traceId": "t2", "type": "SPAN", "startTime": "2024-01-02T00:00:00Z"}),
+        )],
+        ..WriteBatch::default()
+    };
+    store.write(P, again).unwrap();
+    let generation = store.observation(P, "gen").unwrap().unwrap();
+    assert_eq!(generation.body["traceId"], "t2");
+    assert_eq!(generation.body["type"], "SPAN");
+    assert!(
+        generation.body.get("model").is_none(),
+        "nothing of the deleted one"
+    );
+}
+
+/// Writes of one observation id in one batch, in several batches, and in two projects: one
+/// observation per project, the writes merged in order.
+fn observation_ids_merge_within_and_across_batches(store: &dyn Store) {
+    let batch = WriteBatch {
+        observations: vec![
+            upsert(
+                json!({"id": "o", "traceId": "t", "type": "SPAN", "name": "first", "startTime": "2024-01-01T00:00:00Z"}),
+            ),
+            upsert(
+                json!({"id": "other", "traceId": "a", "type": "SPAN", "startTime": "2024-01-01T00:00:01Z"}),
+            ),
+            upsert(
+                json!({"id": "o", "traceId": "t", "metadata": {"step": 2}, "endTime": "2024-01-01T00:00:05Z"}),
+            ),
+        ],
+        ..WriteBatch::default()
+    };
+    store.write(P, batch).unwrap();
+    let update = WriteBatch {
+        observations: vec![upsert(
+            json!({"id": "o", "traceId": "t", "name": "renamed", "level": "ERROR"}),
+        )],
+        ..WriteBatch::default()
+    };
+    store.write(P, update).unwrap();
+    store
+        .write(
+            "project-b",
+            WriteBatch {
+                observations: vec![upsert(json!({"id": "o", "traceId": "t", "type": "EVENT", "startTime": "2024-01-01T00:00:00Z"}))],
+                ..WriteBatch::default()
+            },
+        )
+        .unwrap();
+    let observation = store.observation(P, "o").unwrap().unwrap();
+    assert_eq!(observation.body["name"], "renamed");
+    assert_eq!(observation.body["level"], "ERROR");
+    assert_eq!(observation.body["metadata"], json!({"step": 2}));
+    assert_eq!(observation.body["endTime"], "2024-01-01T00:00:05Z");
+    assert_eq!(observation.body["type"], "SPAN");
+    let of_trace = store.trace_observations(P, "t").unwrap();
+    assert_eq!(
+        ids(&of_trace, |o| &o.body),
+        ["o"],
+        "one row for the three writes"
+    );
+    let other_project = store.observation("project-b", "o").unwrap().unwrap();
+    assert_eq!(other_project.body["type"], "EVENT");
+    assert!(store.observation(P, "other").unwrap().is_some());
 }
 
 fn scores_filter(store: &dyn Store) {
@@ -359,6 +425,11 @@ macro_rules! conformance {
             fn observations_cost_metrics_and_cascade() {
                 let (store, _guard) = $make;
                 super::observations_cost_metrics_and_cascade(&store);
+            }
+            #[test]
+            fn observation_ids_merge_within_and_across_batches() {
+                let (store, _guard) = $make;
+                super::observation_ids_merge_within_and_across_batches(&store);
             }
             #[test]
             fn scores_filter() {

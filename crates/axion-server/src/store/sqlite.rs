@@ -181,9 +181,11 @@ CREATE TABLE observation_keys (
 "#,
 ];
 
-/// Work a migration needs beyond SQL, by the schema version it leads to.
-const MIGRATION_STEPS: &[(usize, fn(&Connection) -> Result<(), StoreError>)] =
-    &[(8, fill_observation_keys)];
+/// Work a migration does beyond its SQL, in the same transaction.
+type MigrationStep = fn(&Connection) -> Result<(), StoreError>;
+
+/// The [`MigrationStep`]s, by the schema version they lead to.
+const MIGRATION_STEPS: &[(usize, MigrationStep)] = &[(8, fill_observation_keys)];
 
 /// The key under which an observation is found (schema 8): FNV-1a over the project id, a
 /// byte no UTF-8 text holds, and the id, then SplitMix64's finaliser to spread the bits. Stored

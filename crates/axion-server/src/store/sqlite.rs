@@ -832,7 +832,9 @@ struct Statements<'c> {
     upsert_session: CachedStatement<'c>,
     insert_observation: CachedStatement<'c>,
     update_observation: Option<CachedStatement<'c>>,
-    find_observation: CachedStatement<'c>,
+    /// Whether any observation has a key: most new ids find none, and skip the join of
+    /// [`FIND_OBSERVATION`].
+    key_in_use: CachedStatement<'c>,
     insert_observation_key: CachedStatement<'c>,
 }
 
@@ -851,7 +853,7 @@ impl<'c> Statements<'c> {
                  WHERE excluded.created_at < sessions.created_at",
             )?,
             insert_observation: tx.prepare_cached(INSERT_OBSERVATION)?,
-            find_observation: tx.prepare_cached(FIND_OBSERVATION)?,
+            key_in_use: tx.prepare_cached("SELECT 1 FROM observation_keys WHERE key = ?1")?,
             insert_observation_key: tx
                 .prepare_cached("INSERT INTO observation_keys (key, seq) VALUES (?1, ?2)")?,
             upsert_trace: None,
@@ -1053,19 +1055,16 @@ fn apply_jobs(
         seq_of[index] = first_seq + position as i64;
     }
     // Ids are looked up and claimed in key order, one pass over the key table's pages (see
-    // schema 8). A stable sort, so of several writes of one id, which are then next to each
-    // other, the first to arrive claims it.
+    // schema 8). Several writes of one id are then next to each other, in arrival order: the
+    // first claims it.
     let keys: Vec<i64> = observations
         .iter()
         .map(|(project, observation)| observation_key(project, &observation.id))
         .collect();
     let mut key_order: Vec<usize> = (0..observations.len()).collect();
-    key_order.sort_by_key(|&index| {
-        (
-            keys[index],
-            observations[index].0,
-            observations[index].1.id.as_str(),
-        )
+    key_order.sort_unstable_by_key(|&index| {
+        let (project, observation) = observations[index];
+        (keys[index], project, observation.id.as_str(), index)
     });
     let mut taken: Vec<Option<i64>> = vec![None; observations.len()];
     let mut first_write: Option<usize> = None;
@@ -1081,10 +1080,12 @@ fn apply_jobs(
             continue;
         }
         first_write = Some(index);
-        taken[index] = statements
-            .find_observation
-            .query_row(params![keys[index], project, id], |row| row.get(0))
-            .optional()?;
+        if statements.key_in_use.exists([keys[index]])? {
+            taken[index] = tx
+                .prepare_cached(FIND_OBSERVATION)?
+                .query_row(params![keys[index], project, id], |row| row.get(0))
+                .optional()?;
+        }
         if taken[index].is_none() {
             statements
                 .insert_observation_key

@@ -1,6 +1,7 @@
 //! The `axion` command line.
 
 mod demo;
+mod logging;
 mod traces;
 
 use anyhow::Result;
@@ -63,6 +64,7 @@ static ALLOCATOR: axion_server::allocator::ServerAllocator =
 
 fn main() -> Result<()> {
     axion_server::allocator::configure();
+    logging::init();
     match Cli::parse().command {
         Command::Providers => {
             let detection = axion::detect_provider(&axion::Settings::from_env());

@@ -1,23 +1,45 @@
 //! `axion serve` as a process: first start prints a key pair once, data survives SIGTERM and a
-//! restart, the second start prints no secret.
+//! restart, the second start prints no secret; log records reach standard error at the level
+//! `AXION_LOG` names.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 struct Serve {
     child: Child,
     base: String,
     banner: Vec<String>,
+    /// What it wrote to standard error so far.
+    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 fn start(data_dir: &std::path::Path, extra: &[&str]) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_axion"))
+    start_with_log(data_dir, extra, None)
+}
+
+/// Starts `axion serve` with `AXION_LOG` set to `log` (unset for `None`).
+fn start_with_log(data_dir: &std::path::Path, extra: &[&str], log: Option<&str>) -> Serve {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_axion"));
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
+        .env_remove("AXION_LOG")
         .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    if let Some(level) = log {
+        command.env("AXION_LOG", level);
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let collected = Arc::clone(&stderr);
+    let errors = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in errors.lines().map_while(Result::ok) {
+            collected.lock().unwrap().push(line);
+        }
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let base = first
@@ -42,10 +64,12 @@ fn start(data_dir: &std::path::Path, extra: &[&str]) -> Serve {
         child,
         base,
         banner,
+        stderr,
     }
 }
 
-fn terminate(mut serve: Serve) {
+/// Stops the server gracefully; returns what it wrote to standard error.
+fn terminate(mut serve: Serve) -> Vec<String> {
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(serve.child.id().to_string())
@@ -54,6 +78,15 @@ fn terminate(mut serve: Serve) {
     assert!(status.success());
     let exit = serve.child.wait().unwrap();
     assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
+    // The reader thread sees the pipe close once the process is gone.
+    for _ in 0..100 {
+        if Arc::strong_count(&serve.stderr) == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let lines = serve.stderr.lock().unwrap().clone();
+    lines
 }
 
 fn env_value(banner: &[String], name: &str) -> String {
@@ -115,4 +148,51 @@ async fn first_start_prints_keys_and_data_survives_a_restart() {
         "only the hash of the secret is stored"
     );
     terminate(serve);
+}
+
+/// An `sdk-log` event, which the server logs at `debug` and does not store.
+async fn send_sdk_log(serve: &Serve, message: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/public/ingestion", serve.base))
+        .basic_auth("pk-log", Some("sk-log"))
+        .json(
+            &serde_json::json!({"batch": [{"id": "e1", "type": "sdk-log",
+            "timestamp": "2024-01-01T00:00:00Z", "body": {"log": message}}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 207);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_records_reach_standard_error_at_the_level_axion_log_names() {
+    let keys = ["--public-key", "pk-log", "--secret-key", "sk-log"];
+    let dir = tempfile::tempdir().unwrap();
+    let serve = start_with_log(dir.path(), &keys, Some("debug"));
+    send_sdk_log(&serve, "shown at debug").await;
+    let stderr = terminate(serve);
+    assert!(
+        stderr.iter().any(
+            |line| line.starts_with("axion debug: sdk-log:") && line.contains("shown at debug")
+        ),
+        "{stderr:#?}"
+    );
+
+    let serve = start_with_log(dir.path(), &keys, None);
+    send_sdk_log(&serve, "hidden at info").await;
+    let stderr = terminate(serve);
+    assert!(
+        !stderr.iter().any(|line| line.contains("hidden at info")),
+        "info is the default: {stderr:#?}"
+    );
+
+    let serve = start_with_log(dir.path(), &keys, Some("loud"));
+    let stderr = terminate(serve);
+    assert!(
+        stderr
+            .iter()
+            .any(|line| line.contains("AXION_LOG=\"loud\" names no level")),
+        "{stderr:#?}"
+    );
 }

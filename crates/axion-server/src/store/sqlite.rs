@@ -205,21 +205,26 @@ fn observation_key(project_id: &str, id: &str) -> i64 {
     (hash ^ (hash >> 31)) as i64
 }
 
-/// Keys for the observations a database of an earlier schema holds, inserted in key order.
+/// Keys for the observations a database of an earlier schema holds, inserted in key order:
+/// computed row by row into a scratch table, which SQLite then sorts (on disk when large), so
+/// memory stays bounded however many observations there are.
 fn fill_observation_keys(connection: &Connection) -> Result<(), StoreError> {
-    let mut keys: Vec<(i64, i64)> = connection
-        .prepare("SELECT seq, project_id, id FROM observations")?
-        .query_map([], |row| {
-            let (project_id, id): (String, String) = (row.get(1)?, row.get(2)?);
-            Ok((observation_key(&project_id, &id), row.get(0)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    keys.sort_unstable();
-    let mut insert =
-        connection.prepare("INSERT INTO observation_keys (key, seq) VALUES (?1, ?2)")?;
-    for (key, seq) in keys {
-        insert.execute([key, seq])?;
+    connection.execute_batch("CREATE TEMP TABLE unsorted_keys (key INTEGER, seq INTEGER)")?;
+    {
+        let mut insert =
+            connection.prepare("INSERT INTO temp.unsorted_keys (key, seq) VALUES (?1, ?2)")?;
+        let mut select = connection.prepare("SELECT seq, project_id, id FROM observations")?;
+        let mut rows = select.query([])?;
+        while let Some(row) = rows.next()? {
+            let (seq, project_id, id): (i64, String, String) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
+            insert.execute([observation_key(&project_id, &id), seq])?;
+        }
     }
+    connection.execute_batch(
+        "INSERT INTO observation_keys (key, seq) SELECT key, seq FROM temp.unsorted_keys ORDER BY key, seq;
+         DROP TABLE temp.unsorted_keys;",
+    )?;
     Ok(())
 }
 

@@ -1925,6 +1925,21 @@ mod tests {
     use super::*;
     use crate::ingest::{Upsert, WriteBatch};
 
+    /// The first column of every row `sql` returns.
+    fn column<T: rusqlite::types::FromSql>(
+        connection: &Connection,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Vec<T> {
+        connection
+            .prepare(sql)
+            .unwrap()
+            .query_map(params, |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     #[test]
     fn a_database_of_the_first_schema_is_migrated_and_keeps_its_data() {
         let dir = tempfile::tempdir().unwrap();
@@ -1996,13 +2011,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(unused_tag_index, 0);
-        let tags: Vec<Option<String>> = connection
-            .prepare("SELECT tags FROM traces ORDER BY id")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let tags: Vec<Option<String>> =
+            column(&connection, "SELECT tags FROM traces ORDER BY id", []);
         assert_eq!(tags, [Some(r#"["a","b"]"#.to_owned()), None]);
         let tag_table: i64 = connection
             .query_row(
@@ -2030,15 +2040,11 @@ mod tests {
             ("traces_by_name", "name"),
             ("traces_by_environment", "environment"),
         ] {
-            let columns: Vec<String> = connection
-                .prepare(&format!(
-                    "SELECT name FROM pragma_index_info('{index}') ORDER BY seqno"
-                ))
-                .unwrap()
-                .query_map([], |row| row.get(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let columns: Vec<String> = column(
+                &connection,
+                &format!("SELECT name FROM pragma_index_info('{index}') ORDER BY seqno"),
+                [],
+            );
             assert_eq!(columns[..2], [leading, "project_id"], "{index}");
         }
         // …and lookups by both still search it.
@@ -2319,6 +2325,7 @@ mod tests {
             serde_json::json!({"id": "o", "traceId": "t", "type": "SPAN", "name": "new"}),
         )];
         // Found through the key, then the row by `seq`.
+        // (EXPLAIN cannot be a subquery: its detail is the fourth column.)
         let steps: Vec<String> = connection
             .prepare(&format!("EXPLAIN QUERY PLAN {FIND_OBSERVATION}"))
             .unwrap()
@@ -2335,13 +2342,11 @@ mod tests {
             "{steps:?}"
         );
         assert!(apply_group(&mut connection, &pricing, &group)[0].is_ok());
-        let bodies: Vec<String> = connection
-            .prepare("SELECT body FROM observations ORDER BY seq")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let bodies: Vec<String> = column(
+            &connection,
+            "SELECT body FROM observations ORDER BY seq",
+            [],
+        );
         assert_eq!(
             bodies.len(),
             2,

@@ -21,14 +21,14 @@
 //!
 //! | benchmark | result |
 //! | --- | --- |
-//! | start-up to healthy | 27.4 ms |
-//! | OTLP ingest, 512 spans/request, 4 connections | 70 920 spans/s (100k-trace runs: 67–74k) |
-//! | server CPU per span ingested | 20.8 µs (writer 10.5, request threads 8.1, checkpoints 1.3) |
-//! | bytes the server wrote per span ingested | 5.28 KB |
-//! | trace detail, 100 observations | p50 1.82 ms |
-//! | list traces, tag + user + time, 1M stored | p50 10.58 ms, p95 12.80 ms |
-//! | server peak RSS after 1M traces | 178 MB |
-//! | live ingest, 1.64M → 2.05M spans stored | 30.1k spans/s, writer 23.7 µs, 18.6 KB per span |
+//! | start-up to healthy | 28.2 ms |
+//! | OTLP ingest, 512 spans/request, 4 connections | 76 570 spans/s (100k-trace runs: 62–77k) |
+//! | server CPU per span ingested | 20.7 µs (writer 10.0, request threads 8.7, checkpoints 1.2) |
+//! | bytes the server wrote per span ingested | 4.69 KB |
+//! | trace detail, 100 observations | p50 1.92 ms |
+//! | list traces, tag + user + time, 1M stored | p50 12.18 ms, p95 14.37 ms |
+//! | server peak RSS after 1M traces | 173 MB |
+//! | live ingest, 1.64M → 2.05M spans stored | 33.3k spans/s, writer 21.0 µs, 17.0 KB per span |
 
 use std::time::{Duration, Instant};
 

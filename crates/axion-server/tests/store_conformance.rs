@@ -354,6 +354,38 @@ fn observation_ids_merge_within_and_across_batches(store: &dyn Store) {
     let other_project = store.observation("project-b", "o").unwrap().unwrap();
     assert_eq!(other_project.body["type"], "EVENT");
     assert!(store.observation(P, "other").unwrap().is_some());
+    // The structured filter on ids: one, any of several, none of them, in this project only.
+    let by_ids = |project: &str, test: filter::Test| {
+        let query = ObservationQuery {
+            conditions: vec![filter::Condition {
+                column: "id".into(),
+                key: None,
+                test,
+            }],
+            ..ObservationQuery::default()
+        };
+        let page = store
+            .list_observations(project, &query, &offset(10))
+            .unwrap();
+        let mut found = ids(&page.items, |o| &o.body);
+        found.sort();
+        found
+    };
+    let text = |id: &str| filter::Test::Text(filter::TextTest::Equals, id.into());
+    let set = |test: filter::SetTest, ids: &[&str]| {
+        filter::Test::Set(test, ids.iter().map(|id| id.to_string()).collect())
+    };
+    assert_eq!(by_ids(P, text("o")), ["o"]);
+    assert_eq!(
+        by_ids(P, set(filter::SetTest::AnyOf, &["o", "other", "missing"])),
+        ["o", "other"]
+    );
+    assert!(by_ids(P, set(filter::SetTest::AnyOf, &[])).is_empty());
+    assert_eq!(by_ids(P, set(filter::SetTest::NoneOf, &["o"])), ["other"]);
+    assert_eq!(
+        by_ids("project-b", set(filter::SetTest::AnyOf, &["o", "other"])),
+        ["o"]
+    );
 }
 
 fn scores_filter(store: &dyn Store) {

@@ -1737,11 +1737,34 @@ impl Store for SqliteStore {
             filter.clauses.push(clause);
             filter.values.extend(values);
         }
+        // A condition naming ids also finds their rows through their keys; the condition
+        // itself still decides (keys may be shared).
+        let mut by_ids = false;
+        for condition in &query.conditions {
+            let ids = match &condition.test {
+                filter::Test::Text(filter::TextTest::Equals, id) if condition.column == "id" => {
+                    std::slice::from_ref(id)
+                }
+                filter::Test::Set(filter::SetTest::AnyOf, ids) if condition.column == "id" => ids,
+                _ => continue,
+            };
+            let marks = vec!["?"; ids.len()].join(", ");
+            filter.clauses.push(format!(
+                "o.seq IN (SELECT seq FROM observation_keys WHERE key IN ({marks}))"
+            ));
+            filter.values.extend(
+                ids.iter()
+                    .map(|id| SqlValue::Integer(observation_key(project_id, id))),
+            );
+            by_ids = true;
+        }
         filter.keyset("o.start_time", "o.id", page);
-        // Both this index and the one by start give the order but for ties; without
-        // statistics (a new database) the planner may take the one by start, and read every
-        // observation of the project to find a trace's.
-        let table = if query.trace_id.is_some() {
+        // Without statistics (a new database) the planner may take the index by start, which
+        // gives the order, and read every observation of the project to find a trace's or a
+        // few ids'. Ids are taken by `seq` (no index), a trace's rows through its index.
+        let table = if by_ids {
+            "observations o NOT INDEXED"
+        } else if query.trace_id.is_some() {
             "observations o INDEXED BY observations_by_trace"
         } else {
             "observations o"

@@ -4,14 +4,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 struct Serve {
     child: Child,
     base: String,
     banner: Vec<String>,
-    /// What it wrote to standard error so far.
-    stderr: Arc<Mutex<Vec<String>>>,
+    /// Collects what it writes to standard error, until it exits.
+    stderr: JoinHandle<Vec<String>>,
 }
 
 fn start(data_dir: &std::path::Path, extra: &[&str]) -> Serve {
@@ -32,14 +32,8 @@ fn start_with_log(data_dir: &std::path::Path, extra: &[&str], log: Option<&str>)
         command.env("AXION_LOG", level);
     }
     let mut child = command.spawn().unwrap();
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    let collected = Arc::clone(&stderr);
     let errors = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in errors.lines().map_while(Result::ok) {
-            collected.lock().unwrap().push(line);
-        }
-    });
+    let stderr = std::thread::spawn(move || errors.lines().map_while(Result::ok).collect());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let base = first
@@ -78,15 +72,8 @@ fn terminate(mut serve: Serve) -> Vec<String> {
     assert!(status.success());
     let exit = serve.child.wait().unwrap();
     assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
-    // The reader thread sees the pipe close once the process is gone.
-    for _ in 0..100 {
-        if Arc::strong_count(&serve.stderr) == 1 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let lines = serve.stderr.lock().unwrap().clone();
-    lines
+    // The pipe closes with the process, which ends the reader.
+    serve.stderr.join().unwrap()
 }
 
 fn env_value(banner: &[String], name: &str) -> String {

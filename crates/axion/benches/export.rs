@@ -32,9 +32,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axion::{MetadataType, Settings, Tracer, TracerRegistry};
-use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::TracerProvider as _;
 use serde_json::{json, Value};
 
+mod otel;
 mod support;
 
 use support::{rss_mb, run_serve, wait_for_stdin_close, ChildRole, ROLE};
@@ -403,17 +404,7 @@ fn otel_tracer(
 /// that SDK requires): the caller's nanoseconds.
 fn otel_span(tracer: &opentelemetry_sdk::trace::SdkTracer, input: Value, output: Value) -> f64 {
     let begin = Instant::now();
-    let mut span = tracer.start("llm_call");
-    span.set_attribute(opentelemetry::KeyValue::new(
-        "input.value",
-        serde_json::to_string(&input).unwrap(),
-    ));
-    span.set_attribute(opentelemetry::KeyValue::new(
-        "output.value",
-        serde_json::to_string(&output).unwrap(),
-    ));
-    span.end();
-    drop((input, output));
+    otel::llm_call(tracer, input, output);
     begin.elapsed().as_secs_f64() * 1e9
 }
 

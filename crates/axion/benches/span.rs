@@ -13,8 +13,10 @@ use std::sync::Arc;
 
 use axion::{BaseTracer, MetadataType, RawRecord, Tracer};
 use divan::{black_box, AllocProfiler, Bencher};
-use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::TracerProvider as _;
 use serde_json::{json, Value};
+
+mod otel;
 
 #[global_allocator]
 static ALLOC: AllocProfiler = AllocProfiler::system();
@@ -152,19 +154,8 @@ mod enabled_1kb {
         let output = kilobyte_json();
         bencher
             .with_inputs(|| (input.clone(), output.clone()))
-            .bench_local_values(|(input, output)| {
-                let mut span = tracer.start("llm_call");
-                // OTel attributes are strings: the JSON is serialised here, on the caller's thread.
-                span.set_attribute(opentelemetry::KeyValue::new(
-                    "input.value",
-                    serde_json::to_string(&input).unwrap(),
-                ));
-                span.set_attribute(opentelemetry::KeyValue::new(
-                    "output.value",
-                    serde_json::to_string(&output).unwrap(),
-                ));
-                span.end();
-            });
+            // OTel attributes are strings: the JSON is serialised on the caller's thread.
+            .bench_local_values(|(input, output)| crate::otel::llm_call(&tracer, input, output));
         let _ = provider.shutdown();
     }
 

@@ -878,7 +878,7 @@ impl<'c> Statements<'c> {
     }
 }
 
-/// `insert`, or for a merge the upsert in `upsert` (prepared from `upsert_sql` on first use).
+/// `insert`, or for a merge the statement in `upsert` (prepared from `upsert_sql` on first use).
 fn insert_or_upsert<'s, 'c>(
     tx: &'c Connection,
     insert: &'s mut CachedStatement<'c>,
@@ -974,15 +974,13 @@ fn write_observation(
     update: bool,
     now: i64,
 ) -> Result<(), StoreError> {
-    let statement = if update {
-        let statement = match statements.update_observation.take() {
-            Some(statement) => statement,
-            None => statements.tx.prepare_cached(UPDATE_OBSERVATION)?,
-        };
-        statements.update_observation.insert(statement)
-    } else {
-        &mut statements.insert_observation
-    };
+    let statement = insert_or_upsert(
+        statements.tx,
+        &mut statements.insert_observation,
+        &mut statements.update_observation,
+        update,
+        UPDATE_OBSERVATION,
+    )?;
     statement.execute(params![
         seq,
         project,
@@ -1741,11 +1739,11 @@ impl Store for SqliteStore {
         // itself still decides (keys may be shared).
         let mut by_ids = false;
         for condition in &query.conditions {
-            let ids = match &condition.test {
-                filter::Test::Text(filter::TextTest::Equals, id) if condition.column == "id" => {
+            let ids = match (condition.column.as_str(), &condition.test) {
+                ("id", filter::Test::Text(filter::TextTest::Equals, id)) => {
                     std::slice::from_ref(id)
                 }
-                filter::Test::Set(filter::SetTest::AnyOf, ids) if condition.column == "id" => ids,
+                ("id", filter::Test::Set(filter::SetTest::AnyOf, ids)) => ids,
                 _ => continue,
             };
             let marks = vec!["?"; ids.len()].join(", ");

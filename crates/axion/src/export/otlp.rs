@@ -150,32 +150,21 @@ fn with_io_attributes(spans: Vec<(Span, Option<Io>)>, convention: Convention) ->
         .collect()
 }
 
-/// Protobuf field tag of a length-delimited field (every field written here is below 16, so
-/// the tag is one byte).
-const fn len_tag(field: u8) -> u8 {
-    (field << 3) | 2
+/// Starts a length-delimited field of `len` bytes: its key and its length.
+fn put_field_head(out: &mut Vec<u8>, field: u32, len: usize) {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    encode_key(field, WireType::LengthDelimited, out);
+    encode_varint(len as u64, out);
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: usize) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn varint_len(value: usize) -> usize {
-    (usize::BITS - (value | 1).leading_zeros()).div_ceil(7) as usize
-}
-
-/// The bytes of a length-delimited field holding `len` bytes: tag, length, contents.
+/// The bytes of a length-delimited field holding `len` bytes: key (one byte, every field
+/// written here being below 16), length, contents.
 fn field_len(len: usize) -> usize {
-    1 + varint_len(len) + len
+    1 + prost::encoding::encoded_len_varint(len as u64) + len
 }
 
-fn put_field(out: &mut Vec<u8>, field: u8, contents: &[u8]) {
-    out.push(len_tag(field));
-    put_varint(out, contents.len());
+fn put_field(out: &mut Vec<u8>, field: u32, contents: &[u8]) {
+    put_field_head(out, field, contents.len());
     out.extend_from_slice(contents);
 }
 
@@ -186,12 +175,10 @@ fn string_kv_len(key: &str, value_len: usize) -> usize {
 
 /// Appends a span attribute (`Span.attributes`, field 9) with a string value.
 fn put_string_attribute(out: &mut Vec<u8>, key: &str, value: &[u8]) {
-    out.push(len_tag(9));
-    put_varint(out, string_kv_len(key, value.len()));
+    put_field_head(out, 9, string_kv_len(key, value.len()));
     put_field(out, 1, key.as_bytes());
-    out.push(len_tag(2));
-    put_varint(out, field_len(value.len()));
-    put_field(out, 1, value);
+    put_field_head(out, 2, field_len(value.len())); // KeyValue.value: AnyValue
+    put_field(out, 1, value); // AnyValue.string_value
 }
 
 /// The protobuf encoding of an `ExportTraceServiceRequest` holding `spans`, in two parts to
@@ -212,27 +199,25 @@ fn protobuf_body(
     let (input_key, output_key, mime) = io_keys(convention);
     let attribute_len = |key: &str, value_len: usize| field_len(string_kv_len(key, value_len));
     out.clear();
-    let (mut input, mut output) = (Vec::new(), Vec::new());
+    // Input, then output: the attribute key, the mime type's key, the JSON text.
+    let mut texts = [
+        (input_key, "input.mime_type", Vec::new()),
+        (output_key, "output.mime_type", Vec::new()),
+    ];
     for (span, io) in spans.iter_mut() {
-        input.clear();
-        output.clear();
-        let (input_payload, output_payload) = match io {
-            Some((input, output)) => (input.as_ref(), output.as_ref()),
-            None => (None, None),
+        let payloads = match io {
+            Some((input, output)) => [input.as_ref(), output.as_ref()],
+            None => [None, None],
         };
         let mut extra = 0;
-        if let Some(payload) = input_payload {
-            payload.write_json(&mut input);
-            extra += attribute_len(input_key, input.len());
-            if mime {
-                extra += attribute_len("input.mime_type", JSON_MIME.len());
-            }
-        }
-        if let Some(payload) = output_payload {
-            payload.write_json(&mut output);
-            extra += attribute_len(output_key, output.len());
-            if mime {
-                extra += attribute_len("output.mime_type", JSON_MIME.len());
+        for ((key, mime_key, text), payload) in texts.iter_mut().zip(payloads) {
+            text.clear();
+            if let Some(payload) = payload {
+                payload.write_json(text);
+                extra += attribute_len(key, text.len());
+                if mime {
+                    extra += attribute_len(mime_key, JSON_MIME.len());
+                }
             }
         }
         // The fields after the attributes, moved to a span of their own, so that the input
@@ -246,19 +231,15 @@ fn protobuf_body(
             flags: std::mem::take(&mut span.flags),
             ..Default::default()
         };
-        out.push(len_tag(2)); // ScopeSpans.spans
-        put_varint(out, span.encoded_len() + extra + tail.encoded_len());
+        // ScopeSpans.spans
+        put_field_head(out, 2, span.encoded_len() + extra + tail.encoded_len());
         span.encode_raw(out);
-        if input_payload.is_some() {
-            put_string_attribute(out, input_key, &input);
-            if mime {
-                put_string_attribute(out, "input.mime_type", JSON_MIME);
-            }
-        }
-        if output_payload.is_some() {
-            put_string_attribute(out, output_key, &output);
-            if mime {
-                put_string_attribute(out, "output.mime_type", JSON_MIME);
+        for ((key, mime_key, text), payload) in texts.iter().zip(payloads) {
+            if payload.is_some() {
+                put_string_attribute(out, key, text);
+                if mime {
+                    put_string_attribute(out, mime_key, JSON_MIME);
+                }
             }
         }
         tail.encode_raw(out);
@@ -277,14 +258,14 @@ fn protobuf_body(
         .unwrap_or_default();
     let scope_spans_len = field_len(scope.len()) + out.len();
     let mut head = Vec::with_capacity(resource.len() + scope.len() + 16);
-    head.push(len_tag(1)); // ExportTraceServiceRequest.resource_spans
-    put_varint(
+    // ExportTraceServiceRequest.resource_spans
+    put_field_head(
         &mut head,
+        1,
         field_len(resource.len()) + field_len(scope_spans_len),
     );
     put_field(&mut head, 1, &resource); // ResourceSpans.resource
-    head.push(len_tag(2)); // ResourceSpans.scope_spans
-    put_varint(&mut head, scope_spans_len);
+    put_field_head(&mut head, 2, scope_spans_len); // ResourceSpans.scope_spans
     put_field(&mut head, 1, &scope); // ScopeSpans.scope
     head
 }

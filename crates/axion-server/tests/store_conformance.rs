@@ -388,6 +388,109 @@ fn observation_ids_merge_within_and_across_batches(store: &dyn Store) {
     );
 }
 
+/// A batch large enough that a store writing several rows per statement does so, with every
+/// case of the small tests inside it: ids that exist, ids written twice, ids that share their
+/// first bytes, rows of one trace out of order.
+fn large_batch_keeps_every_row(store: &dyn Store) {
+    store
+        .write(
+            P,
+            WriteBatch {
+                traces: vec![upsert(json!({"id": "t-existing", "name": "old", "timestamp": "2024-01-01T00:00:00Z"}))],
+                observations: vec![upsert(
+                    json!({"id": "o-existing", "traceId": "t-existing", "name": "old", "startTime": "2024-01-01T00:00:00Z"}),
+                )],
+                ..WriteBatch::default()
+            },
+        )
+        .unwrap();
+    let mut trace_ids: Vec<String> = (0..150).map(|i| format!("t{i:03}")).collect();
+    trace_ids.extend(["shared-prefix-b".into(), "shared-prefix-a".into()]);
+    let mut trace_writes: Vec<Upsert> = trace_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| upsert(json!({"id": id, "name": format!("trace-{i}"), "tags": ["x"],
+                                     "timestamp": format!("2024-01-02T00:{:02}:{:02}Z", i / 60, i % 60)})))
+        .collect();
+    trace_writes.push(upsert(json!({"id": "t005", "tags": ["y"]})));
+    trace_writes.push(upsert(json!({"id": "t-existing", "userId": "u"})));
+    let mut observation_writes = Vec::new();
+    // The rows of a trace arrive last step first.
+    for (i, trace_id) in trace_ids.iter().enumerate() {
+        for step in (0..3).rev() {
+            let mut body = json!({
+                "id": format!("o-{trace_id}-{step}"), "traceId": trace_id, "name": format!("step-{step}"),
+                "type": if step == 2 { "GENERATION" } else { "SPAN" },
+                "startTime": format!("2024-01-02T00:{:02}:{:02}.{step:03}Z", i / 60, i % 60),
+            });
+            if step > 0 {
+                body["parentObservationId"] = json!(format!("o-{trace_id}-0"));
+            }
+            observation_writes.push(upsert(body));
+        }
+    }
+    observation_writes.push(upsert(
+        json!({"id": "o-t010-1", "traceId": "t010", "level": "ERROR", "endTime": "2024-01-02T00:00:11Z"}),
+    ));
+    observation_writes.push(upsert(
+        json!({"id": "o-existing", "traceId": "t-existing", "name": "renamed"}),
+    ));
+    store
+        .write(
+            P,
+            WriteBatch {
+                traces: trace_writes,
+                observations: observation_writes,
+                ..WriteBatch::default()
+            },
+        )
+        .unwrap();
+
+    for (i, trace_id) in trace_ids.iter().enumerate() {
+        let trace = store.trace(P, trace_id).unwrap().unwrap();
+        assert_eq!(trace.body["name"], format!("trace-{i}"));
+        let observations = store.trace_observations(P, trace_id).unwrap();
+        let expected: Vec<String> = (0..3).map(|step| format!("o-{trace_id}-{step}")).collect();
+        assert_eq!(ids(&observations, |o| &o.body), expected, "{trace_id}");
+        for (step, observation) in observations.iter().enumerate() {
+            assert_eq!(observation.body["name"], format!("step-{step}"));
+            assert_eq!(observation.body["traceId"], trace_id.as_str());
+            let parent = (step > 0).then(|| format!("o-{trace_id}-0"));
+            assert_eq!(
+                observation
+                    .body
+                    .get("parentObservationId")
+                    .and_then(Value::as_str),
+                parent.as_deref()
+            );
+            let kind = if step == 2 { "GENERATION" } else { "SPAN" };
+            assert_eq!(observation.body["type"], kind);
+        }
+    }
+    assert_eq!(
+        store.trace(P, "t005").unwrap().unwrap().body["tags"],
+        json!(["x", "y"])
+    );
+    let existing = store.trace(P, "t-existing").unwrap().unwrap();
+    assert_eq!(existing.body["userId"], "u");
+    let twice = store.observation(P, "o-t010-1").unwrap().unwrap();
+    assert_eq!(twice.body["level"], "ERROR");
+    assert_eq!(twice.body["name"], "step-1");
+    assert_eq!(twice.body["endTime"], "2024-01-02T00:00:11Z");
+    let renamed = store.observation(P, "o-existing").unwrap().unwrap();
+    assert_eq!(renamed.body["name"], "renamed");
+    let all = store
+        .list_observations(P, &ObservationQuery::default(), &offset(1))
+        .unwrap();
+    assert_eq!(all.total, Some(3 * 152 + 1), "one row per observation id");
+    let tagged = TraceQuery {
+        tags: vec!["x".into()],
+        ..TraceQuery::default()
+    };
+    let page = store.list_traces(P, &tagged, &offset(1)).unwrap();
+    assert_eq!(page.total, Some(152));
+}
+
 fn scores_filter(store: &dyn Store) {
     let scores: Vec<Upsert> = (0..6)
         .map(|i| {
@@ -462,6 +565,11 @@ macro_rules! conformance {
             fn observation_ids_merge_within_and_across_batches() {
                 let (store, _guard) = $make;
                 super::observation_ids_merge_within_and_across_batches(&store);
+            }
+            #[test]
+            fn large_batch_keeps_every_row() {
+                let (store, _guard) = $make;
+                super::large_batch_keeps_every_row(&store);
             }
             #[test]
             fn scores_filter() {

@@ -821,11 +821,59 @@ macro_rules! upsert_trace_tail {
         updated_at = excluded.updated_at"
     };
 }
-/// An observation's row; `?1` is its `seq`, `?17` the time written.
+/// An observation's row; `?1` is its `seq`, `?17` the time written (see [`bind_observation`]).
 const INSERT_OBSERVATION: &str = "INSERT INTO observations (seq, project_id, id, trace_id,
         parent_observation_id, type, name, level, version, environment, model, start_time, end_time,
         total_cost, body, derived, created_at, updated_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17)";
+
+/// The parameters of one row of [`INSERT_OBSERVATION`].
+const OBSERVATION_PARAMETERS: usize = 17;
+
+/// New observations inserted by one statement execution. Each execution of a statement opens
+/// a cursor on the table and on each of its indexes, and closes them at the end; within one
+/// execution the cursors stay where the last row went, so SQLite skips the descent from the
+/// root for a row that goes next to it (an append to the index by start, the same type or
+/// name). Writer instructions per span, 8-span traces: 46.3k → 42.8k (16 rows).
+const OBSERVATION_ROWS_PER_INSERT: usize = 16;
+
+/// [`INSERT_OBSERVATION`] for [`OBSERVATION_ROWS_PER_INSERT`] rows: row `r`'s parameters are
+/// numbered from `r * OBSERVATION_PARAMETERS + 1`, in the single row's order.
+fn insert_observations_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let (head, _) = INSERT_OBSERVATION
+            .split_once("VALUES")
+            .expect("an INSERT has VALUES");
+        let mut sql = format!("{head}VALUES ");
+        for row in 0..OBSERVATION_ROWS_PER_INSERT {
+            let base = row * OBSERVATION_PARAMETERS;
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for parameter in 1..=OBSERVATION_PARAMETERS {
+                sql.push_str(&format!("?{}, ", base + parameter));
+            }
+            sql.push_str(&format!("?{})", base + OBSERVATION_PARAMETERS));
+        }
+        sql
+    })
+}
+
+/// New observations' keys inserted by one statement execution, for the reason given at
+/// [`OBSERVATION_ROWS_PER_INSERT`].
+const KEYS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO observation_keys` for [`KEYS_PER_INSERT`] keys, two parameters each.
+fn insert_keys_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let mut sql = String::from("INSERT INTO observation_keys (key, seq) VALUES ");
+        for key in 0..KEYS_PER_INSERT {
+            let separator = if key == 0 { "" } else { ", " };
+            sql.push_str(&format!("{separator}(?{}, ?{})", 2 * key + 1, 2 * key + 2));
+        }
+        sql
+    })
+}
 
 /// A stored observation rewritten after a merge (same parameters as [`INSERT_OBSERVATION`]).
 const UPDATE_OBSERVATION: &str = "UPDATE observations SET trace_id = ?4,
@@ -852,6 +900,9 @@ struct Statements<'c> {
     /// [`FIND_OBSERVATION`].
     key_in_use: CachedStatement<'c>,
     insert_observation_key: CachedStatement<'c>,
+    /// [`insert_observations_sql`] and [`insert_keys_sql`], prepared when a group has that many.
+    insert_observations: Option<CachedStatement<'c>>,
+    insert_keys: Option<CachedStatement<'c>>,
 }
 
 impl<'c> Statements<'c> {
@@ -874,6 +925,8 @@ impl<'c> Statements<'c> {
                 .prepare_cached("INSERT INTO observation_keys (key, seq) VALUES (?1, ?2)")?,
             upsert_trace: None,
             update_observation: None,
+            insert_observations: None,
+            insert_keys: None,
         })
     }
 }
@@ -981,26 +1034,128 @@ fn write_observation(
         update,
         UPDATE_OBSERVATION,
     )?;
-    statement.execute(params![
-        seq,
-        project,
-        id,
-        row.trace_id,
-        row.parent_observation_id,
-        row.kind,
-        row.name,
-        row.level,
-        row.version,
-        row.environment,
-        row.model,
-        row.start_time,
-        row.end_time,
-        row.total_cost,
-        row.body,
-        row.derived,
-        now,
-    ])?;
+    bind_observation(statement, 0, seq, project, id, row, now)?;
+    statement.raw_execute()?;
     Ok(())
+}
+
+/// Binds one observation's [`OBSERVATION_PARAMETERS`], numbered from `base + 1`.
+fn bind_observation(
+    statement: &mut CachedStatement<'_>,
+    base: usize,
+    seq: i64,
+    project: &str,
+    id: &str,
+    row: &ObservationRow,
+    now: i64,
+) -> Result<(), StoreError> {
+    let values: [&dyn rusqlite::ToSql; OBSERVATION_PARAMETERS] = [
+        &seq,
+        &project,
+        &id,
+        &row.trace_id,
+        &row.parent_observation_id,
+        &row.kind,
+        &row.name,
+        &row.level,
+        &row.version,
+        &row.environment,
+        &row.model,
+        &row.start_time,
+        &row.end_time,
+        &row.total_cost,
+        &row.body,
+        &row.derived,
+        &now,
+    ];
+    for (offset, value) in values.into_iter().enumerate() {
+        statement.raw_bind_parameter(base + offset + 1, value)?;
+    }
+    Ok(())
+}
+
+/// Inserts new observations, `(seq, project, id, row)` in the order given:
+/// [`OBSERVATION_ROWS_PER_INSERT`] at a time, the rest one by one.
+fn insert_observations(
+    statements: &mut Statements<'_>,
+    rows: &[(i64, &str, &str, &ObservationRow)],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut chunks = rows.chunks_exact(OBSERVATION_ROWS_PER_INSERT);
+    for chunk in &mut chunks {
+        let statement = match &mut statements.insert_observations {
+            Some(statement) => statement,
+            slot => slot.insert(statements.tx.prepare_cached(insert_observations_sql())?),
+        };
+        for (position, &(seq, project, id, row)) in chunk.iter().enumerate() {
+            bind_observation(
+                statement,
+                position * OBSERVATION_PARAMETERS,
+                seq,
+                project,
+                id,
+                row,
+                now,
+            )?;
+        }
+        statement.raw_execute()?;
+    }
+    for &(seq, project, id, row) in chunks.remainder() {
+        write_observation(statements, seq, project, id, row, false, now)?;
+    }
+    Ok(())
+}
+
+/// Inserts observation keys, `(key, seq)` in the order given: [`KEYS_PER_INSERT`] at a time,
+/// the rest one by one.
+fn insert_keys(statements: &mut Statements<'_>, keys: &[(i64, i64)]) -> Result<(), StoreError> {
+    let mut chunks = keys.chunks_exact(KEYS_PER_INSERT);
+    for chunk in &mut chunks {
+        let statement = match &mut statements.insert_keys {
+            Some(statement) => statement,
+            slot => slot.insert(statements.tx.prepare_cached(insert_keys_sql())?),
+        };
+        for (position, &(key, seq)) in chunk.iter().enumerate() {
+            statement.raw_bind_parameter(2 * position + 1, key)?;
+            statement.raw_bind_parameter(2 * position + 2, seq)?;
+        }
+        statement.raw_execute()?;
+    }
+    for &(key, seq) in chunks.remainder() {
+        statements.insert_observation_key.execute([key, seq])?;
+    }
+    Ok(())
+}
+
+/// The indexes `0..count` ordered by the `(id, project)` that `key` gives each, and those
+/// that tie in arrival (index) order. The sort compares the ids' first eight bytes, one
+/// integer; only a run of equal prefixes that holds more than one key is sorted again by
+/// the whole key. A trace's rows share the prefix and the key, so that second sort is rare.
+/// Comparing the strings in the sort was a tenth of the writer's instructions (8-span traces).
+fn order_by_id<'k>(count: usize, key: impl Fn(usize) -> (Option<&'k str>, &'k str)) -> Vec<usize> {
+    let prefix = |id: Option<&str>| {
+        let mut bytes = [0u8; 8];
+        if let Some(id) = id {
+            let head = &id.as_bytes()[..id.len().min(8)];
+            bytes[..head.len()].copy_from_slice(head);
+        }
+        u64::from_be_bytes(bytes)
+    };
+    let mut order: Vec<(u64, usize)> = (0..count)
+        .map(|index| (prefix(key(index).0), index))
+        .collect();
+    order.sort_by_key(|&(prefix, _)| prefix);
+    let mut start = 0;
+    while start < order.len() {
+        let (run_prefix, first) = order[start];
+        let run = order[start..].partition_point(|&(prefix, _)| prefix == run_prefix);
+        let run = &mut order[start..start + run];
+        if run.iter().any(|&(_, index)| key(index) != key(first)) {
+            run.sort_by(|a, b| key(a.1).cmp(&key(b.1)));
+        }
+        start += run.len();
+    }
+    order.into_iter().map(|(_, index)| index).collect()
 }
 
 /// New records are inserted from their prepared rows (the common case: one statement); only
@@ -1016,7 +1171,7 @@ fn apply_jobs(
     now: i64,
 ) -> Result<(), StoreError> {
     let statements = &mut Statements::new(tx)?;
-    let mut traces: Vec<(&str, &rows::Prepared<TraceRow>)> = jobs
+    let traces: Vec<(&str, &rows::Prepared<TraceRow>)> = jobs
         .iter()
         .flat_map(|job| {
             job.batch
@@ -1025,8 +1180,10 @@ fn apply_jobs(
                 .map(|trace| (job.project_id.as_str(), trace))
         })
         .collect();
-    traces.sort_by(|a, b| (a.0, a.1.id.as_str()).cmp(&(b.0, b.1.id.as_str())));
-    for (project, trace) in traces {
+    let trace_order = order_by_id(traces.len(), |index| {
+        (Some(traces[index].1.id.as_str()), traces[index].0)
+    });
+    for (project, trace) in trace_order.into_iter().map(|index| traces[index]) {
         let id = trace.id.as_str();
         if write_trace(statements, project, id, &trace.row, false, now)? {
             continue;
@@ -1054,12 +1211,10 @@ fn apply_jobs(
                 .map(move |observation| (project, observation))
         })
         .collect();
-    let by_trace = |index: usize| {
+    let row_order = order_by_id(observations.len(), |index| {
         let (project, observation) = observations[index];
-        (project, observation.row.trace_id.as_deref())
-    };
-    let mut row_order: Vec<usize> = (0..observations.len()).collect();
-    row_order.sort_by(|&a, &b| by_trace(a).cmp(&by_trace(b)));
+        (observation.row.trace_id.as_deref(), project)
+    });
     // New rows are numbered in row order, so they are appended.
     let first_seq: i64 = tx
         .prepare_cached("SELECT coalesce(max(seq), 0) + 1 FROM observations")?
@@ -1081,6 +1236,7 @@ fn apply_jobs(
         (keys[index], project, observation.id.as_str(), index)
     });
     let mut taken: Vec<Option<i64>> = vec![None; observations.len()];
+    let mut new_keys: Vec<(i64, i64)> = Vec::with_capacity(observations.len());
     let mut first_write: Option<usize> = None;
     for index in key_order {
         let (project, observation) = observations[index];
@@ -1094,6 +1250,9 @@ fn apply_jobs(
             continue;
         }
         first_write = Some(index);
+        // Keys claimed by this group are inserted after the loop. An id whose key another id
+        // of the group claimed is then not probed for that key's row, which is not written
+        // yet either: it gets a key entry of its own, as before.
         if statements.key_in_use.exists([keys[index]])? {
             taken[index] = tx
                 .prepare_cached(FIND_OBSERVATION)?
@@ -1101,26 +1260,24 @@ fn apply_jobs(
                 .optional()?;
         }
         if taken[index].is_none() {
-            statements
-                .insert_observation_key
-                .execute([keys[index], seq_of[index]])?;
+            new_keys.push((keys[index], seq_of[index]));
         }
     }
-    for &index in &row_order {
-        let (project, observation) = observations[index];
-        if taken[index].is_none() {
-            let id = observation.id.as_str();
-            write_observation(
-                statements,
+    insert_keys(statements, &new_keys)?;
+    let new_rows: Vec<(i64, &str, &str, &ObservationRow)> = row_order
+        .iter()
+        .filter(|&&index| taken[index].is_none())
+        .map(|&index| {
+            let (project, observation) = observations[index];
+            (
                 seq_of[index],
                 project,
-                id,
+                observation.id.as_str(),
                 &observation.row,
-                false,
-                now,
-            )?;
-        }
-    }
+            )
+        })
+        .collect();
+    insert_observations(statements, &new_rows, now)?;
     // Writes of ids taken, in arrival order, after the new rows: one may merge into a row this
     // group created.
     for (index, (project, observation)) in observations.iter().enumerate() {

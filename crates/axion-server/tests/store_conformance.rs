@@ -409,7 +409,7 @@ fn large_batch_keeps_every_row(store: &dyn Store) {
     let mut trace_writes: Vec<Upsert> = trace_ids
         .iter()
         .enumerate()
-        .map(|(i, id)| upsert(json!({"id": id, "name": format!("trace-{i}"), "tags": ["x"],
+        .map(|(i, id)| upsert(json!({"id": id, "name": format!("trace-{i}"), "tags": ["x"], "sessionId": format!("s-{}", i / 10),
                                      "timestamp": format!("2024-01-02T00:{:02}:{:02}Z", i / 60, i % 60)})))
         .collect();
     trace_writes.push(upsert(json!({"id": "t005", "tags": ["y"]})));
@@ -449,6 +449,12 @@ fn large_batch_keeps_every_row(store: &dyn Store) {
     for (i, trace_id) in trace_ids.iter().enumerate() {
         let trace = store.trace(P, trace_id).unwrap().unwrap();
         assert_eq!(trace.body["name"], format!("trace-{i}"));
+        let tags = if trace_id == "t005" {
+            json!(["x", "y"])
+        } else {
+            json!(["x"])
+        };
+        assert_eq!(trace.body["tags"], tags, "{trace_id}");
         let observations = store.trace_observations(P, trace_id).unwrap();
         let expected: Vec<String> = (0..3).map(|step| format!("o-{trace_id}-{step}")).collect();
         assert_eq!(ids(&observations, |o| &o.body), expected, "{trace_id}");
@@ -473,6 +479,15 @@ fn large_batch_keeps_every_row(store: &dyn Store) {
     );
     let existing = store.trace(P, "t-existing").unwrap().unwrap();
     assert_eq!(existing.body["userId"], "u");
+    let session = store.session_traces(P, "s-3").unwrap();
+    assert_eq!(
+        ids(&session, |t| &t.body),
+        (30..40).map(|i| format!("t{i:03}")).collect::<Vec<_>>()
+    );
+    let sessions = store
+        .list_sessions(P, &SessionQuery::default(), &offset(1))
+        .unwrap();
+    assert_eq!(sessions.total, Some(16), "a session for every ten traces");
     let twice = store.observation(P, "o-t010-1").unwrap().unwrap();
     assert_eq!(twice.body["level"], "ERROR");
     assert_eq!(twice.body["name"], "step-1");

@@ -911,7 +911,7 @@ fn multi_row_insert(single: &str, rows: usize, parameters: usize) -> String {
             sql.push_str(&rest[..=mark]);
             let digits = rest[mark + 1..]
                 .find(|c: char| !c.is_ascii_digit())
-                .map_or(rest.len() - mark - 1, |length| length);
+                .unwrap_or(rest.len() - mark - 1);
             let number: usize = rest[mark + 1..mark + 1 + digits]
                 .parse()
                 .expect("numbered parameters");
@@ -949,7 +949,8 @@ struct Statements<'c> {
     /// [`FIND_OBSERVATION`].
     key_in_use: CachedStatement<'c>,
     insert_observation_key: CachedStatement<'c>,
-    /// [`insert_observations_sql`] and [`insert_keys_sql`], prepared when a group has that many.
+    /// [`insert_observations_sql`], [`insert_keys_sql`] and [`insert_traces_sql`], prepared
+    /// when a group has that many rows.
     insert_observations: Option<CachedStatement<'c>>,
     insert_keys: Option<CachedStatement<'c>>,
     insert_traces: Option<CachedStatement<'c>>,
@@ -1284,9 +1285,9 @@ fn order_by_id<'k>(count: usize, key: impl Fn(usize) -> (Option<&'k str>, &'k st
     order.into_iter().map(|(_, index)| index).collect()
 }
 
-/// New records are inserted from their prepared rows (the common case: one statement); only
-/// an id that exists already is read back, merged and written again. The rows of the whole
-/// group go in key order: traces by id (a stable sort: writes of one id keep their order),
+/// New records are inserted from their prepared rows, several per statement (the common
+/// case); only an id that exists already is read back, merged and written again. The rows of
+/// the whole group go in key order: traces by id (writes of one id keep their order),
 /// observations by trace and their ids by id, so the pages of those indexes are each
 /// visited once per group instead of once per row. Writes to observations that exist are
 /// applied last, in the order they arrived.
@@ -1386,9 +1387,9 @@ fn apply_jobs(
             continue;
         }
         first_write = Some(index);
-        // Keys claimed by this group are inserted after the loop. An id whose key another id
-        // of the group claimed is then not probed for that key's row, which is not written
-        // yet either: it gets a key entry of its own, as before.
+        // Keys claimed by this group are inserted after the loop, so the probe does not see
+        // them. It need not: their rows are not written yet either, so no lookup could find
+        // them, and a second id under one key gets an entry of its own.
         if statements.key_in_use.exists([keys[index]])? {
             taken[index] = tx
                 .prepare_cached(FIND_OBSERVATION)?

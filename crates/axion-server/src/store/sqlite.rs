@@ -1072,10 +1072,7 @@ fn bind_trace(
         &now,
         &tags,
     ];
-    for (offset, value) in values.into_iter().enumerate() {
-        statement.raw_bind_parameter(base + offset + 1, value)?;
-    }
-    Ok(())
+    bind_row(statement, base, &values)
 }
 
 /// Writes a trace row; `merge` turns the insert into an upsert of a record read back first.
@@ -1195,7 +1192,16 @@ fn bind_observation(
         &row.derived,
         &now,
     ];
-    for (offset, value) in values.into_iter().enumerate() {
+    bind_row(statement, base, &values)
+}
+
+/// Binds one row's `values` to the parameters numbered from `base + 1`.
+fn bind_row(
+    statement: &mut CachedStatement<'_>,
+    base: usize,
+    values: &[&dyn rusqlite::ToSql],
+) -> Result<(), StoreError> {
+    for (offset, value) in values.iter().enumerate() {
         statement.raw_bind_parameter(base + offset + 1, value)?;
     }
     Ok(())
@@ -1242,9 +1248,8 @@ fn insert_keys(statements: &mut Statements<'_>, keys: &[(i64, i64)]) -> Result<(
             Some(statement) => statement,
             slot => slot.insert(statements.tx.prepare_cached(insert_keys_sql())?),
         };
-        for (position, &(key, seq)) in chunk.iter().enumerate() {
-            statement.raw_bind_parameter(2 * position + 1, key)?;
-            statement.raw_bind_parameter(2 * position + 2, seq)?;
+        for (position, (key, seq)) in chunk.iter().enumerate() {
+            bind_row(statement, 2 * position, &[key, seq])?;
         }
         statement.raw_execute()?;
     }

@@ -994,11 +994,21 @@ fn insert_or_upsert<'s, 'c>(
     if !merge {
         return Ok(insert);
     }
-    let statement = match upsert.take() {
+    prepared(tx, upsert, upsert_sql)
+}
+
+/// The statement in `slot`, prepared from `sql` on first use: statements most groups never
+/// run are not taken from the cache (hashing their SQL text) for every group.
+fn prepared<'s, 'c>(
+    tx: &'c Connection,
+    slot: &'s mut Option<CachedStatement<'c>>,
+    sql: &str,
+) -> Result<&'s mut CachedStatement<'c>, StoreError> {
+    let statement = match slot.take() {
         Some(statement) => statement,
-        None => tx.prepare_cached(upsert_sql)?,
+        None => tx.prepare_cached(sql)?,
     };
-    Ok(upsert.insert(statement))
+    Ok(slot.insert(statement))
 }
 
 /// Merges a trace write into the stored row (read back) and writes the result.
@@ -1029,10 +1039,11 @@ fn insert_traces(
     chunk: &[(&str, &rows::Prepared<TraceRow>)],
     now: i64,
 ) -> Result<bool, StoreError> {
-    let statement = match &mut statements.insert_traces {
-        Some(statement) => statement,
-        slot => slot.insert(statements.tx.prepare_cached(insert_traces_sql())?),
-    };
+    let statement = prepared(
+        statements.tx,
+        &mut statements.insert_traces,
+        insert_traces_sql(),
+    )?;
     for (position, &(project, trace)) in chunk.iter().enumerate() {
         let base = position * TRACE_PARAMETERS;
         bind_trace(statement, base, project, trace.id.as_str(), &trace.row, now)?;
@@ -1216,10 +1227,11 @@ fn insert_observations(
 ) -> Result<(), StoreError> {
     let mut chunks = rows.chunks_exact(OBSERVATION_ROWS_PER_INSERT);
     for chunk in &mut chunks {
-        let statement = match &mut statements.insert_observations {
-            Some(statement) => statement,
-            slot => slot.insert(statements.tx.prepare_cached(insert_observations_sql())?),
-        };
+        let statement = prepared(
+            statements.tx,
+            &mut statements.insert_observations,
+            insert_observations_sql(),
+        )?;
         for (position, &(seq, project, id, row)) in chunk.iter().enumerate() {
             bind_observation(
                 statement,
@@ -1244,10 +1256,11 @@ fn insert_observations(
 fn insert_keys(statements: &mut Statements<'_>, keys: &[(i64, i64)]) -> Result<(), StoreError> {
     let mut chunks = keys.chunks_exact(KEYS_PER_INSERT);
     for chunk in &mut chunks {
-        let statement = match &mut statements.insert_keys {
-            Some(statement) => statement,
-            slot => slot.insert(statements.tx.prepare_cached(insert_keys_sql())?),
-        };
+        let statement = prepared(
+            statements.tx,
+            &mut statements.insert_keys,
+            insert_keys_sql(),
+        )?;
         for (position, (key, seq)) in chunk.iter().enumerate() {
             bind_row(statement, 2 * position, &[key, seq])?;
         }

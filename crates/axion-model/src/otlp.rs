@@ -36,7 +36,13 @@ pub use opentelemetry_proto::tonic::trace::v1::{
 
 use crate::{to_hex, IngestionEvent, Io, JsonMap, JsonText};
 
+mod view;
 mod wire;
+
+pub use view::{
+    EventView, ExportView, KeyValueView, ResourceSpansView, ResourceView, ScopeSpansView,
+    ScopeView, SpanView, StatusView, ValueView,
+};
 
 /// Why an OTLP export could not be read. The whole export is rejected (Langfuse does the same).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,23 +61,68 @@ pub enum OtlpError {
 
 /// Decodes an OTLP/HTTP protobuf body (already decompressed).
 pub fn decode_protobuf(bytes: &[u8]) -> Result<ExportTraceServiceRequest, OtlpError> {
-    let request = match wire::decode(bytes) {
-        Some(request) => request,
-        None => ExportTraceServiceRequest::decode(bytes)
-            .map_err(|error| OtlpError::Protobuf(error.to_string()))?,
-    };
-    for resource_spans in &request.resource_spans {
-        for scope_spans in &resource_spans.scope_spans {
-            for span in &scope_spans.spans {
-                if span.trace_id.is_empty() || span.span_id.is_empty() {
-                    return Err(OtlpError::Shape(
-                        "every span needs traceId and spanId".into(),
-                    ));
-                }
-            }
+    match wire::decode(bytes) {
+        Some(view) => {
+            check_ids(&view)?;
+            Ok(view.to_request())
+        }
+        None => {
+            let request = prost_decode(bytes)?;
+            check_ids(&ExportView::of(&request))?;
+            Ok(request)
         }
     }
-    Ok(request)
+}
+
+fn prost_decode(bytes: &[u8]) -> Result<ExportTraceServiceRequest, OtlpError> {
+    ExportTraceServiceRequest::decode(bytes).map_err(|error| OtlpError::Protobuf(error.to_string()))
+}
+
+fn check_ids(view: &ExportView<'_>) -> Result<(), OtlpError> {
+    if view
+        .spans()
+        .any(|span| span.trace_id.is_empty() || span.span_id.is_empty())
+    {
+        return Err(OtlpError::Shape(
+            "every span needs traceId and spanId".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes an OTLP/HTTP protobuf body (already decompressed) into a view that borrows its
+/// texts and ids from `bytes`. An export the direct reader leaves to prost (links, a field
+/// sent twice, anything malformed) is decoded into `fallback`, and the view borrows from it.
+///
+/// ```
+/// use axion_model::otlp::{self, ExportTraceServiceRequest, Span};
+/// use prost::Message;
+///
+/// let mut request = ExportTraceServiceRequest::default();
+/// request.resource_spans.push(Default::default());
+/// request.resource_spans[0].scope_spans.push(Default::default());
+/// request.resource_spans[0].scope_spans[0].spans.push(Span {
+///     trace_id: vec![1; 16],
+///     span_id: vec![2; 8],
+///     name: "chat".into(),
+///     ..Default::default()
+/// });
+/// let bytes = request.encode_to_vec();
+/// let mut fallback = None;
+/// let view = otlp::decode_protobuf_view(&bytes, &mut fallback).unwrap();
+/// assert_eq!(view.spans().next().unwrap().name, "chat");
+/// assert!(fallback.is_none(), "read without prost");
+/// ```
+pub fn decode_protobuf_view<'a>(
+    bytes: &'a [u8],
+    fallback: &'a mut Option<ExportTraceServiceRequest>,
+) -> Result<ExportView<'a>, OtlpError> {
+    let view = match wire::decode(bytes) {
+        Some(view) => view,
+        None => ExportView::of(fallback.insert(prost_decode(bytes)?)),
+    };
+    check_ids(&view)?;
+    Ok(view)
 }
 
 /// Decodes an OTLP/JSON body, as leniently as Langfuse: ids are hex strings, int64 values and
@@ -277,49 +328,52 @@ fn json_span(map: &Map<String, Value>) -> Result<Span, OtlpError> {
 
 /// An OTLP attribute value as JSON: arrays and key-value lists become arrays and objects,
 /// non-finite doubles become their string names.
-pub fn any_value_to_json(value: &AnyValue) -> Value {
-    use any_value::Value as V;
-    match &value.value {
-        None => Value::Null,
-        Some(V::StringValue(text)) => Value::String(text.clone()),
-        Some(V::BoolValue(flag)) => Value::Bool(*flag),
-        Some(V::IntValue(int)) => Value::from(*int),
-        Some(V::DoubleValue(double)) => serde_json::Number::from_f64(*double)
+///
+/// ```
+/// use axion_model::otlp::{value_to_json, ValueView};
+///
+/// let value = ValueView::Array(vec![ValueView::Int(1), ValueView::String("a")]);
+/// assert_eq!(value_to_json(&value), serde_json::json!([1, "a"]));
+/// ```
+pub fn value_to_json(value: &ValueView<'_>) -> Value {
+    match value {
+        ValueView::Empty => Value::Null,
+        ValueView::String(text) => Value::String((*text).to_owned()),
+        ValueView::Bool(flag) => Value::Bool(*flag),
+        ValueView::Int(int) => Value::from(*int),
+        ValueView::Double(double) => serde_json::Number::from_f64(*double)
             .map(Value::Number)
             .unwrap_or_else(|| Value::String(double.to_string())),
-        Some(V::ArrayValue(array)) => array.values.iter().map(any_value_to_json).collect(),
-        Some(V::KvlistValue(list)) => Value::Object(
-            list.values
+        ValueView::Array(values) => values.iter().map(value_to_json).collect(),
+        ValueView::Kvlist(pairs) => Value::Object(
+            pairs
                 .iter()
-                .map(|pair| {
-                    let value = pair.value.as_ref().map(any_value_to_json);
-                    (pair.key.clone(), value.unwrap_or(Value::Null))
-                })
+                .map(|pair| (pair.key.to_owned(), value_to_json(pair.value())))
                 .collect(),
         ),
-        Some(V::BytesValue(bytes)) => Value::String(to_hex(bytes)),
+        ValueView::Bytes(bytes) => Value::String(to_hex(bytes)),
     }
 }
 
 /// A JSON-encoded string attribute decoded; anything else (or unparsable text) as is.
-fn decoded(value: &AnyValue) -> Value {
-    match &value.value {
-        Some(any_value::Value::StringValue(text)) if looks_json(text) => {
-            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()))
+fn decoded(value: &ValueView<'_>) -> Value {
+    match value {
+        ValueView::String(text) if looks_json(text) => {
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String((*text).to_owned()))
         }
-        _ => any_value_to_json(value),
+        _ => value_to_json(value),
     }
 }
 
 /// [`decoded`] as text: a JSON-encoded string attribute kept as the JSON it holds, without
 /// building it; anything else (or unparsable text) as its JSON.
-fn decoded_text(value: &AnyValue) -> JsonText {
-    match &value.value {
-        Some(any_value::Value::StringValue(text)) => looks_json(text)
+fn decoded_text(value: &ValueView<'_>) -> JsonText {
+    match value {
+        ValueView::String(text) => looks_json(text)
             .then(|| JsonText::parse(text))
             .flatten()
             .unwrap_or_else(|| JsonText::string(text)),
-        _ => JsonText::from_value(&any_value_to_json(value)),
+        _ => JsonText::from_value(&value_to_json(value)),
     }
 }
 
@@ -345,7 +399,7 @@ fn iso_from_nanos(nanos: u64) -> String {
 /// request's own text). A list, not a hash map: spans carry a dozen or so attributes, and a
 /// scan of short keys beats hashing each one.
 struct Attributes<'a> {
-    values: Vec<(&'a str, &'a AnyValue)>,
+    values: Vec<(&'a str, &'a ValueView<'a>)>,
     /// Bit `n` is set when a key of `n` bytes is present (bit 63: 63 or more). A mapping asks
     /// for about eighty keys per span, most of them absent; nearly all of those are answered
     /// by this mask instead of a scan.
@@ -357,15 +411,9 @@ fn length_bit(key: &str) -> u64 {
     1 << key.len().min(63)
 }
 
-/// The value of an attribute sent without one (JSON `null`).
-static NO_VALUE: AnyValue = AnyValue { value: None };
-
 impl<'a> Attributes<'a> {
-    fn new(pairs: &'a [KeyValue]) -> Self {
-        let values: Vec<_> = pairs
-            .iter()
-            .map(|pair| (pair.key.as_str(), pair.value.as_ref().unwrap_or(&NO_VALUE)))
-            .collect();
+    fn new(pairs: &'a [KeyValueView<'a>]) -> Self {
+        let values: Vec<_> = pairs.iter().map(|pair| (pair.key, pair.value())).collect();
         let lengths = values
             .iter()
             .fold(0, |lengths, (key, _)| lengths | length_bit(key));
@@ -373,7 +421,7 @@ impl<'a> Attributes<'a> {
     }
 
     /// The value of `key` (the last one when a key repeats), unless it is null.
-    fn get(&self, key: &str) -> Option<&'a AnyValue> {
+    fn get(&self, key: &str) -> Option<&'a ValueView<'a>> {
         if self.lengths & length_bit(key) == 0 {
             return None;
         }
@@ -382,38 +430,38 @@ impl<'a> Attributes<'a> {
             .rev()
             .find(|(name, _)| *name == key)
             .map(|(_, value)| *value)
-            .filter(|value| value.value.is_some())
+            .filter(|value| value.is_set())
     }
 
     /// The value of `key` when it is a string.
     fn str(&self, key: &str) -> Option<&'a str> {
-        match &self.get(key)?.value {
-            Some(any_value::Value::StringValue(text)) => Some(text),
+        match self.get(key)? {
+            ValueView::String(text) => Some(text),
             _ => None,
         }
     }
 
-    fn first(&self, keys: &[&str]) -> Option<&'a AnyValue> {
+    fn first(&self, keys: &[&str]) -> Option<&'a ValueView<'a>> {
         keys.iter().find_map(|key| self.get(key))
     }
 
     /// [`Self::first`] as JSON.
     fn first_json(&self, keys: &[&str]) -> Option<Value> {
-        self.first(keys).map(any_value_to_json)
+        self.first(keys).map(value_to_json)
     }
 
     fn first_string(&self, keys: &[&str]) -> Option<String> {
-        self.first(keys).and_then(|value| match &value.value {
-            Some(any_value::Value::StringValue(text)) if !text.is_empty() => Some(text.clone()),
-            Some(any_value::Value::StringValue(_)) => None,
-            _ => Some(any_value_to_json(value).to_string()),
+        self.first(keys).and_then(|value| match value {
+            ValueView::String(text) if !text.is_empty() => Some((*text).to_owned()),
+            ValueView::String(_) => None,
+            _ => Some(value_to_json(value).to_string()),
         })
     }
 
     fn truthy(&self, keys: &[&str]) -> Option<bool> {
-        self.first(keys).map(|value| match &value.value {
-            Some(any_value::Value::BoolValue(flag)) => *flag,
-            Some(any_value::Value::StringValue(text)) => text.eq_ignore_ascii_case("true"),
+        self.first(keys).map(|value| match value {
+            ValueView::Bool(flag) => *flag,
+            ValueView::String(text) => text.eq_ignore_ascii_case("true"),
             _ => false,
         })
     }
@@ -582,7 +630,7 @@ fn observation_type(attributes: &Attributes<'_>) -> &'static str {
     "SPAN"
 }
 
-fn level(attributes: &Attributes<'_>, span: &Span) -> &'static str {
+fn level(attributes: &Attributes<'_>, span: &SpanView<'_>) -> &'static str {
     if let Some(level) = attributes.str("langfuse.observation.level") {
         match level.to_ascii_uppercase().as_str() {
             "DEBUG" | "TRACE" | "VERBOSE" => return "DEBUG",
@@ -623,19 +671,16 @@ fn indexed_messages(attributes: &Attributes<'_>, prefix: &str) -> Option<Value> 
     (!messages.is_empty()).then(|| messages.into_values().map(Value::Object).collect())
 }
 
-fn event_messages(span: &Span, names: &[&str]) -> Option<Value> {
+fn event_messages(span: &SpanView<'_>, names: &[&str]) -> Option<Value> {
     let messages: Vec<Value> = span
         .events
         .iter()
-        .filter(|event| names.contains(&event.name.as_str()))
+        .filter(|event| names.contains(&event.name))
         .map(|event| {
             let mut message: JsonMap = event
                 .attributes
                 .iter()
-                .map(|pair| {
-                    let value = pair.value.as_ref().unwrap_or(&NO_VALUE);
-                    (pair.key.clone(), decoded(value))
-                })
+                .map(|pair| (pair.key.to_owned(), decoded(pair.value())))
                 .collect();
             if !message.contains_key("role") {
                 if let Some(role) = event
@@ -652,7 +697,7 @@ fn event_messages(span: &Span, names: &[&str]) -> Option<Value> {
     (!messages.is_empty()).then_some(Value::Array(messages))
 }
 
-fn input_output(attributes: &Attributes<'_>, span: &Span) -> Io {
+fn input_output(attributes: &Attributes<'_>, span: &SpanView<'_>) -> Io {
     const PAIRS: &[(&str, &str)] = &[
         ("langfuse.observation.input", "langfuse.observation.output"),
         ("gen_ai.input.messages", "gen_ai.output.messages"),
@@ -718,7 +763,7 @@ fn usage_with_prefix(attributes: &Attributes<'_>, prefix: &str) -> Option<JsonMa
         let Some(rest) = key.strip_prefix(prefix) else {
             continue;
         };
-        let Some(count) = crate::observation::count_from_json(&any_value_to_json(value)) else {
+        let Some(count) = crate::observation::count_from_json(&value_to_json(value)) else {
             continue;
         };
         let rest = rest.strip_prefix("details.").unwrap_or(rest);
@@ -798,7 +843,7 @@ fn model_parameters(attributes: &Attributes<'_>) -> Option<JsonMap> {
         if name == "model" {
             continue;
         }
-        let value = match any_value_to_json(value) {
+        let value = match value_to_json(value) {
             value @ (Value::String(_) | Value::Number(_)) => value,
             other => Value::String(other.to_string()),
         };
@@ -814,17 +859,14 @@ fn environment(attributes: &Attributes<'_>, resource: &Attributes<'_>) -> String
         .unwrap_or_else(|| "default".to_owned())
 }
 
-fn scope_json(scope: Option<&InstrumentationScope>) -> Value {
+fn scope_json(scope: Option<&ScopeView<'_>>) -> Value {
     let Some(scope) = scope else {
         return json!({});
     };
     let attributes: JsonMap = scope
         .attributes
         .iter()
-        .map(|pair| {
-            let value = pair.value.as_ref().map(any_value_to_json);
-            (pair.key.clone(), value.unwrap_or(Value::Null))
-        })
+        .map(|pair| (pair.key.to_owned(), value_to_json(pair.value())))
         .collect();
     json!({"name": scope.name, "version": scope.version, "attributes": attributes})
 }
@@ -1177,6 +1219,11 @@ impl MappedSpan {
 
 /// Every span of an export in Langfuse's model, in the export's order.
 pub fn map_spans(request: &ExportTraceServiceRequest) -> Vec<MappedSpan> {
+    map_export(&ExportView::of(request))
+}
+
+/// [`map_spans`] of an export's view.
+pub fn map_export(request: &ExportView<'_>) -> Vec<MappedSpan> {
     let mut spans = Vec::new();
     for resource_spans in &request.resource_spans {
         let resource_pairs = resource_spans
@@ -1189,7 +1236,7 @@ pub fn map_spans(request: &ExportTraceServiceRequest) -> Vec<MappedSpan> {
             resource
                 .values
                 .iter()
-                .map(|(key, value)| ((*key).to_owned(), any_value_to_json(value)))
+                .map(|(key, value)| ((*key).to_owned(), value_to_json(value)))
                 .collect(),
         ));
         for scope_spans in &resource_spans.scope_spans {
@@ -1212,16 +1259,16 @@ pub fn map_spans(request: &ExportTraceServiceRequest) -> Vec<MappedSpan> {
 }
 
 fn map_span(
-    span: &Span,
+    span: &SpanView<'_>,
     resource: &Attributes<'_>,
     resource_json: &Arc<SharedObject>,
     scope_json: &Arc<SharedObject>,
     is_langfuse_scope: bool,
 ) -> MappedSpan {
     let attributes = Attributes::new(&span.attributes);
-    let trace_id = to_hex(&span.trace_id);
-    let span_id = to_hex(&span.span_id);
-    let parent_id = (!span.parent_span_id.is_empty()).then(|| to_hex(&span.parent_span_id));
+    let trace_id = to_hex(span.trace_id);
+    let span_id = to_hex(span.span_id);
+    let parent_id = (!span.parent_span_id.is_empty()).then(|| to_hex(span.parent_span_id));
     let (start, end) = match (span.start_time_unix_nano, span.end_time_unix_nano) {
         (0, 0) => {
             let now = Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0) as u64;
@@ -1248,7 +1295,7 @@ fn map_span(
                 .iter()
                 .filter(|(key, _)| !key.starts_with("langfuse."))
                 .map(|(key, value)| {
-                    let value = match any_value_to_json(value) {
+                    let value = match value_to_json(value) {
                         value @ Value::String(_) => value,
                         other => Value::String(other.to_string()),
                     };
@@ -1270,7 +1317,7 @@ fn map_span(
         .or_else(|| resource.first_string(&["service.version"]));
     let name = attributes
         .first_string(OBSERVATION_NAME)
-        .unwrap_or_else(|| span.name.clone());
+        .unwrap_or_else(|| span.name.to_owned());
     let completion_start_time = attributes
         .get("langfuse.observation.completion_start_time")
         .and_then(|value| match decoded(value) {
@@ -1376,7 +1423,7 @@ fn map_span(
             .or_else(|| {
                 span.status
                     .as_ref()
-                    .map(|status| status.message.clone())
+                    .map(|status| status.message.to_owned())
                     .filter(|message| !message.is_empty())
             }),
         version,
@@ -1998,19 +2045,17 @@ mod tests {
     #[test]
     fn attribute_lookups_find_keys_of_every_length() {
         let long = "k".repeat(70);
-        let pairs: Vec<KeyValue> = ["abcde", long.as_str(), "abcde"]
+        let pairs: Vec<KeyValueView<'_>> = ["abcde", long.as_str(), "abcde"]
             .iter()
             .enumerate()
-            .map(|(index, key)| KeyValue {
-                key: (*key).to_owned(),
-                value: Some(AnyValue {
-                    value: Some(any_value::Value::IntValue(index as i64)),
-                }),
+            .map(|(index, key)| KeyValueView {
+                key,
+                value: Some(ValueView::Int(index as i64)),
             })
             .collect();
         let attributes = Attributes::new(&pairs);
-        let int = |key: &str| match attributes.get(key).and_then(|value| value.value.as_ref()) {
-            Some(any_value::Value::IntValue(int)) => Some(*int),
+        let int = |key: &str| match attributes.get(key) {
+            Some(ValueView::Int(int)) => Some(*int),
             _ => None,
         };
         assert_eq!(int("abcde"), Some(2), "the last of a repeated key");

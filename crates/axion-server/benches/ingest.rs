@@ -75,9 +75,14 @@ fn main() {
     };
     let stage = std::env::var("AXION_BENCH_STAGE").unwrap_or_default();
     if stage != "prepare" {
-        timed("protobuf decode alone", &|body| {
-            drop(axion_model::otlp::decode_protobuf(body).expect("valid export"))
-        });
+        timed(
+            "protobuf decode alone (a view borrowing the body)",
+            &|body| {
+                let mut fallback = None;
+                drop(axion_model::otlp::decode_protobuf_view(body, &mut fallback).expect("valid"));
+                assert!(fallback.is_none(), "read in place");
+            },
+        );
         // The path every other ingestion takes, for comparison: events, then fold and rows.
         timed("events → fold → rows (reference path)", &|body| {
             let outcome = otlp::process("application/x-protobuf", None, body).expect("valid");

@@ -201,7 +201,9 @@ async fn load(full: bool) {
     let base = server.base.clone();
 
     // Ingest throughput: 8-span traces, 512 spans per request.
-    let batches = if full { 400 } else { 4 };
+    // `AXION_BENCH_INGEST_BATCHES` makes the run longer, to attach a profiler to the server.
+    let batches =
+        workload::env_number("AXION_BENCH_INGEST_BATCHES").unwrap_or(if full { 400 } else { 4 });
     let exports: Vec<(Vec<u8>, usize)> = (0..batches)
         .map(|b| (export(10_000_000 + b as u64 * 64, 64, 8), BATCH))
         .collect();
@@ -265,6 +267,10 @@ async fn load(full: bool) {
         "| server peak RSS (VmHWM) after the ingest run | {:.0} MB |",
         server.peak_rss_mb()
     );
+    // `AXION_BENCH_ONLY=ingest` stops here, for comparing builds or settings run after run.
+    if std::env::var("AXION_BENCH_ONLY").as_deref() == Ok("ingest") {
+        return;
+    }
 
     // Trace detail with 100 observations.
     ingest(&base, vec![(export(1, 1, 100), 100)], 1).await;

@@ -12,6 +12,7 @@ use axion_model::otlp::{
 use axion_server::cost::Pricing;
 use axion_server::ingest::otlp;
 use axion_server::store::rows::{ObservationRow, Prepared, PreparedBatch, TraceRow};
+use prost::Message;
 use serde_json::{json, Value};
 
 fn body(text: &str) -> Value {
@@ -72,6 +73,11 @@ fn same_rows(name: &str, request: &ExportTraceServiceRequest) -> Value {
             serde_json::to_string_pretty(&want).unwrap()
         );
     }
+    // The request's protobuf bytes, read in place (a view borrowing them), give the same rows.
+    let bytes = request.encode_to_vec();
+    let in_place = otlp::prepare("application/x-protobuf", None, &bytes, &pricing, 7).unwrap();
+    assert_eq!(batch(&in_place.batch), got, "{name}: rows read in place");
+    assert_eq!(in_place.errors.len(), direct.errors.len(), "{name}");
     let errors = |errors: &[(String, axion_server::ingest::EventError)]| {
         errors
             .iter()

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use axion_model::canonical_time;
 use axion_model::otlp::{
-    self as mapping, ExportTraceServiceRequest, MappedSpan, OtlpError, SpanObservation, SpanTrace,
-    TraceRole,
+    self as mapping, ExportTraceServiceRequest, ExportView, MappedSpan, OtlpError, SpanObservation,
+    SpanTrace, TraceRole,
 };
 
 use super::langfuse_batch::{process_events, BatchOutcome};
@@ -45,22 +45,47 @@ pub fn decode(
     content_encoding: Option<&str>,
     body: &[u8],
 ) -> Result<ExportTraceServiceRequest, OtlpBodyError> {
-    let decompressed;
-    let body = match content_encoding.map(str::trim) {
+    let mut storage = ExportStorage::default();
+    let read_in_place =
+        decode_view(content_type, content_encoding, body, &mut storage)?.to_request();
+    // A request decoded whole (with its links) is the one to keep.
+    Ok(storage.decoded.unwrap_or(read_in_place))
+}
+
+/// What a decoded export's view borrows from besides the body: the body decompressed, and
+/// the request when it was not read in place (OTLP/JSON, or protobuf left to prost).
+#[derive(Default)]
+pub struct ExportStorage {
+    decompressed: Vec<u8>,
+    decoded: Option<ExportTraceServiceRequest>,
+}
+
+/// Decompresses and decodes an export into a view that borrows its texts from `body` or
+/// from `storage`.
+pub fn decode_view<'a>(
+    content_type: &str,
+    content_encoding: Option<&str>,
+    body: &'a [u8],
+    storage: &'a mut ExportStorage,
+) -> Result<ExportView<'a>, OtlpBodyError> {
+    let ExportStorage {
+        decompressed,
+        decoded,
+    } = storage;
+    let body: &'a [u8] = match content_encoding.map(str::trim) {
         None | Some("") | Some("identity") => body,
         Some(encoding) if encoding.eq_ignore_ascii_case("gzip") => {
-            let mut out = Vec::with_capacity(body.len() * 4);
+            decompressed.reserve(body.len() * 4);
             flate2::read::MultiGzDecoder::new(body)
                 .take(MAX_DECOMPRESSED_BYTES + 1)
-                .read_to_end(&mut out)
+                .read_to_end(decompressed)
                 .map_err(|error| OtlpBodyError::Encoding(format!("invalid gzip body: {error}")))?;
-            if out.len() as u64 > MAX_DECOMPRESSED_BYTES {
+            if decompressed.len() as u64 > MAX_DECOMPRESSED_BYTES {
                 return Err(OtlpBodyError::Encoding(format!(
                     "decompressed body exceeds {MAX_DECOMPRESSED_BYTES} bytes"
                 )));
             }
-            decompressed = out;
-            &decompressed
+            decompressed
         }
         Some(other) => {
             return Err(OtlpBodyError::Encoding(format!(
@@ -71,9 +96,9 @@ pub fn decode(
     if content_type.contains("application/x-protobuf")
         || content_type.contains("application/protobuf")
     {
-        Ok(mapping::decode_protobuf(body)?)
+        Ok(mapping::decode_protobuf_view(body, decoded)?)
     } else if content_type.contains("application/json") {
-        Ok(mapping::decode_json(body)?)
+        Ok(ExportView::of(decoded.insert(mapping::decode_json(body)?)))
     } else {
         Err(OtlpBodyError::ContentType(content_type.to_owned()))
     }
@@ -130,8 +155,9 @@ pub fn prepare(
     pricing: &Pricing,
     now: i64,
 ) -> Result<PreparedExport, OtlpBodyError> {
-    let request = decode(content_type, content_encoding, body)?;
-    Ok(prepare_request(&request, pricing, now))
+    let mut storage = ExportStorage::default();
+    let view = decode_view(content_type, content_encoding, body, &mut storage)?;
+    Ok(prepare_view(&view, pricing, now))
 }
 
 /// [`prepare`] of a decoded export.
@@ -140,13 +166,18 @@ pub fn prepare_request(
     pricing: &Pricing,
     now: i64,
 ) -> PreparedExport {
-    let spans = mapping::map_spans(request);
+    prepare_view(&ExportView::of(request), pricing, now)
+}
+
+/// [`prepare`] of a decoded export's view.
+pub fn prepare_view(request: &ExportView<'_>, pricing: &Pricing, now: i64) -> PreparedExport {
+    let spans = mapping::map_export(request);
     let mut span_ids = HashSet::with_capacity(spans.len());
     if !spans
         .iter()
         .all(|span| span_ids.insert(span.observation.id.as_str()))
     {
-        let outcome = process_request(request);
+        let outcome = process_request(&request.to_request());
         return PreparedExport {
             batch: PreparedBatch::new(outcome.writes, pricing, now),
             errors: outcome.errors,

@@ -213,11 +213,13 @@ async fn load(full: bool) {
         .unwrap_or(4);
     let spans = (batches * BATCH) as f64;
     let cpu_before = server.cpu_seconds();
+    let faults_before = server.minor_faults();
     let threads_before = server.cpu_by_thread();
     let written_before = server.written_bytes();
     let (machine_before, own_before) = (support::machine_cpu_seconds(), support::own_cpu_seconds());
     let rate = ingest(&base, exports, connections).await;
     let cpu_per_span = (server.cpu_seconds() - cpu_before) * 1e6 / spans;
+    let faults_per_span = (server.minor_faults() - faults_before) as f64 / spans;
     let (machine_after, own_after) = (support::machine_cpu_seconds(), support::own_cpu_seconds());
     println!(
         "| OTLP protobuf ingest, 512 spans/request, {connections} connections, fsync'd | {rate:.0} spans/s |"
@@ -245,6 +247,7 @@ async fn load(full: bool) {
         "| server CPU time (user + system) per span ingested | {cpu_per_span:.1} µs ({}) |",
         by_thread.join(", ")
     );
+    println!("| server minor page faults per span ingested | {faults_per_span:.2} |");
     // Whether the cores were the limit: what the machine did meanwhile, this client included.
     let (busy, all) = (
         machine_after.0 - machine_before.0,

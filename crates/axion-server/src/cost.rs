@@ -89,6 +89,49 @@ pub struct Priced {
     pub cost: BTreeMap<String, f64>,
 }
 
+impl Priced {
+    /// The JSON text of this (the stored `derived` column): byte for byte what
+    /// `serde_json::to_string` writes, without serde's machinery, which took 2.5k instructions
+    /// per ingested span.
+    ///
+    /// ```
+    /// let mut priced = axion_server::cost::Priced::default();
+    /// priced.model_id = Some("gpt-4o".into());
+    /// priced.usage.insert("input".into(), 12.0);
+    /// assert_eq!(priced.to_json(), serde_json::to_string(&priced).unwrap());
+    /// ```
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(b"{\"modelId\":");
+        match &self.model_id {
+            Some(id) => axion_model::write_json_string(&mut out, id),
+            None => out.extend_from_slice(b"null"),
+        }
+        for (key, map) in [
+            ("prices", &self.prices),
+            ("usage", &self.usage),
+            ("cost", &self.cost),
+        ] {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":{");
+            for (index, (name, number)) in map.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                axion_model::write_json_string(&mut out, name);
+                out.push(b':');
+                // Writing a number to a `Vec` cannot fail.
+                let _ = serde_json::to_writer(&mut out, number);
+            }
+            out.push(b'}');
+        }
+        out.push(b'}');
+        // Only JSON text and UTF-8 keys were written.
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
 impl Pricing {
     /// Langfuse's default table (167 models).
     pub fn langfuse_defaults() -> Self {
@@ -344,6 +387,31 @@ mod tests {
 
     fn observation(value: Value) -> JsonMap {
         value.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn priced_json_is_what_serde_writes() {
+        let mut cases = vec![Priced::default()];
+        let mut full = Priced {
+            model_id: Some("model \"q\" é\n".into()),
+            ..Default::default()
+        };
+        for (index, key) in ["input", "output", "total", "odd \"key\"\t", "ü"]
+            .iter()
+            .enumerate()
+        {
+            let number = [0.0, 1.5e-7, 12.0, f64::NAN, 1e300][index];
+            full.prices.insert((*key).into(), number);
+            full.usage.insert((*key).into(), number * 3.0);
+            full.cost.insert((*key).into(), -number);
+        }
+        cases.push(full.clone());
+        full.usage.clear();
+        full.model_id = None;
+        cases.push(full);
+        for priced in cases {
+            assert_eq!(priced.to_json(), serde_json::to_string(&priced).unwrap());
+        }
     }
 
     #[test]

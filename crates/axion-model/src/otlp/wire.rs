@@ -49,9 +49,18 @@ fn fields<'a>(
 fn message<'a, T: Default>(
     bytes: &'a [u8],
     known: &[u32],
+    read: impl FnMut(&mut T, &mut Reader<'a>, (u32, u8)) -> Option<bool>,
+) -> Option<T> {
+    message_into(T::default(), bytes, known, read)
+}
+
+/// [`message`] starting from `message` (with its vectors sized, say).
+fn message_into<'a, T>(
+    mut message: T,
+    bytes: &'a [u8],
+    known: &[u32],
     mut read: impl FnMut(&mut T, &mut Reader<'a>, (u32, u8)) -> Option<bool>,
 ) -> Option<T> {
-    let mut message = T::default();
     fields(bytes, known, |reader, key| read(&mut message, reader, key))?;
     Some(message)
 }
@@ -184,8 +193,28 @@ fn resource(bytes: &[u8]) -> Option<ResourceView<'_>> {
     )
 }
 
+/// How many times field `number` occurs in a message, by a pass over its keys alone; a
+/// repeated field's vector is sized by it instead of growing (and copying its elements)
+/// about log₂(n) times. `None` for a malformed message, which the decoding then rejects.
+fn occurrences(bytes: &[u8], number: u32) -> Option<usize> {
+    let mut reader = Reader::new(bytes);
+    let mut count = 0;
+    while let Some((field, wire)) = reader.key()? {
+        count += usize::from(field == number);
+        reader.skip_unknown(field, wire, &[])?;
+    }
+    Some(count)
+}
+
 fn scope_spans(bytes: &[u8]) -> Option<ScopeSpansView<'_>> {
-    message(
+    let mut spans = Vec::new();
+    spans.reserve_exact(occurrences(bytes, 2).unwrap_or(0));
+    let message = ScopeSpansView {
+        spans,
+        ..Default::default()
+    };
+    message_into(
+        message,
         bytes,
         &[1, 2, 3],
         |message: &mut ScopeSpansView<'_>, reader, key| {

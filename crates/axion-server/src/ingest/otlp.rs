@@ -205,19 +205,23 @@ pub fn prepare_view(request: &ExportView<'_>, pricing: &Pricing, now: i64) -> Pr
     drop((named, shallow_seen));
 
     // Langfuse's processing order: by start time (the events' envelope time), then position.
-    let mut ordered: Vec<(i64, bool, MappedSpan)> = spans
-        .into_iter()
-        .zip(keeps_shallow)
-        .map(|(span, keep)| {
+    // The order is sorted, not the spans: a mapped span is most of a kilobyte, and moving 512
+    // of them into a sorted copy wrote half a megabyte of fresh memory per request.
+    let mut order: Vec<(i64, usize)> = spans
+        .iter()
+        .enumerate()
+        .map(|(index, span)| {
             let start = canonical_time::parse(&span.observation.start_time)
                 .map(|time| time.timestamp_micros())
                 .unwrap_or(i64::MAX);
-            (start, keep, span)
+            (start, index)
         })
         .collect();
-    ordered.sort_by_key(|(start, _, _)| *start);
+    order.sort_unstable();
+    let mut spans: Vec<Option<MappedSpan>> = spans.into_iter().map(Some).collect();
 
     let mut export = PreparedExport::default();
+    export.batch.observations.reserve_exact(order.len());
     let mut traces: Vec<TraceFields> = Vec::new();
     let mut trace_index: HashMap<String, usize> = HashMap::new();
     let mut fold = |fields: TraceFields| match trace_index.get(fields.id.as_str()) {
@@ -227,11 +231,15 @@ pub fn prepare_view(request: &ExportView<'_>, pricing: &Pricing, now: i64) -> Pr
             traces.push(fields);
         }
     };
-    for (_, keeps_shallow, span) in ordered {
-        let MappedSpan {
+    for (_, index) in order {
+        let Some(MappedSpan {
             mut observation,
             trace,
-        } = span;
+        }) = spans[index].take()
+        else {
+            continue;
+        };
+        let keeps_shallow = keeps_shallow[index];
         observation.environment = normal_environment(std::mem::take(&mut observation.environment));
         if trace.role != TraceRole::Shallow || keeps_shallow {
             match trace_fields(&observation, trace) {

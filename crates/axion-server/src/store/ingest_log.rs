@@ -291,6 +291,44 @@ fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), StoreError> {
 // serialised; copying them is all encoding costs).
 // ---------------------------------------------------------------------------------------------
 
+/// Record payload buffers, kept for the next request instead of freed.
+///
+/// A payload is hundreds of kilobytes. Allocated per request, it came from pages the allocator
+/// had just handed back to the system, and every one of them was faulted in again while
+/// encoding: a sixth of the request threads' page faults during ingest. A few buffers serve
+/// any number of requests, since a buffer is only held from encoding until the log has it.
+#[derive(Debug, Default)]
+pub(crate) struct PayloadBuffers {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl PayloadBuffers {
+    /// Buffers kept at most: as many as requests usually write at once.
+    const KEPT: usize = 4;
+    /// A buffer larger than this (a rare huge request) is freed, not kept.
+    const LARGEST_KEPT: usize = 8 << 20;
+
+    /// An empty buffer with room for `capacity` bytes.
+    pub(crate) fn take(&self, capacity: usize) -> Vec<u8> {
+        let kept = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut buffer = kept.unwrap_or_default();
+        buffer.reserve(capacity);
+        buffer
+    }
+
+    /// Returns a buffer for later requests.
+    pub(crate) fn give_back(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() > Self::LARGEST_KEPT {
+            return;
+        }
+        buffer.clear();
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < Self::KEPT {
+            free.push(buffer);
+        }
+    }
+}
+
 /// About how many bytes [`encode`] writes for `batch`: a buffer of this size rarely grows
 /// (growing a payload of hundreds of kilobytes by doubling copied it about twice over). Inputs
 /// and outputs are counted in the bodies, where they are logged from.

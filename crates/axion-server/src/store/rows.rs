@@ -194,7 +194,7 @@ pub fn observation_row(fields: &JsonMap, io: &Io, pricing: &Pricing) -> Observat
     body.default("level", "DEFAULT");
     body.default("type", "SPAN");
     let priced = pricing.price(fields);
-    let derived = serde_json::to_string(&priced).unwrap_or_else(|_| "{}".into());
+    let derived = priced.to_json();
     ObservationRow {
         trace_id: body.text("traceId"),
         parent_observation_id: body.text("parentObservationId"),
@@ -267,7 +267,7 @@ pub fn span_observation_row(observation: &SpanObservation, pricing: &Pricing) ->
         end_time: o.end_time.as_deref().and_then(micros),
         total_cost: priced.cost.get("total").copied(),
         body: body.finish(),
-        derived: serde_json::to_string(&priced).unwrap_or_else(|_| "{}".into()),
+        derived: priced.to_json(),
     }
 }
 

@@ -344,6 +344,7 @@ pub struct SqliteStore {
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     log: Arc<IngestLog>,
+    payloads: ingest_log::PayloadBuffers,
     progress: Arc<Progress>,
 }
 
@@ -507,6 +508,7 @@ impl SqliteStore {
             checkpointer: Mutex::new(Some(checkpointer)),
             readers: Mutex::new(Vec::new()),
             log,
+            payloads: Default::default(),
             progress,
         })
     }
@@ -565,7 +567,7 @@ impl SqliteStore {
     }
 
     fn submit(&self, project_id: &str, batch: PreparedBatch) -> Result<(), StoreError> {
-        let mut payload = Vec::with_capacity(ingest_log::encoded_size_hint(&batch));
+        let mut payload = self.payloads.take(ingest_log::encoded_size_hint(&batch));
         ingest_log::encode(project_id, &batch, &mut payload);
         let bytes = payload.len();
         self.progress.admit(bytes);
@@ -585,6 +587,7 @@ impl SqliteStore {
                 }),
             }
         };
+        self.payloads.give_back(payload);
         match appended {
             Ok(seq) => self.log.sync_to(seq),
             Err(error) => {

@@ -363,6 +363,51 @@ fn built_exports_give_the_rows_of_the_event_path() {
             ),
         ),
         (
+            // Trace metadata meeting the objects every root shares (the resource and scope):
+            // a second root of one trace, and children naming `scope` in trace metadata,
+            // before and after the root. Span ids differ across the two traces: a repeated
+            // one would send the whole export down the event path.
+            "shared metadata",
+            export(
+                "langfuse-sdk",
+                vec![
+                    span(
+                        9,
+                        2,
+                        Some(1),
+                        1,
+                        vec![string("langfuse.trace.metadata.scope", r#"{"early": 1}"#)],
+                    ),
+                    span(9, 1, None, 2, vec![]),
+                    span(
+                        9,
+                        3,
+                        Some(1),
+                        3,
+                        vec![string("langfuse.trace.metadata.scope", r#"{"late": 2}"#)],
+                    ),
+                    span(
+                        10,
+                        4,
+                        None,
+                        1,
+                        vec![string("langfuse.trace.metadata.zeta", "1")],
+                    ),
+                    span(
+                        10,
+                        5,
+                        None,
+                        2,
+                        vec![string(
+                            "langfuse.trace.metadata.resourceAttributes",
+                            r#"{"service.name": "renamed"}"#,
+                        )],
+                    ),
+                    span(10, 6, Some(4), 3, vec![string("user.id", "u")]),
+                ],
+            ),
+        ),
+        (
             // A repeated span id takes the event path as a whole.
             "repeated span",
             export(

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
+use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::Value;
@@ -19,7 +20,7 @@ use super::{
     usage_and_cost_of, without_empty, EventError, Scope,
 };
 use crate::cost::Pricing;
-use crate::store::rows::{self, Prepared, PreparedBatch, TraceFields};
+use crate::store::rows::{self, PreparedBatch, TraceFields};
 
 /// The largest decompressed body accepted, so a small gzip bomb cannot exhaust memory.
 pub const MAX_DECOMPRESSED_BYTES: u64 = 64 * 1024 * 1024;
@@ -222,15 +223,7 @@ pub fn prepare_view(request: &ExportView<'_>, pricing: &Pricing, now: i64) -> Pr
 
     let mut export = PreparedExport::default();
     export.batch.observations.reserve_exact(order.len());
-    let mut traces: Vec<TraceFields> = Vec::new();
-    let mut trace_index: HashMap<String, usize> = HashMap::new();
-    let mut fold = |fields: TraceFields| match trace_index.get(fields.id.as_str()) {
-        Some(&at) => traces[at].absorb(fields),
-        None => {
-            trace_index.insert(fields.id.clone(), traces.len());
-            traces.push(fields);
-        }
-    };
+    let mut traces = TraceFold::default();
     for (_, index) in order {
         let Some(MappedSpan {
             mut observation,
@@ -243,7 +236,7 @@ pub fn prepare_view(request: &ExportView<'_>, pricing: &Pricing, now: i64) -> Pr
         observation.environment = normal_environment(std::mem::take(&mut observation.environment));
         if trace.role != TraceRole::Shallow || keeps_shallow {
             match trace_fields(&observation, trace) {
-                Ok(fields) => fold(fields),
+                Ok(fields) => traces.absorb(fields),
                 Err(error) => export
                     .errors
                     .push((format!("{}-trace", observation.id), error)),
@@ -253,31 +246,53 @@ pub fn prepare_view(request: &ExportView<'_>, pricing: &Pricing, now: i64) -> Pr
             Ok(()) => {
                 // The placeholder every observation makes for its trace (folding it changes
                 // nothing when the trace was written just before).
-                fold(TraceFields::placeholder(
-                    observation.trace_id.clone(),
-                    observation.start_time.clone(),
-                    observation.environment.clone(),
-                ));
-                export.batch.observations.push(Prepared {
-                    row: rows::span_observation_row(&observation, pricing),
-                    id: observation.id,
-                    patch: None,
-                    io: observation.io,
-                });
+                traces.absorb_placeholder(&observation);
+                export
+                    .batch
+                    .observations
+                    .push(rows::span_observation_row(observation, pricing));
             }
             Err(error) => export.errors.push((observation.id, error)),
         }
     }
     export.batch.traces = traces
+        .traces
         .into_iter()
-        .map(|fields| Prepared {
-            row: fields.row(),
-            id: fields.id,
-            patch: None,
-            io: fields.io,
-        })
+        .map(TraceFields::into_prepared)
         .collect();
     export
+}
+
+/// An export's traces, each write of one folded into the first (see [`TraceFields::absorb`]).
+#[derive(Default)]
+struct TraceFold {
+    traces: Vec<TraceFields>,
+    index: HashMap<String, usize>,
+}
+
+impl TraceFold {
+    fn absorb(&mut self, fields: TraceFields) {
+        match self.index.get(fields.id.as_str()) {
+            Some(&at) => self.traces[at].absorb(fields),
+            None => {
+                self.index.insert(fields.id.clone(), self.traces.len());
+                self.traces.push(fields);
+            }
+        }
+    }
+
+    /// Folds the placeholder `observation` makes for its trace.
+    fn absorb_placeholder(&mut self, observation: &SpanObservation) {
+        match self.index.get(observation.trace_id.as_str()) {
+            Some(&at) => self.traces[at]
+                .absorb_placeholder(&observation.start_time, &observation.environment),
+            None => self.absorb(TraceFields::placeholder(
+                observation.trace_id.clone(),
+                observation.start_time.clone(),
+                observation.environment.clone(),
+            )),
+        }
+    }
 }
 
 /// What a span's `trace-create` event would write, validated as that event is.
@@ -299,7 +314,31 @@ fn trace_fields(
     }
     let mut metadata = trace.metadata;
     if trace.role == TraceRole::Root {
-        observation.metadata.fill_under(&mut metadata);
+        // The root span's metadata beneath the trace's own (`SpanMetadata::fill_under`), the
+        // objects the export shares by reference.
+        let span_metadata = &observation.metadata;
+        for (key, object) in [
+            ("resourceAttributes", &span_metadata.resource),
+            ("scope", &span_metadata.scope),
+        ] {
+            if !metadata.contains_key(key) {
+                fields.shared_metadata.push((key, Arc::clone(object)));
+            }
+        }
+        let others = span_metadata
+            .attributes
+            .iter()
+            .map(|value| ("attributes", value));
+        let entries = span_metadata
+            .entries
+            .iter()
+            .filter(|(key, _)| !span_metadata.is_fixed(key))
+            .map(|(key, value)| (key.as_str(), value));
+        for (key, value) in others.chain(entries) {
+            if !metadata.contains_key(key) {
+                metadata.insert(key.to_owned(), value.clone());
+            }
+        }
     }
     fields.name = trace.name;
     fields.user_id = trace.user_id;

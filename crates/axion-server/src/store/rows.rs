@@ -6,11 +6,12 @@
 //! [`observation_row`] then run on the merged body).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use axion_model::otlp::SpanObservation;
+use axion_model::otlp::{SharedObject, SpanObservation};
 use axion_model::{canonical_time, Io};
 
 use crate::cost::{Priceable, Pricing};
@@ -215,8 +216,13 @@ pub fn observation_row(fields: &JsonMap, io: &Io, pricing: &Pricing) -> Observat
 /// A span's observation, already normalised (see `ingest::otlp`), as a row. Its body is
 /// written field by field; the metadata the whole export shares (resource and scope) goes in
 /// as the text made once for all its spans.
-pub fn span_observation_row(observation: &SpanObservation, pricing: &Pricing) -> ObservationRow {
-    let o = observation;
+///
+/// The observation is taken whole: the row's columns are its strings, moved rather than copied.
+pub fn span_observation_row(
+    observation: SpanObservation,
+    pricing: &Pricing,
+) -> Prepared<ObservationRow> {
+    let o = &observation;
     let shared_len = o.metadata.resource.text().len() + o.metadata.scope.text().len();
     let mut body = ObjectWriter::with_capacity(512 + io_len(&o.io) + shared_len);
     body.text("id", &o.id);
@@ -254,20 +260,41 @@ pub fn span_observation_row(observation: &SpanObservation, pricing: &Pricing) ->
     body.text("type", o.kind);
     body.io(&o.io);
     let priced = pricing.price(&PricedSpan(o));
-    ObservationRow {
-        trace_id: Some(o.trace_id.clone()),
-        parent_observation_id: o.parent_observation_id.clone(),
-        kind: o.kind.to_owned(),
-        name: Some(o.name.clone()),
-        level: o.level.to_owned(),
-        version: o.version.clone(),
-        environment: o.environment.clone(),
-        model: o.model.clone(),
-        start_time: micros(&o.start_time),
-        end_time: o.end_time.as_deref().and_then(micros),
-        total_cost: priced.cost.get("total").copied(),
-        body: body.finish(),
-        derived: priced.to_json(),
+    let start_time = micros(&o.start_time);
+    let end_time = o.end_time.as_deref().and_then(micros);
+    let body = body.finish();
+    let SpanObservation {
+        id,
+        trace_id,
+        parent_observation_id,
+        kind,
+        name,
+        level,
+        version,
+        environment,
+        model,
+        io,
+        ..
+    } = observation;
+    Prepared {
+        id,
+        patch: None,
+        io,
+        row: ObservationRow {
+            trace_id: Some(trace_id),
+            parent_observation_id,
+            kind: kind.to_owned(),
+            name: Some(name),
+            level: level.to_owned(),
+            version,
+            environment,
+            model,
+            start_time,
+            end_time,
+            total_cost: priced.cost.get("total").copied(),
+            body,
+            derived: priced.to_json(),
+        },
     }
 }
 
@@ -321,6 +348,11 @@ pub struct TraceFields {
     pub tags: Option<Vec<String>>,
     /// Metadata (never empty): deep-merged.
     pub metadata: Option<JsonMap>,
+    /// More metadata: objects every span of the export shares (a root span's
+    /// `resourceAttributes` and `scope`), sorted by key, none of them a key of `metadata`.
+    /// They are written as the text made once for the export instead of copied into
+    /// `metadata` for each trace and serialised again.
+    pub shared_metadata: Vec<(&'static str, Arc<SharedObject>)>,
     /// Input and output.
     pub io: Io,
 }
@@ -340,12 +372,63 @@ impl TraceFields {
             public: None,
             tags: None,
             metadata: None,
+            shared_metadata: Vec::new(),
             io: Io::default(),
         }
     }
 
+    /// Moves the shared metadata objects into `metadata`, as copies of their own.
+    fn own_shared_metadata(&mut self) {
+        for (key, object) in self.shared_metadata.drain(..) {
+            self.metadata
+                .get_or_insert_with(JsonMap::new)
+                .insert(key.to_owned(), object.value().clone());
+        }
+    }
+
+    /// Merges a later [`TraceFields::placeholder`] of this trace into this one, without
+    /// making the placeholder: every span of an export names its trace so, and most traces
+    /// exist by then.
+    pub fn absorb_placeholder(&mut self, timestamp: &str, environment: &str) {
+        if timestamp < self.timestamp.as_str() {
+            self.timestamp = timestamp.to_owned();
+        }
+        if self.environment == "default" && environment != "default" {
+            self.environment = environment.to_owned();
+        }
+    }
+
     /// Merges a later write of the same trace into this one.
-    pub fn absorb(&mut self, later: TraceFields) {
+    pub fn absorb(&mut self, mut later: TraceFields) {
+        // Shared objects stay shared unless a merge would change them (rare: a trace with two
+        // roots in one export): what merges into a key this write shares, or a shared object
+        // into a key this write has, merges as copies.
+        let later_shared = std::mem::take(&mut later.shared_metadata);
+        let shares = |key: &str| self.shared_metadata.iter().any(|(name, _)| *name == key);
+        let clashes = later
+            .metadata
+            .iter()
+            .flat_map(|new| new.keys())
+            .any(|key| shares(key))
+            || later_shared.iter().any(|(key, _)| shares(key));
+        if clashes {
+            self.own_shared_metadata();
+        }
+        for (key, object) in later_shared {
+            if self
+                .metadata
+                .as_ref()
+                .is_some_and(|old| old.contains_key(key))
+            {
+                later
+                    .metadata
+                    .get_or_insert_with(JsonMap::new)
+                    .insert(key.to_owned(), object.value().clone());
+            } else {
+                self.shared_metadata.push((key, object));
+                self.shared_metadata.sort_by_key(|(key, _)| *key);
+            }
+        }
         if later.timestamp < self.timestamp {
             self.timestamp = later.timestamp;
         }
@@ -381,8 +464,44 @@ impl TraceFields {
         self.io.update(later.io);
     }
 
-    /// The trace's row.
-    pub fn row(&self) -> TraceRow {
+    /// The trace's record: its row, whose columns are this trace's strings, moved.
+    pub fn into_prepared(self) -> Prepared<TraceRow> {
+        let body = self.body();
+        let Self {
+            id,
+            timestamp,
+            environment,
+            name,
+            user_id,
+            session_id,
+            release,
+            version,
+            public,
+            tags,
+            io,
+            ..
+        } = self;
+        Prepared {
+            id,
+            patch: None,
+            row: TraceRow {
+                timestamp: micros(&timestamp).unwrap_or_default(),
+                name,
+                user_id,
+                session_id,
+                release,
+                version,
+                environment,
+                public: public.unwrap_or(false),
+                tags: tags.unwrap_or_default(),
+                body,
+                io_observation_id: io.from_observation.clone(),
+            },
+            io,
+        }
+    }
+
+    fn body(&self) -> String {
         let mut body = ObjectWriter::with_capacity(512 + io_len(&self.io));
         body.text("id", &self.id);
         body.text("timestamp", &self.timestamp);
@@ -394,24 +513,26 @@ impl TraceFields {
         body.some_text("version", self.version.as_deref());
         body.some("public", self.public.as_ref());
         body.some("tags", self.tags.as_ref());
-        body.some(
-            "metadata",
-            self.metadata.as_ref().filter(|map| !map.is_empty()),
-        );
-        body.io(&self.io);
-        TraceRow {
-            timestamp: micros(&self.timestamp).unwrap_or_default(),
-            name: self.name.clone(),
-            user_id: self.user_id.clone(),
-            session_id: self.session_id.clone(),
-            release: self.release.clone(),
-            version: self.version.clone(),
-            environment: self.environment.clone(),
-            public: self.public.unwrap_or(false),
-            tags: self.tags.clone().unwrap_or_default(),
-            body: body.finish(),
-            io_observation_id: self.io.from_observation.clone(),
+        let entries = self.metadata.iter().flatten();
+        if entries.clone().next().is_some() || !self.shared_metadata.is_empty() {
+            body.object("metadata", |fields| {
+                // In key order, as the whole map would be written.
+                let mut shared = self.shared_metadata.iter().peekable();
+                for (key, value) in entries {
+                    while let Some((name, object)) =
+                        shared.next_if(|(name, _)| *name < key.as_str())
+                    {
+                        fields.raw(name, object.text());
+                    }
+                    fields.value(key, value);
+                }
+                for (name, object) in shared {
+                    fields.raw(name, object.text());
+                }
+            });
         }
+        body.io(&self.io);
+        body.finish()
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`Store::write`] means the data is durable.
 
 pub mod filter;
+mod in_place;
 mod ingest_log;
 pub mod rows;
 pub mod sqlite;

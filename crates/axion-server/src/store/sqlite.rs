@@ -20,6 +20,7 @@ use rusqlite::{
 };
 use serde_json::Value;
 
+use super::in_place::{InPlaceStatement, Param};
 use super::ingest_log::{self, IngestLog};
 use super::rows::{self, ObservationRow, PreparedBatch, TraceRow};
 use super::*;
@@ -943,20 +944,20 @@ struct Statements<'c> {
     /// Sessions written in this batch by project, with the earliest start written: a
     /// session's other traces (most of them) then need no statement, nor an allocation.
     sessions: HashMap<String, HashMap<String, i64>>,
-    insert_trace: CachedStatement<'c>,
-    upsert_trace: Option<CachedStatement<'c>>,
+    insert_trace: InPlaceStatement<'c>,
+    upsert_trace: Option<InPlaceStatement<'c>>,
     upsert_session: CachedStatement<'c>,
-    insert_observation: CachedStatement<'c>,
-    update_observation: Option<CachedStatement<'c>>,
+    insert_observation: InPlaceStatement<'c>,
+    update_observation: Option<InPlaceStatement<'c>>,
     /// Whether any observation has a key: most new ids find none, and skip the join of
     /// [`FIND_OBSERVATION`].
     key_in_use: CachedStatement<'c>,
     insert_observation_key: CachedStatement<'c>,
     /// [`insert_observations_sql`], [`insert_keys_sql`] and [`insert_traces_sql`], prepared
     /// when a group has that many rows.
-    insert_observations: Option<CachedStatement<'c>>,
-    insert_keys: Option<CachedStatement<'c>>,
-    insert_traces: Option<CachedStatement<'c>>,
+    insert_observations: Option<InPlaceStatement<'c>>,
+    insert_keys: Option<InPlaceStatement<'c>>,
+    insert_traces: Option<InPlaceStatement<'c>>,
 }
 
 impl<'c> Statements<'c> {
@@ -964,16 +965,16 @@ impl<'c> Statements<'c> {
         Ok(Self {
             tx,
             sessions: HashMap::new(),
-            insert_trace: tx.prepare_cached(concat!(
-                insert_trace!(),
-                " ON CONFLICT (project_id, id) DO NOTHING"
-            ))?,
+            insert_trace: InPlaceStatement::prepare(
+                tx,
+                concat!(insert_trace!(), " ON CONFLICT (project_id, id) DO NOTHING"),
+            )?,
             upsert_session: tx.prepare_cached(
                 "INSERT INTO sessions (project_id, id, environment, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (project_id, id) DO UPDATE SET created_at = excluded.created_at
                  WHERE excluded.created_at < sessions.created_at",
             )?,
-            insert_observation: tx.prepare_cached(INSERT_OBSERVATION)?,
+            insert_observation: InPlaceStatement::prepare(tx, INSERT_OBSERVATION)?,
             key_in_use: tx.prepare_cached("SELECT 1 FROM observation_keys WHERE key = ?1")?,
             insert_observation_key: tx
                 .prepare_cached("INSERT INTO observation_keys (key, seq) VALUES (?1, ?2)")?,
@@ -989,11 +990,11 @@ impl<'c> Statements<'c> {
 /// `insert`, or for a merge the statement in `upsert` (prepared from `upsert_sql` on first use).
 fn insert_or_upsert<'s, 'c>(
     tx: &'c Connection,
-    insert: &'s mut CachedStatement<'c>,
-    upsert: &'s mut Option<CachedStatement<'c>>,
+    insert: &'s mut InPlaceStatement<'c>,
+    upsert: &'s mut Option<InPlaceStatement<'c>>,
     merge: bool,
     upsert_sql: &str,
-) -> Result<&'s mut CachedStatement<'c>, StoreError> {
+) -> Result<&'s mut InPlaceStatement<'c>, StoreError> {
     if !merge {
         return Ok(insert);
     }
@@ -1001,15 +1002,15 @@ fn insert_or_upsert<'s, 'c>(
 }
 
 /// The statement in `slot`, prepared from `sql` on first use: statements most groups never
-/// run are not taken from the cache (hashing their SQL text) for every group.
+/// run are not prepared for every group.
 fn prepared<'s, 'c>(
     tx: &'c Connection,
-    slot: &'s mut Option<CachedStatement<'c>>,
+    slot: &'s mut Option<InPlaceStatement<'c>>,
     sql: &str,
-) -> Result<&'s mut CachedStatement<'c>, StoreError> {
+) -> Result<&'s mut InPlaceStatement<'c>, StoreError> {
     let statement = match slot.take() {
         Some(statement) => statement,
-        None => tx.prepare_cached(sql)?,
+        None => InPlaceStatement::prepare(tx, sql)?,
     };
     Ok(slot.insert(statement))
 }
@@ -1047,11 +1048,17 @@ fn insert_traces(
         &mut statements.insert_traces,
         insert_traces_sql(),
     )?;
-    for (position, &(project, trace)) in chunk.iter().enumerate() {
-        let base = position * TRACE_PARAMETERS;
-        bind_trace(statement, base, project, trace.id.as_str(), &trace.row, now)?;
-    }
-    if statement.raw_execute()? < chunk.len() {
+    let tags: Vec<Option<String>> = chunk
+        .iter()
+        .map(|(_, trace)| tags_json(&trace.row.tags))
+        .collect();
+    let params = chunk
+        .iter()
+        .zip(&tags)
+        .flat_map(|(&(project, trace), tags)| {
+            trace_params(project, trace.id.as_str(), &trace.row, tags, now)
+        });
+    if statement.execute(params)? < chunk.len() {
         return Ok(false);
     }
     for &(project, trace) in chunk {
@@ -1060,33 +1067,30 @@ fn insert_traces(
     Ok(true)
 }
 
-/// Binds one trace's [`TRACE_PARAMETERS`], numbered from `base + 1`.
-fn bind_trace(
-    statement: &mut CachedStatement<'_>,
-    base: usize,
-    project: &str,
-    id: &str,
-    row: &TraceRow,
+/// One trace's [`TRACE_PARAMETERS`], `tags` being [`tags_json`] of its tags.
+fn trace_params<'v>(
+    project: &'v str,
+    id: &'v str,
+    row: &'v TraceRow,
+    tags: &'v Option<String>,
     now: i64,
-) -> Result<(), StoreError> {
-    let tags = tags_json(&row.tags);
-    let values: [&dyn rusqlite::ToSql; TRACE_PARAMETERS] = [
-        &project,
-        &id,
-        &row.timestamp,
-        &row.name,
-        &row.user_id,
-        &row.session_id,
-        &row.release,
-        &row.version,
-        &row.environment,
-        &row.public,
-        &row.body,
-        &row.io_observation_id,
-        &now,
-        &tags,
-    ];
-    bind_row(statement, base, &values)
+) -> [Param<'v>; TRACE_PARAMETERS] {
+    [
+        project.into(),
+        id.into(),
+        row.timestamp.into(),
+        (&row.name).into(),
+        (&row.user_id).into(),
+        (&row.session_id).into(),
+        (&row.release).into(),
+        (&row.version).into(),
+        (&row.environment).into(),
+        row.public.into(),
+        (&row.body).into(),
+        (&row.io_observation_id).into(),
+        now.into(),
+        tags.into(),
+    ]
 }
 
 /// Writes a trace row; `merge` turns the insert into an upsert of a record read back first.
@@ -1106,8 +1110,8 @@ fn write_trace(
         merge,
         concat!(insert_trace!(), upsert_trace_tail!()),
     )?;
-    bind_trace(statement, 0, project, id, row, now)?;
-    if statement.raw_execute()? == 0 {
+    let tags = tags_json(&row.tags);
+    if statement.execute(trace_params(project, id, row, &tags, now))? == 0 {
         return Ok(false);
     }
     note_session(statements, project, row)?;
@@ -1172,53 +1176,37 @@ fn write_observation(
         update,
         UPDATE_OBSERVATION,
     )?;
-    bind_observation(statement, 0, seq, project, id, row, now)?;
-    statement.raw_execute()?;
+    statement.execute(observation_params(seq, project, id, row, now))?;
     Ok(())
 }
 
-/// Binds one observation's [`OBSERVATION_PARAMETERS`], numbered from `base + 1`.
-fn bind_observation(
-    statement: &mut CachedStatement<'_>,
-    base: usize,
+/// One observation's [`OBSERVATION_PARAMETERS`].
+fn observation_params<'v>(
     seq: i64,
-    project: &str,
-    id: &str,
-    row: &ObservationRow,
+    project: &'v str,
+    id: &'v str,
+    row: &'v ObservationRow,
     now: i64,
-) -> Result<(), StoreError> {
-    let values: [&dyn rusqlite::ToSql; OBSERVATION_PARAMETERS] = [
-        &seq,
-        &project,
-        &id,
-        &row.trace_id,
-        &row.parent_observation_id,
-        &row.kind,
-        &row.name,
-        &row.level,
-        &row.version,
-        &row.environment,
-        &row.model,
-        &row.start_time,
-        &row.end_time,
-        &row.total_cost,
-        &row.body,
-        &row.derived,
-        &now,
-    ];
-    bind_row(statement, base, &values)
-}
-
-/// Binds one row's `values` to the parameters numbered from `base + 1`.
-fn bind_row(
-    statement: &mut CachedStatement<'_>,
-    base: usize,
-    values: &[&dyn rusqlite::ToSql],
-) -> Result<(), StoreError> {
-    for (offset, value) in values.iter().enumerate() {
-        statement.raw_bind_parameter(base + offset + 1, value)?;
-    }
-    Ok(())
+) -> [Param<'v>; OBSERVATION_PARAMETERS] {
+    [
+        seq.into(),
+        project.into(),
+        id.into(),
+        (&row.trace_id).into(),
+        (&row.parent_observation_id).into(),
+        (&row.kind).into(),
+        (&row.name).into(),
+        (&row.level).into(),
+        (&row.version).into(),
+        (&row.environment).into(),
+        (&row.model).into(),
+        row.start_time.into(),
+        row.end_time.into(),
+        row.total_cost.into(),
+        (&row.body).into(),
+        (&row.derived).into(),
+        now.into(),
+    ]
 }
 
 /// Inserts new observations, `(seq, project, id, row)` in the order given:
@@ -1235,18 +1223,10 @@ fn insert_observations(
             &mut statements.insert_observations,
             insert_observations_sql(),
         )?;
-        for (position, &(seq, project, id, row)) in chunk.iter().enumerate() {
-            bind_observation(
-                statement,
-                position * OBSERVATION_PARAMETERS,
-                seq,
-                project,
-                id,
-                row,
-                now,
-            )?;
-        }
-        statement.raw_execute()?;
+        let params = chunk
+            .iter()
+            .flat_map(|&(seq, project, id, row)| observation_params(seq, project, id, row, now));
+        statement.execute(params)?;
     }
     for &(seq, project, id, row) in chunks.remainder() {
         write_observation(statements, seq, project, id, row, false, now)?;
@@ -1264,10 +1244,10 @@ fn insert_keys(statements: &mut Statements<'_>, keys: &[(i64, i64)]) -> Result<(
             &mut statements.insert_keys,
             insert_keys_sql(),
         )?;
-        for (position, (key, seq)) in chunk.iter().enumerate() {
-            bind_row(statement, 2 * position, &[key, seq])?;
-        }
-        statement.raw_execute()?;
+        let params = chunk
+            .iter()
+            .flat_map(|&(key, seq)| [Param::Integer(key), Param::Integer(seq)]);
+        statement.execute(params)?;
     }
     for &(key, seq) in chunks.remainder() {
         statements.insert_observation_key.execute([key, seq])?;

@@ -17,18 +17,24 @@
 //! * live ingest into a fresh server up to 2M spans stored, step by step: the rate, CPU and
 //!   bytes written per span as the database grows.
 //!
-//! Last full run (2-core VM, random W3C-like ids; details and goals in the README):
+//! `AXION_BENCH_ONLY=ingest` stops after the first ingest run and `AXION_BENCH_ONLY=scale` runs
+//! the growing database alone, for comparing builds run after run; `AXION_BENCH_INGEST_BATCHES`
+//! lengthens the first ingest run, to attach a profiler to the server.
+//!
+//! Last full run (session 13, 2-core VM, random W3C-like ids; details, the previous build on
+//! the same day and goals in the README):
 //!
 //! | benchmark | result |
 //! | --- | --- |
-//! | start-up to healthy | 28.2 ms |
-//! | OTLP ingest, 512 spans/request, 4 connections | 76 570 spans/s (100k-trace runs: 62–77k) |
-//! | server CPU per span ingested | 20.7 µs (writer 10.0, request threads 8.7, checkpoints 1.2) |
+//! | start-up to healthy | 43.2 ms |
+//! | OTLP ingest, 512 spans/request, 4 connections | 48 491 spans/s (short runs: 50.1–50.9k) |
+//! | server CPU per span ingested | 31.9 µs (writer 15.8, request threads 13.1, checkpoints 1.8) |
+//! | server minor page faults per span ingested | 0.39 |
 //! | bytes the server wrote per span ingested | 4.69 KB |
-//! | trace detail, 100 observations | p50 1.92 ms |
-//! | list traces, tag + user + time, 1M stored | p50 12.18 ms, p95 14.37 ms |
-//! | server peak RSS after 1M traces | 173 MB |
-//! | live ingest, 1.64M → 2.05M spans stored | 33.3k spans/s, writer 21.0 µs, 17.0 KB per span |
+//! | trace detail, 100 observations | p50 3.75 ms |
+//! | list traces, tag + user + time, 1M stored | p50 17.54 ms, p95 21.79 ms |
+//! | server peak RSS after 1M traces | 163 MB |
+//! | live ingest, 1.64M → 2.05M spans stored | 22.7–24.3k spans/s, writer 29.8–31.4 µs, 17.0 KB per span |
 
 use std::time::{Duration, Instant};
 
@@ -193,6 +199,10 @@ async fn list_query(base: &str, label: &str) {
 
 async fn load(full: bool) {
     println!("| benchmark | result |\n| --- | --- |");
+    // `AXION_BENCH_ONLY=scale` runs the growing database alone.
+    if std::env::var("AXION_BENCH_ONLY").as_deref() == Ok("scale") {
+        return ingest_as_the_database_grows(full).await;
+    }
     let startup = startup_ms().await;
     println!("| start-up to healthy (spawn → 200 /health), median of 5 | {startup:.1} ms |");
 

@@ -98,6 +98,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         .build()?;
     runtime.block_on(async move {
         let started = std::time::Instant::now();
+        // Listened for before the banner: a signal sent the moment it appears must still
+        // shut the server down gracefully, not end it where it stands.
+        let shutdown = ShutdownSignals::install()?;
         let config = axion_server::ServerConfig {
             listen: args.listen,
             data_dir: args.data_dir.clone(),
@@ -122,30 +125,43 @@ fn serve(args: ServeArgs) -> Result<()> {
             println!("{}", axion_server::client_env(addr, public_key, secret_key));
             println!("export TRACING_MODE=langfuse\n");
         }
-        shutdown_signal().await;
+        shutdown.received().await;
         println!("axion serve: shutting down (finishing in-flight requests)");
         server.shutdown().await;
         Ok::<_, anyhow::Error>(())
     })
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM (Ctrl-C elsewhere), listened for from the moment this is made.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+
+    /// Waits for the first of them.
+    async fn received(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

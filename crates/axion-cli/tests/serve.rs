@@ -183,3 +183,18 @@ async fn log_records_reach_standard_error_at_the_level_axion_log_names() {
         "{stderr:#?}"
     );
 }
+
+#[test]
+fn sigterm_the_moment_the_banner_appears_still_shuts_down_gracefully() {
+    // The handlers are installed before the banner is printed; a signal sent at once used to
+    // be able to end the process where it stood (killed by SIGTERM, not exited).
+    let keys = ["--public-key", "pk-sig", "--secret-key", "sk-sig"];
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..20 {
+        let stderr = terminate(start(dir.path(), &keys));
+        assert!(
+            stderr.iter().all(|line| !line.contains("panicked")),
+            "{stderr:#?}"
+        );
+    }
+}

@@ -236,7 +236,7 @@ pub fn prepare_view(request: &ExportView<'_>, pricing: &Pricing, now: i64) -> Pr
         observation.environment = normal_environment(std::mem::take(&mut observation.environment));
         if trace.role != TraceRole::Shallow || keeps_shallow {
             match trace_fields(&observation, trace) {
-                Ok(fields) => traces.absorb(fields),
+                Ok(fields) => traces.absorb_write(&observation, fields),
                 Err(error) => export
                     .errors
                     .push((format!("{}-trace", observation.id), error)),
@@ -271,10 +271,19 @@ struct TraceFold {
 }
 
 impl TraceFold {
-    fn absorb(&mut self, fields: TraceFields) {
-        match self.index.get(fields.id.as_str()) {
-            Some(&at) => self.traces[at].absorb(fields),
+    /// Folds what `observation`'s span writes of its trace ([`trace_fields`], whose id,
+    /// timestamp and environment are the observation's).
+    fn absorb_write(&mut self, observation: &SpanObservation, mut fields: TraceFields) {
+        match self.index.get(observation.trace_id.as_str()) {
+            Some(&at) => {
+                let trace = &mut self.traces[at];
+                trace.absorb_placeholder(&observation.start_time, &observation.environment);
+                trace.absorb_fields(fields);
+            }
             None => {
+                fields.id.clone_from(&observation.trace_id);
+                fields.timestamp.clone_from(&observation.start_time);
+                fields.environment.clone_from(&observation.environment);
                 self.index.insert(fields.id.clone(), self.traces.len());
                 self.traces.push(fields);
             }
@@ -286,11 +295,11 @@ impl TraceFold {
         match self.index.get(observation.trace_id.as_str()) {
             Some(&at) => self.traces[at]
                 .absorb_placeholder(&observation.start_time, &observation.environment),
-            None => self.absorb(TraceFields::placeholder(
-                observation.trace_id.clone(),
-                observation.start_time.clone(),
-                observation.environment.clone(),
-            )),
+            None => {
+                let placeholder =
+                    TraceFields::placeholder(String::new(), String::new(), String::new());
+                self.absorb_write(observation, placeholder);
+            }
         }
     }
 }
@@ -301,11 +310,9 @@ fn trace_fields(
     trace: SpanTrace,
 ) -> Result<TraceFields, EventError> {
     check_id_text(&observation.trace_id, "body.id")?;
-    let mut fields = TraceFields::placeholder(
-        observation.trace_id.clone(),
-        observation.start_time.clone(),
-        observation.environment.clone(),
-    );
+    // Id, timestamp and environment are the observation's: `TraceFold::absorb_write` fills
+    // them in for a trace it has not seen, and folds them without copies into one it has.
+    let mut fields = TraceFields::placeholder(String::new(), String::new(), String::new());
     if trace.role == TraceRole::Shallow {
         return Ok(fields);
     }

@@ -399,7 +399,14 @@ impl TraceFields {
     }
 
     /// Merges a later write of the same trace into this one.
-    pub fn absorb(&mut self, mut later: TraceFields) {
+    pub fn absorb(&mut self, later: TraceFields) {
+        self.absorb_placeholder(&later.timestamp, &later.environment);
+        self.absorb_fields(later);
+    }
+
+    /// [`TraceFields::absorb`] of everything but the timestamp and environment (those of a
+    /// placeholder, which [`TraceFields::absorb_placeholder`] merges).
+    pub fn absorb_fields(&mut self, mut later: TraceFields) {
         // Shared objects stay shared unless a merge would change them (rare: a trace with two
         // roots in one export): what merges into a key this write shares, or a shared object
         // into a key this write has, merges as copies.
@@ -428,12 +435,6 @@ impl TraceFields {
                 self.shared_metadata.push((key, object));
                 self.shared_metadata.sort_by_key(|(key, _)| *key);
             }
-        }
-        if later.timestamp < self.timestamp {
-            self.timestamp = later.timestamp;
-        }
-        if self.environment == "default" {
-            self.environment = later.environment;
         }
         for (slot, value) in [
             (&mut self.name, later.name),

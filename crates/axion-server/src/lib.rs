@@ -18,7 +18,8 @@
 //! server.shutdown().await;
 //! # Ok(()) }
 //! ```
-// No unsafe code, except the two calls into mimalloc's option table in `allocator`.
+// No unsafe code, except the two calls into mimalloc's option table in `allocator` and the
+// writer's statements that bind texts in place (`store::in_place`, checked under memcheck).
 #![deny(unsafe_code)]
 
 pub mod allocator;

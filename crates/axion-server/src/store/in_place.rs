@@ -10,7 +10,8 @@
 //! pointer past the borrow of the values it was given.
 //!
 //! This is the server's only `unsafe` code besides the allocator's options: a handful of
-//! calls to SQLite's C API, each on a statement this type owns.
+//! calls to SQLite's C API, each on a statement this type owns. The store conformance suite
+//! and the store's unit tests ran clean under valgrind's memcheck when it was written.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, CStr};

@@ -503,6 +503,48 @@ fn large_batch_keeps_every_row(store: &dyn Store) {
     assert_eq!(page.total, Some(152));
 }
 
+fn sessions_start_at_their_earliest_trace(store: &dyn Store) {
+    let at = |hour: u32| format!("2024-03-01T{hour:02}:00:00Z");
+    let micros = |hour: i64| 1_709_251_200_000_000 + hour * 3_600_000_000;
+    // One batch, its traces' starts in no order (the writer takes them by id).
+    store
+        .write(
+            P,
+            traces(
+                [("a1", 10), ("a2", 9), ("a3", 11), ("a4", 8)]
+                    .iter()
+                    .map(|(id, hour)| json!({"id": id, "sessionId": "sx", "timestamp": at(*hour)}))
+                    .collect(),
+            ),
+        )
+        .unwrap();
+    let created = |store: &dyn Store| store.session(P, "sx").unwrap().unwrap().created_at;
+    assert_eq!(created(store), micros(8), "the batch's earliest trace");
+    store
+        .write(
+            P,
+            traces(vec![
+                json!({"id": "b1", "sessionId": "sx", "timestamp": at(7)}),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(
+        created(store),
+        micros(7),
+        "an earlier trace moves the start back"
+    );
+    store
+        .write(
+            P,
+            traces(vec![
+                json!({"id": "c1", "sessionId": "sx", "timestamp": at(12)}),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(created(store), micros(7), "a later one does not");
+    assert_eq!(store.session_traces(P, "sx").unwrap().len(), 6);
+}
+
 fn scores_filter(store: &dyn Store) {
     let scores: Vec<Upsert> = (0..6)
         .map(|i| {
@@ -582,6 +624,11 @@ macro_rules! conformance {
             fn large_batch_keeps_every_row() {
                 let (store, _guard) = $make;
                 super::large_batch_keeps_every_row(&store);
+            }
+            #[test]
+            fn sessions_start_at_their_earliest_trace() {
+                let (store, _guard) = $make;
+                super::sessions_start_at_their_earliest_trace(&store);
             }
             #[test]
             fn scores_filter() {

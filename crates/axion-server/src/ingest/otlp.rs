@@ -46,11 +46,12 @@ pub fn decode(
     content_encoding: Option<&str>,
     body: &[u8],
 ) -> Result<ExportTraceServiceRequest, OtlpBodyError> {
-    let mut storage = ExportStorage::default();
-    let read_in_place =
-        decode_view(content_type, content_encoding, body, &mut storage)?.to_request();
-    // A request decoded whole (with its links) is the one to keep.
-    Ok(storage.decoded.unwrap_or(read_in_place))
+    let mut decompressed = Vec::new();
+    let body = decompress(content_encoding, body, &mut decompressed)?;
+    Ok(match body_format(content_type)? {
+        BodyFormat::Protobuf => mapping::decode_protobuf(body)?,
+        BodyFormat::Json => mapping::decode_json(body)?,
+    })
 }
 
 /// What a decoded export's view borrows from besides the body: the body decompressed, and
@@ -73,35 +74,55 @@ pub fn decode_view<'a>(
         decompressed,
         decoded,
     } = storage;
-    let body: &'a [u8] = match content_encoding.map(str::trim) {
-        None | Some("") | Some("identity") => body,
+    let body = decompress(content_encoding, body, decompressed)?;
+    Ok(match body_format(content_type)? {
+        BodyFormat::Protobuf => mapping::decode_protobuf_view(body, decoded)?,
+        BodyFormat::Json => ExportView::of(decoded.insert(mapping::decode_json(body)?)),
+    })
+}
+
+/// The two encodings of OTLP/HTTP.
+enum BodyFormat {
+    Protobuf,
+    Json,
+}
+
+fn body_format(content_type: &str) -> Result<BodyFormat, OtlpBodyError> {
+    if content_type.contains("application/x-protobuf")
+        || content_type.contains("application/protobuf")
+    {
+        Ok(BodyFormat::Protobuf)
+    } else if content_type.contains("application/json") {
+        Ok(BodyFormat::Json)
+    } else {
+        Err(OtlpBodyError::ContentType(content_type.to_owned()))
+    }
+}
+
+/// `body` as sent (no encoding) or gunzipped into `buffer`.
+fn decompress<'a>(
+    content_encoding: Option<&str>,
+    body: &'a [u8],
+    buffer: &'a mut Vec<u8>,
+) -> Result<&'a [u8], OtlpBodyError> {
+    match content_encoding.map(str::trim) {
+        None | Some("") | Some("identity") => Ok(body),
         Some(encoding) if encoding.eq_ignore_ascii_case("gzip") => {
-            decompressed.reserve(body.len() * 4);
+            buffer.reserve(body.len() * 4);
             flate2::read::MultiGzDecoder::new(body)
                 .take(MAX_DECOMPRESSED_BYTES + 1)
-                .read_to_end(decompressed)
+                .read_to_end(buffer)
                 .map_err(|error| OtlpBodyError::Encoding(format!("invalid gzip body: {error}")))?;
-            if decompressed.len() as u64 > MAX_DECOMPRESSED_BYTES {
+            if buffer.len() as u64 > MAX_DECOMPRESSED_BYTES {
                 return Err(OtlpBodyError::Encoding(format!(
                     "decompressed body exceeds {MAX_DECOMPRESSED_BYTES} bytes"
                 )));
             }
-            decompressed
+            Ok(buffer)
         }
-        Some(other) => {
-            return Err(OtlpBodyError::Encoding(format!(
-                "unsupported Content-Encoding {other:?}: send gzip or no encoding"
-            )))
-        }
-    };
-    if content_type.contains("application/x-protobuf")
-        || content_type.contains("application/protobuf")
-    {
-        Ok(mapping::decode_protobuf_view(body, decoded)?)
-    } else if content_type.contains("application/json") {
-        Ok(ExportView::of(decoded.insert(mapping::decode_json(body)?)))
-    } else {
-        Err(OtlpBodyError::ContentType(content_type.to_owned()))
+        Some(other) => Err(OtlpBodyError::Encoding(format!(
+            "unsupported Content-Encoding {other:?}: send gzip or no encoding"
+        ))),
     }
 }
 
@@ -263,7 +284,8 @@ pub fn prepare_view(request: &ExportView<'_>, pricing: &Pricing, now: i64) -> Pr
     export
 }
 
-/// An export's traces, each write of one folded into the first (see [`TraceFields::absorb`]).
+/// An export's traces, each write of one folded into the first (see
+/// [`TraceFields::absorb_fields`]).
 #[derive(Default)]
 struct TraceFold {
     traces: Vec<TraceFields>,

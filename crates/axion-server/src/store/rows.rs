@@ -323,7 +323,8 @@ impl Priceable for PricedSpan<'_> {
 }
 
 /// A trace's fields as typed sources give them, folded with the rules of
-/// [`crate::ingest::merge_owned`] (see [`TraceFields::absorb`]).
+/// [`crate::ingest::merge_owned`] (see [`TraceFields::absorb_fields`] and
+/// [`TraceFields::absorb_placeholder`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceFields {
     /// Trace id.
@@ -398,14 +399,8 @@ impl TraceFields {
         }
     }
 
-    /// Merges a later write of the same trace into this one.
-    pub fn absorb(&mut self, later: TraceFields) {
-        self.absorb_placeholder(&later.timestamp, &later.environment);
-        self.absorb_fields(later);
-    }
-
-    /// [`TraceFields::absorb`] of everything but the timestamp and environment (those of a
-    /// placeholder, which [`TraceFields::absorb_placeholder`] merges).
+    /// Merges a later write of the same trace into this one, all but its timestamp and
+    /// environment (those of a placeholder, which [`TraceFields::absorb_placeholder`] merges).
     pub fn absorb_fields(&mut self, mut later: TraceFields) {
         // Shared objects stay shared unless a merge would change them (rare: a trace with two
         // roots in one export): what merges into a key this write shares, or a shared object
@@ -433,9 +428,9 @@ impl TraceFields {
                     .insert(key.to_owned(), object.value().clone());
             } else {
                 self.shared_metadata.push((key, object));
-                self.shared_metadata.sort_by_key(|(key, _)| *key);
             }
         }
+        self.shared_metadata.sort_by_key(|(key, _)| *key);
         for (slot, value) in [
             (&mut self.name, later.name),
             (&mut self.user_id, later.user_id),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project: formatting, lints, unit/integration/doc/UI tests, the API docs
 # building cleanly, benchmarks in test mode (each benchmark runs once), the official Python SDKs
-# against `axion serve`, and the examples in both tracing modes.
+# against `axion serve`, the web UI in headless Chromium, and the examples in both tracing modes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,9 @@ cargo test -p axion-server --benches
 # The official SDKs (Langfuse 2.x/3.x/5.x, OpenTelemetry) against a real `axion serve`.
 ./scripts/python-sdks.sh
 cargo test -p axion-server --test sdk_compat -- --ignored
+
+# The web UI in headless Chromium against a real `axion serve`.
+./scripts/ui-tests.sh
 
 for example in quickstart rag_pipeline custom_tracer; do
   out=$(cargo run -q -p axion --example "$example" 2>/dev/null)

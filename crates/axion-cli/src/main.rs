@@ -114,6 +114,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             args.data_dir.display(),
             started.elapsed().as_millis()
         );
+        println!("web UI: http://{addr}/ (sign in with the project's key pair)");
         if let (Some(public_key), Some(secret_key)) =
             (&bootstrap.public_key, &bootstrap.generated_secret)
         {

@@ -2,7 +2,8 @@
 //!
 //! The official Langfuse SDKs (2.x ingestion batches, 3.x/5.x OTLP), any OpenTelemetry OTLP/HTTP
 //! exporter and axion's own exporters send to it unchanged; the read API returns Langfuse's
-//! JSON shapes, so Langfuse clients and axion's loaders read from it.
+//! JSON shapes, so Langfuse clients and axion's loaders read from it. A web UI at `/` (and at
+//! every trace's `htmlPath`) lists, filters, shows and scores traces through that same API.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -131,6 +132,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/public", public)
         // Plain OTLP exporters pointed at the server root.
         .route("/v1/traces", post(ingest::otlp_traces))
+        .route("/", get(ui::page))
+        .route("/project/{*path}", get(ui::page))
+        .route("/ui/{file}", get(ui::file))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_OTLP_BYTES))
         .with_state(state)

@@ -1,4 +1,4 @@
-//! The HTTP surface, one module per resource, all under `/api/public`.
+//! The HTTP surface: one module per resource under `/api/public`, and the web UI (`ui`).
 
 pub mod ingest;
 pub mod observations;
@@ -6,6 +6,7 @@ pub mod projects;
 pub mod scores;
 pub mod sessions;
 pub mod traces;
+pub mod ui;
 
 use base64::Engine;
 use serde_json::{json, Value};

@@ -1,0 +1,612 @@
+// The web UI of `axion serve`: a client of the server's public API, the same calls the SDKs
+// and loaders make, signed in with one project's key pair. Every text from a trace goes into
+// the page as a text node (never as HTML): trace data is whatever an application sent.
+
+const KEYS = 'axion.keys';
+const PAGE_SIZES = [25, 50, 100];
+const DATA_TYPES = ['NUMERIC', 'BOOLEAN', 'CATEGORICAL'];
+
+const session = { keys: null, project: null };
+
+// ---------------------------------------------------------------- DOM helpers
+
+/** An element: `attrs` are properties (`class`, `text`, `on…`) or attributes; children may nest. */
+function h(tag, attrs = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'class') element.className = value;
+    else if (key === 'text') element.textContent = value;
+    else if (key.startsWith('on')) element.addEventListener(key.slice(2), value);
+    else if (key === 'style') Object.assign(element.style, value); // CSSOM: allowed by the CSP
+    else if (key === 'value') element.value = value;
+    else if (key === 'checked') element.checked = Boolean(value);
+    else element.setAttribute(key, value === true ? '' : String(value));
+  }
+  append(element, children);
+  return element;
+}
+
+function append(parent, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    parent.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+/** A link inside the UI: followed without reloading the page. */
+function link(href, ...children) {
+  return h('a', {
+    href,
+    onclick: (event) => {
+      if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+      event.preventDefault();
+      navigate(href);
+    },
+  }, children);
+}
+
+function show(...children) {
+  const main = document.getElementById('main');
+  main.replaceChildren();
+  append(main, children);
+}
+
+function errorBox(error) {
+  return h('div', { class: 'error-box', role: 'alert', text: error instanceof Error ? error.message : String(error) });
+}
+
+// ---------------------------------------------------------------- formatting
+
+function formatTime(iso) {
+  if (!iso) return '–';
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? String(iso) : date.toLocaleString();
+}
+
+function formatSeconds(seconds) {
+  if (typeof seconds !== 'number' || seconds < 0) return '–';
+  return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(2)} s`;
+}
+
+function formatCost(usd) {
+  if (typeof usd !== 'number' || usd < 0) return '–';
+  if (usd === 0) return '$0';
+  return usd >= 0.01 ? `$${usd.toFixed(4)}` : `$${usd.toPrecision(3)}`;
+}
+
+function formatUsage(usage) {
+  if (!usage || typeof usage !== 'object') return null;
+  const parts = Object.entries(usage)
+    .filter(([, value]) => typeof value === 'number')
+    .map(([key, value]) => `${key} ${value}`);
+  return parts.length ? parts.join(' · ') : null;
+}
+
+function seconds(start, end) {
+  if (!start || !end) return null;
+  return (new Date(end) - new Date(start)) / 1000;
+}
+
+function jsonText(value) {
+  return typeof value === 'string' ? value : JSON.stringify(value, null, 2);
+}
+
+function isEmpty(value) {
+  return value === null || value === undefined || value === ''
+    || (typeof value === 'object' && Object.keys(value).length === 0);
+}
+
+function jsonBlock(title, value, testId) {
+  if (isEmpty(value)) return null;
+  return [h('h2', { text: title }), h('pre', { class: 'json', 'data-testid': testId, text: jsonText(value) })];
+}
+
+function facts(pairs) {
+  return h('dl', { class: 'facts' }, pairs
+    .filter(([, value]) => value !== null && value !== undefined && value !== '')
+    .map(([name, value]) => [h('dt', { text: name }), h('dd', {}, value)]));
+}
+
+function chips(values) {
+  return (values || []).map((value) => h('span', { class: 'chip', text: value }));
+}
+
+// ---------------------------------------------------------------- API
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** A call to `/api/public{path}` with the signed-in keys; array parameters repeat. */
+async function api(path, { method = 'GET', params = {}, body, keys = session.keys } = {}) {
+  const url = new URL(`/api/public${path}`, location.origin);
+  for (const [key, value] of Object.entries(params)) {
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (item !== undefined && item !== null && item !== '') url.searchParams.append(key, item);
+    }
+  }
+  const headers = { Authorization: `Basic ${btoa(`${keys.publicKey}:${keys.secretKey}`)}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let response;
+  try {
+    response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (error) {
+    throw new ApiError(0, `The server did not answer (${error.message}).`);
+  }
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  if (!response.ok) {
+    const detail = (data && (data.message || data.error)) || text || response.statusText;
+    if (response.status === 401 && keys === session.keys) signOut(`Signed out: ${detail}`);
+    throw new ApiError(response.status, `${method} ${url.pathname}: ${response.status} ${detail}`);
+  }
+  return data;
+}
+
+// ---------------------------------------------------------------- signing in
+
+function storedKeys() {
+  for (const store of [sessionStorage, localStorage]) {
+    try {
+      const keys = JSON.parse(store.getItem(KEYS) || 'null');
+      if (keys && keys.publicKey && keys.secretKey) return keys;
+    } catch { /* a value this UI did not write: ignore it */ }
+  }
+  return null;
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(KEYS);
+  localStorage.removeItem(KEYS);
+  session.keys = null;
+  session.project = null;
+  renderHeader();
+  renderSignIn(message);
+}
+
+function renderSignIn(message) {
+  const publicKey = h('input', { name: 'publicKey', autocomplete: 'username', required: true, placeholder: 'pk-lf-…' });
+  const secretKey = h('input', { name: 'secretKey', type: 'password', autocomplete: 'current-password', required: true, placeholder: 'sk-lf-…' });
+  const remember = h('input', { type: 'checkbox', name: 'remember' });
+  const status = h('div');
+  const form = h('form', {
+    class: 'signin',
+    onsubmit: async (event) => {
+      event.preventDefault();
+      const keys = { publicKey: publicKey.value.trim(), secretKey: secretKey.value.trim() };
+      status.replaceChildren();
+      try {
+        const projects = await api('/projects', { keys });
+        (remember.checked ? localStorage : sessionStorage).setItem(KEYS, JSON.stringify(keys));
+        session.keys = keys;
+        session.project = projects.data[0];
+        renderHeader();
+        route();
+      } catch (error) {
+        status.replaceChildren(errorBox(error.status === 401
+          ? 'Those keys were not accepted. Use the pair `axion serve` printed on its first start (or the one given with --public-key/--secret-key).'
+          : error));
+      }
+    },
+  },
+  h('label', {}, 'Public key', publicKey),
+  h('label', {}, 'Secret key', secretKey),
+  h('label', { class: 'check' }, remember, 'Remember on this browser'),
+  h('div', {}, h('button', { class: 'primary', type: 'submit', text: 'Sign in' })),
+  status);
+  show(h('h1', { text: 'Sign in' }),
+    h('p', { class: 'muted', text: 'Sign in with a project\'s API keys, the pair the SDKs use (LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY).' }),
+    message ? errorBox(message) : null,
+    form);
+  publicKey.focus();
+}
+
+function renderHeader() {
+  const nav = document.getElementById('nav');
+  const who = document.getElementById('who');
+  nav.replaceChildren();
+  who.replaceChildren();
+  if (!session.project) return;
+  const base = `/project/${encodeURIComponent(session.project.id)}`;
+  for (const [label, path] of [['Traces', 'traces'], ['Sessions', 'sessions']]) {
+    const current = location.pathname.startsWith(`${base}/${path}`);
+    nav.append(link(`${base}/${path}`, label));
+    if (current) nav.lastChild.classList.add('current');
+  }
+  append(who, [
+    h('span', { text: session.project.name || session.project.id, title: session.project.id }),
+    h('button', { type: 'button', text: 'Sign out', onclick: () => signOut() }),
+  ]);
+}
+
+// ---------------------------------------------------------------- routing
+
+function navigate(href) {
+  history.pushState(null, '', href);
+  route();
+}
+
+async function route() {
+  if (!session.keys) {
+    renderHeader();
+    renderSignIn();
+    return;
+  }
+  const parts = location.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+  const own = session.project.id;
+  if (parts.length === 0 || (parts[0] === 'project' && parts.length <= 2)) {
+    history.replaceState(null, '', `/project/${encodeURIComponent(own)}/traces`);
+    return route();
+  }
+  renderHeader();
+  if (parts[0] !== 'project') return show(h('h1', { text: 'Not found' }), link(`/project/${encodeURIComponent(own)}/traces`, 'Traces'));
+  if (parts[1] !== own) {
+    return show(h('h1', { text: 'Another project' }),
+      errorBox(`This page belongs to project ${parts[1]}; the keys you signed in with open project ${own}.`),
+      link(`/project/${encodeURIComponent(own)}/traces`, 'Go to your traces'));
+  }
+  const [, , section, id] = parts;
+  try {
+    if (section === 'traces' && id) await traceDetail(id);
+    else if (section === 'traces') await traceList();
+    else if (section === 'sessions' && id) await sessionDetail(id);
+    else if (section === 'sessions') await sessionList();
+    else show(h('h1', { text: 'Not found' }));
+  } catch (error) {
+    if (session.keys) show(errorBox(error));
+  }
+}
+
+function projectPath(...rest) {
+  return `/project/${[session.project.id, ...rest].map(encodeURIComponent).join('/')}`;
+}
+
+// ---------------------------------------------------------------- traces
+
+const TRACE_FILTERS = ['name', 'userId', 'sessionId', 'tags', 'environment', 'from', 'to', 'errors'];
+
+/** The list's structured `filter`: every field of the form, as Langfuse's filter conditions. */
+function traceConditions(query) {
+  const conditions = [];
+  const list = (text) => text.split(',').map((item) => item.trim()).filter(Boolean);
+  if (query.get('name')) conditions.push({ type: 'string', column: 'name', operator: 'contains', value: query.get('name') });
+  for (const column of ['userId', 'sessionId']) {
+    if (query.get(column)) conditions.push({ type: 'string', column, operator: '=', value: query.get(column) });
+  }
+  if (query.get('tags')) conditions.push({ type: 'arrayOptions', column: 'tags', operator: 'all of', value: list(query.get('tags')) });
+  if (query.get('environment')) conditions.push({ type: 'stringOptions', column: 'environment', operator: 'any of', value: list(query.get('environment')) });
+  const time = (text) => new Date(text).toISOString();
+  if (query.get('from')) conditions.push({ type: 'datetime', column: 'timestamp', operator: '>=', value: time(query.get('from')) });
+  if (query.get('to')) conditions.push({ type: 'datetime', column: 'timestamp', operator: '<', value: time(query.get('to')) });
+  if (query.get('errors')) conditions.push({ type: 'number', column: 'errorCount', operator: '>', value: 0 });
+  return conditions;
+}
+
+async function traceList() {
+  const query = new URLSearchParams(location.search);
+  const limit = PAGE_SIZES.includes(Number(query.get('limit'))) ? Number(query.get('limit')) : 50;
+  const page = Math.max(1, Number.parseInt(query.get('page') || '1', 10) || 1);
+  const conditions = traceConditions(query);
+  const result = await api('/traces', {
+    params: {
+      page, limit, orderBy: 'timestamp.desc', fields: 'core,scores,observations,metrics',
+      filter: conditions.length ? JSON.stringify(conditions) : undefined,
+    },
+  });
+  const input = (name, label, attrs = {}) => h('label', {}, label, h('input', { name, value: query.get(name) || '', ...attrs }));
+  const form = h('form', {
+    class: 'filters',
+    onsubmit: (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams();
+      for (const [key, value] of new FormData(form)) if (String(value).trim()) next.set(key, String(value).trim());
+      navigate(`${projectPath('traces')}${next.size ? `?${next}` : ''}`);
+    },
+  },
+  input('name', 'Name contains', { type: 'search' }),
+  input('userId', 'User'),
+  input('sessionId', 'Session'),
+  input('tags', 'Tags (all of)', { placeholder: 'a, b' }),
+  input('environment', 'Environment'),
+  input('from', 'From', { type: 'datetime-local', step: 1 }),
+  input('to', 'Before', { type: 'datetime-local', step: 1 }),
+  h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'errors', value: '1', checked: query.get('errors') }), 'With errors'),
+  h('label', {}, 'Per page', h('select', { name: 'limit' },
+    PAGE_SIZES.map((size) => h('option', { value: String(size), selected: size === limit, text: String(size) })))),
+  h('button', { class: 'primary', type: 'submit', text: 'Apply' }),
+  h('button', { type: 'button', text: 'Clear', onclick: () => navigate(projectPath('traces')) }));
+
+  const rows = result.data.map((trace) => {
+    const href = projectPath('traces', trace.id);
+    return h('tr', { class: 'link', 'data-trace-id': trace.id, onclick: (event) => { if (!event.target.closest('a')) navigate(href); } },
+      h('td', { class: 'mono', text: formatTime(trace.timestamp) }),
+      h('td', {}, link(href, trace.name || trace.id)),
+      h('td', { text: trace.userId || '' }),
+      h('td', {}, trace.sessionId ? link(projectPath('sessions', trace.sessionId), trace.sessionId) : ''),
+      h('td', {}, chips(trace.tags)),
+      h('td', { class: 'num', text: formatSeconds(trace.latency) }),
+      h('td', { class: 'num', text: formatCost(trace.totalCost) }),
+      h('td', { class: 'num', text: String((trace.observations || []).length) }),
+      h('td', { class: 'num', text: String((trace.scores || []).length) }));
+  });
+  const meta = result.meta;
+  const pageLink = (to, label) => {
+    const next = new URLSearchParams(location.search);
+    next.set('page', String(to));
+    return link(`${projectPath('traces')}?${next}`, label);
+  };
+  show(h('h1', { text: 'Traces' }), form,
+    rows.length
+      ? h('table', { 'data-testid': 'traces' },
+        h('thead', {}, h('tr', {}, ['Time', 'Name', 'User', 'Session', 'Tags'].map((name) => h('th', { text: name })),
+          ['Latency', 'Cost', 'Observations', 'Scores'].map((name) => h('th', { class: 'num', text: name })))),
+        h('tbody', {}, rows))
+      : h('p', { class: 'muted', text: conditions.length ? 'No trace matches these filters.' : 'No traces yet. Point an SDK at this server and they appear here.' }),
+    h('div', { class: 'pager' },
+      meta.page > 1 ? pageLink(meta.page - 1, '← Newer') : null,
+      h('span', { class: 'muted', text: `Page ${meta.page} of ${Math.max(meta.totalPages, 1)} · ${meta.totalItems} traces` }),
+      meta.page < meta.totalPages ? pageLink(meta.page + 1, 'Older →') : null));
+}
+
+/** The observations as a tree: roots first, each node's children in start order. */
+function observationTree(observations) {
+  const byId = new Map(observations.map((observation) => [observation.id, { observation, children: [] }]));
+  const roots = [];
+  for (const node of byId.values()) {
+    const parent = node.observation.parentObservationId && byId.get(node.observation.parentObservationId);
+    (parent && parent !== node ? parent.children : roots).push(node);
+  }
+  const byStart = (a, b) => String(a.observation.startTime).localeCompare(String(b.observation.startTime));
+  const ordered = [];
+  const seen = new Set();
+  const walk = (nodes, depth) => {
+    for (const node of nodes.sort(byStart)) {
+      if (seen.has(node)) continue; // a parent cycle sent by a client: shown once
+      seen.add(node);
+      ordered.push({ observation: node.observation, depth });
+      walk(node.children, depth + 1);
+    }
+  };
+  walk(roots, 0);
+  for (const node of byId.values()) if (!seen.has(node)) ordered.push({ observation: node.observation, depth: 0 });
+  return ordered;
+}
+
+async function traceDetail(id) {
+  const trace = await api(`/traces/${encodeURIComponent(id)}`);
+  const observations = trace.observations || [];
+  const selectedId = new URLSearchParams(location.search).get('observation');
+  let selected = observations.find((observation) => observation.id === selectedId) || null;
+
+  const times = [trace.timestamp, ...observations.flatMap((o) => [o.startTime, o.endTime])]
+    .filter(Boolean).map((time) => new Date(time).getTime()).filter((time) => !Number.isNaN(time));
+  const begin = Math.min(...times);
+  const span = Math.max(Math.max(...times) - begin, 1);
+  const bar = (start, end) => {
+    const from = start ? (new Date(start).getTime() - begin) / span : 0;
+    const to = end ? (new Date(end).getTime() - begin) / span : from;
+    return h('div', { class: 'timeline' }, h('span', { style: { left: `${(from * 100).toFixed(2)}%`, width: `${(Math.max(to - from, 0) * 100).toFixed(2)}%` } }));
+  };
+
+  const detail = h('section', { 'data-testid': 'detail' });
+  const tree = h('div', { class: 'tree', 'data-testid': 'tree' });
+  const select = (observation) => {
+    selected = observation;
+    const url = new URL(location.href);
+    if (observation) url.searchParams.set('observation', observation.id);
+    else url.searchParams.delete('observation');
+    history.replaceState(null, '', url);
+    for (const row of tree.children) row.classList.toggle('selected', row.dataset.id === (observation ? observation.id : ''));
+    renderDetail();
+  };
+  const choose = (observation) => ({
+    tabindex: 0, role: 'button',
+    onclick: () => select(observation),
+    onkeydown: (event) => {
+      if (event.key !== 'Enter' && event.key !== ' ') return;
+      event.preventDefault();
+      select(observation);
+    },
+  });
+  tree.append(h('div', { class: 'node', 'data-id': '', ...choose(null) },
+    h('div', { class: 'label' }, h('span', { class: 'type type-TRACE', text: 'TRACE' }), h('span', { class: 'name', text: trace.name || trace.id }),
+      h('span', { class: 'meta', text: formatSeconds(trace.latency) })),
+    bar(new Date(begin).toISOString(), new Date(begin + span).toISOString())));
+  for (const { observation, depth } of observationTree(observations)) {
+    const duration = seconds(observation.startTime, observation.endTime);
+    tree.append(h('div', {
+      class: `node level-${observation.level}`, 'data-id': observation.id, 'data-depth': depth, ...choose(observation),
+    },
+    h('div', { class: 'label', style: { paddingLeft: `${depth * 1.1}rem` } },
+      h('span', { class: `type type-${observation.type}`, text: observation.type }),
+      h('span', { class: 'name', text: observation.name || observation.id }),
+      h('span', { class: 'meta', text: [duration === null ? null : formatSeconds(duration), observation.model, formatCost(observation.calculatedTotalCost ?? -1)].filter((part) => part && part !== '–').join(' · ') })),
+    bar(observation.startTime, observation.endTime)));
+  }
+
+  const renderDetail = () => {
+    detail.replaceChildren();
+    if (!selected) {
+      append(detail, [h('h2', { text: 'Trace' }), jsonBlock('Input', trace.input, 'input'), jsonBlock('Output', trace.output, 'output'),
+        jsonBlock('Metadata', trace.metadata, 'metadata')]);
+    } else {
+      const o = selected;
+      append(detail, [
+        h('h2', {}, h('span', { class: `type type-${o.type}`, text: o.type }), ' ', o.name || o.id),
+        facts([
+          ['Id', h('span', { class: 'mono', text: o.id })],
+          ['Start', formatTime(o.startTime)],
+          ['End', o.endTime ? formatTime(o.endTime) : null],
+          ['Duration', o.endTime ? formatSeconds(seconds(o.startTime, o.endTime)) : null],
+          ['Time to first token', o.completionStartTime ? formatSeconds(seconds(o.startTime, o.completionStartTime)) : null],
+          ['Level', h('span', { class: `level-text-${o.level}`, text: o.level })],
+          ['Status', o.statusMessage || null],
+          ['Model', o.model || null],
+          ['Usage', formatUsage(o.usageDetails)],
+          ['Cost', typeof o.calculatedTotalCost === 'number' ? formatCost(o.calculatedTotalCost) : null],
+          ['Version', o.version || null],
+        ]),
+        jsonBlock('Model parameters', o.modelParameters, 'model-parameters'),
+        jsonBlock('Input', o.input, 'input'), jsonBlock('Output', o.output, 'output'), jsonBlock('Metadata', o.metadata, 'metadata'),
+      ]);
+    }
+    append(detail, scoreForm(trace, selected));
+  };
+  renderDetail();
+
+  const scoreTarget = (score) => {
+    if (!score.observationId) return 'trace';
+    const observation = observations.find((o) => o.id === score.observationId);
+    return observation ? observation.name || observation.id : score.observationId;
+  };
+  const scores = trace.scores || [];
+  show(
+    h('p', {}, link(projectPath('traces'), '← Traces')),
+    h('h1', { text: trace.name || trace.id }),
+    facts([
+      ['Id', h('span', { class: 'mono', text: trace.id })],
+      ['Time', formatTime(trace.timestamp)],
+      ['User', trace.userId || null],
+      ['Session', trace.sessionId ? link(projectPath('sessions', trace.sessionId), trace.sessionId) : null],
+      ['Tags', trace.tags && trace.tags.length ? chips(trace.tags) : null],
+      ['Environment', trace.environment || null],
+      ['Release', trace.release || null],
+      ['Version', trace.version || null],
+      ['Latency', formatSeconds(trace.latency)],
+      ['Total cost', formatCost(trace.totalCost)],
+    ]),
+    h('div', { class: 'split' },
+      h('div', {}, tree,
+        h('h2', { text: `Scores (${scores.length})` }),
+        scores.length
+          ? h('table', { 'data-testid': 'scores' },
+            h('thead', {}, h('tr', {}, ['Name', 'Value', 'On', 'Comment', 'Source', ''].map((name) => h('th', { text: name })))),
+            h('tbody', {}, scores.map((score) => h('tr', { 'data-score-id': score.id },
+              h('td', { text: score.name }),
+              h('td', { text: score.stringValue ?? String(score.value) }),
+              h('td', { text: scoreTarget(score) }),
+              h('td', { text: score.comment || '' }),
+              h('td', { class: 'muted', text: score.source || '' }),
+              h('td', {}, h('button', {
+                type: 'button', text: 'Delete', title: 'Delete this score',
+                onclick: async () => {
+                  if (!confirm(`Delete the score ${score.name}?`)) return;
+                  await api(`/scores/${encodeURIComponent(score.id)}`, { method: 'DELETE' }).then(route, (error) => alert(error.message));
+                },
+              }))))))
+          : h('p', { class: 'muted', text: 'No scores yet.' })),
+      detail));
+  if (selected) for (const row of tree.children) row.classList.toggle('selected', row.dataset.id === selected.id);
+  else tree.firstChild.classList.add('selected');
+}
+
+/** Scores the trace, or the selected observation, as a person would in Langfuse's UI. */
+function scoreForm(trace, observation) {
+  const dataType = h('select', { name: 'dataType' }, DATA_TYPES.map((type) => h('option', { value: type, text: type.toLowerCase() })));
+  const valueSlot = h('span');
+  let value;
+  const valueInput = () => {
+    value = dataType.value === 'BOOLEAN'
+      ? h('select', { name: 'value' }, h('option', { value: '1', text: 'true' }), h('option', { value: '0', text: 'false' }))
+      : h('input', { name: 'value', required: true, ...(dataType.value === 'NUMERIC' ? { type: 'number', step: 'any' } : {}) });
+    valueSlot.replaceChildren(h('label', {}, 'Value', value));
+  };
+  dataType.addEventListener('change', valueInput);
+  valueInput();
+  const name = h('input', { name: 'name', required: true, placeholder: 'e.g. helpfulness' });
+  const comment = h('input', { name: 'comment', placeholder: 'optional' });
+  const status = h('span', { class: 'muted', role: 'status' });
+  const submit = h('button', { class: 'primary', type: 'submit', text: 'Add score' });
+  const form = h('form', {
+    class: 'score', 'data-testid': 'score-form',
+    onsubmit: async (event) => {
+      event.preventDefault();
+      const type = dataType.value;
+      const body = {
+        traceId: trace.id,
+        name: name.value.trim(),
+        dataType: type,
+        value: type === 'CATEGORICAL' ? value.value : Number(value.value),
+        source: 'ANNOTATION',
+      };
+      if (observation) body.observationId = observation.id;
+      if (comment.value.trim()) body.comment = comment.value.trim();
+      if (trace.environment) body.environment = trace.environment;
+      submit.disabled = true;
+      status.textContent = 'Saving…';
+      try {
+        await api('/scores', { method: 'POST', body });
+        await route();
+      } catch (error) {
+        submit.disabled = false;
+        status.replaceChildren(errorBox(error));
+      }
+    },
+  },
+  h('label', {}, 'Score', name), h('label', {}, 'Type', dataType), valueSlot, h('label', {}, 'Comment', comment), submit, status);
+  return [h('h2', { text: observation ? `Score this ${observation.type.toLowerCase()}` : 'Score this trace' }), form];
+}
+
+// ---------------------------------------------------------------- sessions
+
+async function sessionList() {
+  const query = new URLSearchParams(location.search);
+  const page = Math.max(1, Number.parseInt(query.get('page') || '1', 10) || 1);
+  const result = await api('/sessions', { params: { page, limit: 50 } });
+  const meta = result.meta;
+  show(h('h1', { text: 'Sessions' }),
+    result.data.length
+      ? h('table', { 'data-testid': 'sessions' },
+        h('thead', {}, h('tr', {}, ['Session', 'Created', 'Environment'].map((name) => h('th', { text: name })))),
+        h('tbody', {}, result.data.map((item) => h('tr', {},
+          h('td', {}, link(projectPath('sessions', item.id), item.id)),
+          h('td', { class: 'mono', text: formatTime(item.createdAt) }),
+          h('td', { text: item.environment || '' })))))
+      : h('p', { class: 'muted', text: 'No sessions yet: traces with a session id start one.' }),
+    h('div', { class: 'pager' },
+      meta.page > 1 ? link(`${projectPath('sessions')}?page=${meta.page - 1}`, '← Newer') : null,
+      h('span', { class: 'muted', text: `Page ${meta.page} of ${Math.max(meta.totalPages, 1)} · ${meta.totalItems} sessions` }),
+      meta.page < meta.totalPages ? link(`${projectPath('sessions')}?page=${meta.page + 1}`, 'Older →') : null));
+}
+
+async function sessionDetail(id) {
+  const found = await api(`/sessions/${encodeURIComponent(id)}`);
+  const traces = [...(found.traces || [])].sort((a, b) => String(a.timestamp).localeCompare(String(b.timestamp)));
+  show(h('p', {}, link(projectPath('sessions'), '← Sessions')),
+    h('h1', { text: `Session ${found.id}` }),
+    facts([['Created', formatTime(found.createdAt)], ['Environment', found.environment || null], ['Traces', String(traces.length)]]),
+    h('table', { 'data-testid': 'session-traces' },
+      h('thead', {}, h('tr', {}, ['Time', 'Name', 'User', 'Tags'].map((name) => h('th', { text: name })))),
+      h('tbody', {}, traces.map((trace) => h('tr', {},
+        h('td', { class: 'mono', text: formatTime(trace.timestamp) }),
+        h('td', {}, link(projectPath('traces', trace.id), trace.name || trace.id)),
+        h('td', { text: trace.userId || '' }),
+        h('td', {}, chips(trace.tags)))))),
+    h('p', {}, link(`${projectPath('traces')}?sessionId=${encodeURIComponent(found.id)}`, 'These traces in the trace list')));
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  window.addEventListener('popstate', route);
+  const keys = storedKeys();
+  if (keys) {
+    try {
+      const projects = await api('/projects', { keys });
+      session.keys = keys;
+      session.project = projects.data[0];
+    } catch (error) {
+      if (error.status === 401) signOut('The stored keys were not accepted any more; sign in again.');
+      else show(errorBox(error));
+      return;
+    }
+  }
+  await route();
+}
+
+start();

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The web UI in a real browser: installs Debian's Chromium when it is missing and
+# playwright-core (pinned in crates/axion-server/tests/ui/package-lock.json; it downloads no
+# browser), then drives `axion serve` on 127.0.0.1:0 through the page.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! [ -x /usr/bin/chromium ]; then
+  sudo_="" ; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends chromium > /dev/null
+fi
+(cd crates/axion-server/tests/ui && npm ci --no-audit --no-fund --loglevel=error)
+cargo build -q -p axion-cli
+cd crates/axion-server/tests/ui
+AXION_BIN="$PWD/../../../../target/debug/axion" node --test ui.test.mjs

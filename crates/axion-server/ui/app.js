@@ -7,6 +7,15 @@ const PAGE_SIZES = [25, 50, 100];
 const DATA_TYPES = ['NUMERIC', 'BOOLEAN', 'CATEGORICAL'];
 
 const session = { keys: null, project: null };
+const LIVE_INTERVAL_MS = 3000;
+let liveTimer = null;
+let routeSeq = 0;
+
+/** Called as a page starts: stays true until a newer navigation begins, whose page wins. */
+function current() {
+  const seq = routeSeq;
+  return () => seq === routeSeq;
+}
 
 // ---------------------------------------------------------------- DOM helpers
 
@@ -97,9 +106,50 @@ function isEmpty(value) {
     || (typeof value === 'object' && Object.keys(value).length === 0);
 }
 
+/** Chat messages (`[{role, content}]`, `{messages: […]}` or one message) as a list, else null. */
+function chatMessages(value) {
+  if (value && typeof value === 'object' && !Array.isArray(value) && Array.isArray(value.messages)) return chatMessages(value.messages);
+  const list = Array.isArray(value) ? value : [value];
+  const isMessage = (item) => item && typeof item === 'object' && typeof item.role === 'string'
+    && ('content' in item || 'tool_calls' in item);
+  return list.length && list.every(isMessage) ? list : null;
+}
+
+/** A message's content as text: a string as is, content parts by their text. */
+function contentText(content) {
+  if (content === null || content === undefined) return '';
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content.map((part) => (part && typeof part.text === 'string' ? part.text : jsonText(part))).join('\n');
+  }
+  return jsonText(content);
+}
+
+function chatView(messages) {
+  return h('div', { class: 'chat' }, messages.map((message) => h('div', { class: `message role-${message.role}` },
+    h('span', { class: 'role', text: message.role }),
+    message.name ? h('span', { class: 'muted', text: ` ${message.name}` }) : null,
+    h('div', { class: 'content', text: contentText(message.content) }),
+    message.tool_calls ? h('pre', { class: 'json', text: jsonText(message.tool_calls) }) : null)));
+}
+
+/** A titled value: chat messages as a conversation (with the JSON a click away), the rest as JSON. */
 function jsonBlock(title, value, testId) {
   if (isEmpty(value)) return null;
-  return [h('h2', { text: title }), h('pre', { class: 'json', 'data-testid': testId, text: jsonText(value) })];
+  const raw = h('pre', { class: 'json', text: jsonText(value) });
+  const messages = chatMessages(value);
+  if (!messages) return [h('h2', { text: title }), h('div', { 'data-testid': testId }, raw)];
+  const body = h('div', { 'data-testid': testId }, chatView(messages));
+  let showingJson = false;
+  const toggle = h('button', {
+    type: 'button', class: 'small', text: 'JSON',
+    onclick: () => {
+      showingJson = !showingJson;
+      body.replaceChildren(showingJson ? raw : chatView(messages));
+      toggle.textContent = showingJson ? 'Chat' : 'JSON';
+    },
+  });
+  return [h('h2', {}, title, ' ', toggle), body];
 }
 
 function facts(pairs) {
@@ -161,6 +211,9 @@ function storedKeys() {
 }
 
 function signOut(message) {
+  routeSeq += 1; // whatever was loading is not shown any more
+  clearTimeout(liveTimer);
+  document.getElementById('main').removeAttribute('aria-busy');
   sessionStorage.removeItem(KEYS);
   localStorage.removeItem(KEYS);
   session.keys = null;
@@ -213,7 +266,7 @@ function renderHeader() {
   who.replaceChildren();
   if (!session.project) return;
   const base = `/project/${encodeURIComponent(session.project.id)}`;
-  for (const [label, path] of [['Traces', 'traces'], ['Sessions', 'sessions']]) {
+  for (const [label, path] of [['Traces', 'traces'], ['Observations', 'observations'], ['Sessions', 'sessions']]) {
     const current = location.pathname.startsWith(`${base}/${path}`);
     nav.append(link(`${base}/${path}`, label));
     if (current) nav.lastChild.classList.add('current');
@@ -231,19 +284,32 @@ function navigate(href) {
   route();
 }
 
+/** Renders the page for the current URL. `main` is `aria-busy` until the newest one is shown. */
 async function route() {
-  if (!session.keys) {
-    renderHeader();
-    renderSignIn();
-    return;
+  routeSeq += 1;
+  clearTimeout(liveTimer);
+  const main = document.getElementById('main');
+  main.setAttribute('aria-busy', 'true');
+  const fresh = current();
+  try {
+    await renderPage();
+  } catch (error) {
+    if (session.keys && fresh()) show(errorBox(error));
+  } finally {
+    if (fresh()) main.removeAttribute('aria-busy');
   }
+}
+
+async function renderPage() {
+  renderHeader();
+  if (!session.keys) return renderSignIn();
   const parts = location.pathname.split('/').filter(Boolean).map(decodeURIComponent);
   const own = session.project.id;
   if (parts.length === 0 || (parts[0] === 'project' && parts.length <= 2)) {
     history.replaceState(null, '', `/project/${encodeURIComponent(own)}/traces`);
-    return route();
+    renderHeader();
+    return traceList();
   }
-  renderHeader();
   if (parts[0] !== 'project') return show(h('h1', { text: 'Not found' }), link(`/project/${encodeURIComponent(own)}/traces`, 'Traces'));
   if (parts[1] !== own) {
     return show(h('h1', { text: 'Another project' }),
@@ -251,15 +317,12 @@ async function route() {
       link(`/project/${encodeURIComponent(own)}/traces`, 'Go to your traces'));
   }
   const [, , section, id] = parts;
-  try {
-    if (section === 'traces' && id) await traceDetail(id);
-    else if (section === 'traces') await traceList();
-    else if (section === 'sessions' && id) await sessionDetail(id);
-    else if (section === 'sessions') await sessionList();
-    else show(h('h1', { text: 'Not found' }));
-  } catch (error) {
-    if (session.keys) show(errorBox(error));
-  }
+  if (section === 'traces' && id) return traceDetail(id);
+  if (section === 'traces') return traceList();
+  if (section === 'sessions' && id) return sessionDetail(id);
+  if (section === 'sessions') return sessionList();
+  if (section === 'observations') return observationList();
+  return show(h('h1', { text: 'Not found' }));
 }
 
 function projectPath(...rest) {
@@ -268,7 +331,17 @@ function projectPath(...rest) {
 
 // ---------------------------------------------------------------- traces
 
-const TRACE_FILTERS = ['name', 'userId', 'sessionId', 'tags', 'environment', 'from', 'to', 'errors'];
+/** `limit` from the URL: any size the API allows (1–100), 50 by default. */
+function pageSize(query) {
+  const size = Number.parseInt(query.get('limit') || '', 10);
+  return size >= 1 && size <= 100 ? size : 50;
+}
+
+function pageSizeChoice(limit) {
+  const sizes = PAGE_SIZES.includes(limit) ? PAGE_SIZES : [limit, ...PAGE_SIZES];
+  return h('label', {}, 'Per page', h('select', { name: 'limit' },
+    sizes.map((size) => h('option', { value: String(size), selected: size === limit, text: String(size) }))));
+}
 
 /** The list's structured `filter`: every field of the form, as Langfuse's filter conditions. */
 function traceConditions(query) {
@@ -288,8 +361,9 @@ function traceConditions(query) {
 }
 
 async function traceList() {
+  const fresh = current();
   const query = new URLSearchParams(location.search);
-  const limit = PAGE_SIZES.includes(Number(query.get('limit'))) ? Number(query.get('limit')) : 50;
+  const limit = pageSize(query);
   const page = Math.max(1, Number.parseInt(query.get('page') || '1', 10) || 1);
   const conditions = traceConditions(query);
   const result = await api('/traces', {
@@ -298,6 +372,7 @@ async function traceList() {
       filter: conditions.length ? JSON.stringify(conditions) : undefined,
     },
   });
+  if (!fresh()) return;
   const input = (name, label, attrs = {}) => h('label', {}, label, h('input', { name, value: query.get(name) || '', ...attrs }));
   const form = h('form', {
     class: 'filters',
@@ -316,8 +391,9 @@ async function traceList() {
   input('from', 'From', { type: 'datetime-local', step: 1 }),
   input('to', 'Before', { type: 'datetime-local', step: 1 }),
   h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'errors', value: '1', checked: query.get('errors') }), 'With errors'),
-  h('label', {}, 'Per page', h('select', { name: 'limit' },
-    PAGE_SIZES.map((size) => h('option', { value: String(size), selected: size === limit, text: String(size) })))),
+  pageSizeChoice(limit),
+  h('label', { class: 'check', title: `Reload the list every ${LIVE_INTERVAL_MS / 1000} s` },
+    h('input', { type: 'checkbox', name: 'live', value: '1', checked: query.get('live'), onchange: () => form.requestSubmit() }), 'Live'),
   h('button', { class: 'primary', type: 'submit', text: 'Apply' }),
   h('button', { type: 'button', text: 'Clear', onclick: () => navigate(projectPath('traces')) }));
 
@@ -351,6 +427,19 @@ async function traceList() {
       meta.page > 1 ? pageLink(meta.page - 1, '← Newer') : null,
       h('span', { class: 'muted', text: `Page ${meta.page} of ${Math.max(meta.totalPages, 1)} · ${meta.totalItems} traces` }),
       meta.page < meta.totalPages ? pageLink(meta.page + 1, 'Older →') : null));
+  if (query.get('live')) {
+    const shown = location.href;
+    const reload = () => {
+      if (location.href !== shown) return;
+      // Not while someone is editing the filters: the reload would throw their typing away.
+      if (form.contains(document.activeElement) && document.activeElement.type !== 'checkbox') {
+        liveTimer = setTimeout(reload, LIVE_INTERVAL_MS);
+        return;
+      }
+      route();
+    };
+    liveTimer = setTimeout(reload, LIVE_INTERVAL_MS);
+  }
 }
 
 /** The observations as a tree: roots first, each node's children in start order. */
@@ -378,7 +467,9 @@ function observationTree(observations) {
 }
 
 async function traceDetail(id) {
+  const fresh = current();
   const trace = await api(`/traces/${encodeURIComponent(id)}`);
+  if (!fresh()) return;
   const observations = trace.observations || [];
   const selectedId = new URLSearchParams(location.search).get('observation');
   let selected = observations.find((observation) => observation.id === selectedId) || null;
@@ -465,8 +556,20 @@ async function traceDetail(id) {
     return observation ? observation.name || observation.id : score.observationId;
   };
   const scores = trace.scores || [];
+  const remove = h('button', {
+    type: 'button', class: 'danger', text: 'Delete trace',
+    onclick: async () => {
+      if (!confirm(`Delete the trace ${trace.name || trace.id}, its observations and its scores?`)) return;
+      try {
+        await api(`/traces/${encodeURIComponent(trace.id)}`, { method: 'DELETE' });
+        navigate(projectPath('traces'));
+      } catch (error) {
+        alert(error.message);
+      }
+    },
+  });
   show(
-    h('p', {}, link(projectPath('traces'), '← Traces')),
+    h('p', { class: 'pager' }, link(projectPath('traces'), '← Traces'), h('span', { class: 'spacer' }), remove),
     h('h1', { text: trace.name || trace.id }),
     facts([
       ['Id', h('span', { class: 'mono', text: trace.id })],
@@ -552,12 +655,102 @@ function scoreForm(trace, observation) {
   return [h('h2', { text: observation ? `Score this ${observation.type.toLowerCase()}` : 'Score this trace' }), form];
 }
 
+// ---------------------------------------------------------------- observations
+
+const OBSERVATION_TYPES = ['GENERATION', 'SPAN', 'EVENT', 'AGENT', 'TOOL', 'CHAIN', 'RETRIEVER', 'EVALUATOR', 'EMBEDDING', 'GUARDRAIL'];
+const LEVELS = ['DEBUG', 'DEFAULT', 'WARNING', 'ERROR'];
+
+function observationConditions(query) {
+  const conditions = [];
+  if (query.get('type')) conditions.push({ type: 'stringOptions', column: 'type', operator: 'any of', value: [query.get('type')] });
+  if (query.get('level')) conditions.push({ type: 'stringOptions', column: 'level', operator: 'any of', value: [query.get('level')] });
+  if (query.get('name')) conditions.push({ type: 'string', column: 'name', operator: 'contains', value: query.get('name') });
+  if (query.get('model')) conditions.push({ type: 'string', column: 'model', operator: 'contains', value: query.get('model') });
+  const time = (text) => new Date(text).toISOString();
+  if (query.get('from')) conditions.push({ type: 'datetime', column: 'startTime', operator: '>=', value: time(query.get('from')) });
+  if (query.get('to')) conditions.push({ type: 'datetime', column: 'startTime', operator: '<', value: time(query.get('to')) });
+  return conditions;
+}
+
+/** Observations across traces, newest first (cursor pages): where the tokens and the cost went. */
+async function observationList() {
+  const fresh = current();
+  const query = new URLSearchParams(location.search);
+  const conditions = observationConditions(query);
+  const limit = pageSize(query);
+  const result = await api('/v2/observations', {
+    params: {
+      limit, cursor: query.get('cursor') || undefined,
+      fields: 'core,basic,model,usage,metrics,trace_context',
+      filter: conditions.length ? JSON.stringify(conditions) : undefined,
+    },
+  });
+  if (!fresh()) return;
+  const choice = (name, label, options) => h('label', {}, label, h('select', { name },
+    h('option', { value: '', text: 'any' }),
+    options.map((option) => h('option', { value: option, selected: query.get(name) === option, text: option.toLowerCase() }))));
+  const input = (name, label, attrs = {}) => h('label', {}, label, h('input', { name, value: query.get(name) || '', ...attrs }));
+  const form = h('form', {
+    class: 'filters',
+    onsubmit: (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams();
+      for (const [key, value] of new FormData(form)) if (String(value).trim()) next.set(key, String(value).trim());
+      navigate(`${projectPath('observations')}${next.size ? `?${next}` : ''}`);
+    },
+  },
+  choice('type', 'Type', OBSERVATION_TYPES),
+  input('name', 'Name contains', { type: 'search' }),
+  input('model', 'Model contains'),
+  choice('level', 'Level', LEVELS),
+  input('from', 'From', { type: 'datetime-local', step: 1 }),
+  input('to', 'Before', { type: 'datetime-local', step: 1 }),
+  pageSizeChoice(limit),
+  h('button', { class: 'primary', type: 'submit', text: 'Apply' }),
+  h('button', { type: 'button', text: 'Clear', onclick: () => navigate(projectPath('observations')) }));
+
+  const rows = result.data.map((o) => {
+    const href = `${projectPath('traces', o.traceId)}?observation=${encodeURIComponent(o.id)}`;
+    const usage = o.usageDetails || {};
+    return h('tr', { class: 'link', 'data-observation-id': o.id, onclick: (event) => { if (!event.target.closest('a')) navigate(href); } },
+      h('td', { class: 'mono', text: formatTime(o.startTime) }),
+      h('td', {}, h('span', { class: `type type-${o.type}`, text: o.type })),
+      h('td', {}, link(href, o.name || o.id)),
+      h('td', { text: o.traceName || o.traceId }),
+      h('td', { text: o.providedModelName || '' }),
+      h('td', { class: 'num', text: typeof usage.input === 'number' ? String(usage.input) : '' }),
+      h('td', { class: 'num', text: typeof usage.output === 'number' ? String(usage.output) : '' }),
+      h('td', { class: 'num', text: o.totalCost ? formatCost(o.totalCost) : '' }),
+      h('td', { class: 'num', text: formatSeconds(o.latency ?? -1) }),
+      h('td', { class: `level-text-${o.level}`, text: o.level === 'DEFAULT' ? '' : o.level }));
+  });
+  const next = new URLSearchParams(location.search);
+  if (result.meta && result.meta.cursor) next.set('cursor', result.meta.cursor);
+  const first = new URLSearchParams(location.search);
+  first.delete('cursor');
+  show(h('h1', { text: 'Observations' }), form,
+    rows.length
+      ? h('table', { 'data-testid': 'observations' },
+        h('thead', {}, h('tr', {}, ['Start', 'Type', 'Name', 'Trace', 'Model'].map((name) => h('th', { text: name })),
+          ['Input tokens', 'Output tokens', 'Cost', 'Latency'].map((name) => h('th', { class: 'num', text: name })), h('th', { text: 'Level' }))),
+        h('tbody', {}, rows))
+      : h('p', {
+        class: 'muted',
+        text: query.get('cursor') ? 'No older observations.' : conditions.length ? 'No observation matches these filters.' : 'No observations yet.',
+      }),
+    h('div', { class: 'pager' },
+      query.get('cursor') ? link(`${projectPath('observations')}${first.size ? `?${first}` : ''}`, '← Newest') : null,
+      result.meta && result.meta.cursor ? link(`${projectPath('observations')}?${next}`, 'Older →') : null));
+}
+
 // ---------------------------------------------------------------- sessions
 
 async function sessionList() {
+  const fresh = current();
   const query = new URLSearchParams(location.search);
   const page = Math.max(1, Number.parseInt(query.get('page') || '1', 10) || 1);
   const result = await api('/sessions', { params: { page, limit: 50 } });
+  if (!fresh()) return;
   const meta = result.meta;
   show(h('h1', { text: 'Sessions' }),
     result.data.length
@@ -575,7 +768,9 @@ async function sessionList() {
 }
 
 async function sessionDetail(id) {
+  const fresh = current();
   const found = await api(`/sessions/${encodeURIComponent(id)}`);
+  if (!fresh()) return;
   const traces = [...(found.traces || [])].sort((a, b) => String(a.timestamp).localeCompare(String(b.timestamp)));
   show(h('p', {}, link(projectPath('sessions'), '← Sessions')),
     h('h1', { text: `Session ${found.id}` }),
@@ -602,7 +797,10 @@ async function start() {
       session.project = projects.data[0];
     } catch (error) {
       if (error.status === 401) signOut('The stored keys were not accepted any more; sign in again.');
-      else show(errorBox(error));
+      else {
+        show(errorBox(error));
+        document.getElementById('main').removeAttribute('aria-busy');
+      }
       return;
     }
   }

@@ -107,8 +107,18 @@ function watch(page) {
   page.on('pageerror', (error) => policyViolations.push(`page error: ${error.message}`));
 }
 
+/** Waits until the page for the newest URL is shown (the UI marks `main` busy until then). */
+async function settled(page) {
+  await page.locator('main:not([aria-busy])').waitFor();
+}
+
+async function navigated(page, url) {
+  await page.waitForURL(url);
+  await settled(page);
+}
+
 async function rowNames(page) {
-  await page.locator('[data-testid=traces] tbody tr, main p.muted').first().waitFor();
+  await settled(page);
   return page.locator('[data-testid=traces] tbody tr td:nth-child(2)').allTextContents();
 }
 
@@ -125,7 +135,7 @@ test('signing in, filtering, reading a trace tree and scoring an observation', {
   await page.fill('input[name=secretKey]', SECRET_KEY);
   await page.check('input[name=remember]');
   await page.click('button[type=submit]');
-  await page.waitForURL(/\/project\/[^/]+\/traces$/);
+  await navigated(page, /\/project\/[^/]+\/traces$/);
   assert.deepEqual(await rowNames(page), [XSS_NAME, 'classify', 'support-answer']);
 
   // Markup in trace data stays text: no element made from it, no script run.
@@ -133,31 +143,59 @@ test('signing in, filtering, reading a trace tree and scoring an observation', {
   assert.equal(await page.evaluate(() => window.__xss), undefined);
   assert.equal(await page.locator('main b').count(), 0);
 
+  // Pages, newest first.
+  await page.goto(`${page.url()}?limit=1`);
+  const seen = [];
+  for (const expected of ['Page 1 of 3', 'Page 2 of 3', 'Page 3 of 3']) {
+    await page.locator(`.pager:has-text("${expected}")`).waitFor();
+    seen.push(...await rowNames(page));
+    if (expected !== 'Page 3 of 3') await page.click('.pager a:text("Older →")');
+  }
+  assert.deepEqual(seen, [XSS_NAME, 'classify', 'support-answer']);
+  assert.equal(await page.locator('.pager a:text("Older →")').count(), 0);
+  await page.click('.pager a:text("← Newer")');
+  await page.locator('.pager:has-text("Page 2 of 3")').waitFor();
+  await page.click('form.filters button:text("Clear")');
+  await navigated(page, /\/traces$/);
+  await page.locator('.pager:has-text("Page 1 of 1")').waitFor();
+
+  // Live: a trace sent meanwhile appears without a reload.
+  await page.check('input[name=live]');
+  await navigated(page, /live=1/);
+  await call('/ingestion', {
+    method: 'POST',
+    body: { batch: [event(8, 'trace-create', { id: 'trace-live', name: 'arrived-later', timestamp: at(30), userId: 'user-10' })] },
+  });
+  await page.locator('[data-testid=traces] tbody tr td:nth-child(2):has-text("arrived-later")').waitFor({ timeout: 15_000 });
+  await call('/traces/trace-live', { method: 'DELETE' });
+  await page.click('form.filters button:text("Clear")');
+  await navigated(page, /\/traces$/);
+
   // Filters: a user, a tag, errors only, a name fragment; each is in the URL.
   await page.fill('input[name=userId]', 'user-7');
   await page.click('form.filters button[type=submit]');
-  await page.waitForURL(/userId=user-7/);
+  await navigated(page, /userId=user-7/);
   assert.deepEqual(await rowNames(page), ['support-answer']);
   await page.click('form.filters button:text("Clear")');
   await page.fill('input[name=tags]', 'dev');
   await page.click('form.filters button[type=submit]');
-  await page.waitForURL(/tags=dev/);
+  await navigated(page, /tags=dev/);
   assert.deepEqual(await rowNames(page), ['classify']);
   await page.click('form.filters button:text("Clear")');
   await page.check('input[name=errors]');
   await page.click('form.filters button[type=submit]');
-  await page.waitForURL(/errors=1/);
+  await navigated(page, /errors=1/);
   assert.deepEqual(await rowNames(page), ['support-answer']);
   await page.click('form.filters button:text("Clear")');
   await page.fill('input[name=name]', 'lassi');
   await page.click('form.filters button[type=submit]');
-  await page.waitForURL(/name=lassi/);
+  await navigated(page, /name=lassi/);
   assert.deepEqual(await rowNames(page), ['classify']);
 
   // The trace: its facts, the tree in start order with depth, and the generation's details.
   await page.click('form.filters button:text("Clear")');
   await page.click('text=support-answer');
-  await page.waitForURL(/\/traces\/trace-rag$/);
+  await navigated(page, /\/traces\/trace-rag$/);
   const tree = page.locator('[data-testid=tree] .node');
   await tree.first().waitFor();
   const nodes = await tree.evaluateAll((rows) => rows.map((row) => [row.querySelector('.name').textContent, row.dataset.depth ?? '-']));
@@ -166,13 +204,19 @@ test('signing in, filtering, reading a trace tree and scoring an observation', {
   assert.match(await page.locator('.node[data-id=obs-rerank]').getAttribute('class'), /level-ERROR/);
 
   await page.click('.node[data-id=obs-generate]');
-  await page.waitForURL(/observation=obs-generate/);
+  await navigated(page, /observation=obs-generate/);
   const detail = await page.locator('[data-testid=detail]').textContent();
   assert.match(detail, /gpt-4o-mini/);
   assert.match(detail, /input 1200/);
   assert.match(detail, /output 300/);
   assert.match(detail, /Cost\$\d/);
   assert.match(await page.locator('[data-testid=model-parameters]').textContent(), /temperature/);
+  // Chat messages read as a conversation, with the JSON a click away.
+  assert.deepEqual(await page.locator('[data-testid=input] .message .role').allTextContents(), ['user']);
+  assert.equal(await page.locator('[data-testid=input] .message .content').textContent(), 'How do I reset my key?');
+  assert.match(await page.locator('[data-testid=output] .message.role-assistant').textContent(), /settings page/);
+  await page.click('h2:has-text("Input") button:text("JSON")');
+  assert.match(await page.locator('[data-testid=input] pre').textContent(), /"role": "user"/);
 
   // A numeric score on the generation, from the form; the API has it with the observation.
   await page.fill('[data-testid=score-form] input[name=name]', 'helpfulness');
@@ -213,7 +257,7 @@ test('a trace link opens directly once signed in on this browser; sessions; sign
   // The tree works from the keyboard too.
   await page.focus('.node[data-id=obs-generate]');
   await page.keyboard.press('Enter');
-  await page.waitForURL(/observation=obs-generate/);
+  await navigated(page, /observation=obs-generate/);
   assert.match(await page.locator('[data-testid=detail]').textContent(), /gpt-4o-mini/);
 
   // Sessions, and back to the session's traces.
@@ -223,6 +267,52 @@ test('a trace link opens directly once signed in on this browser; sessions; sign
   await page.click('text=sess-9');
   await page.locator('[data-testid=session-traces]').waitFor();
   assert.deepEqual(await page.locator('[data-testid=session-traces] tbody tr td:nth-child(2)').allTextContents(), ['support-answer']);
+
+  // Observations across traces, filtered by type, level and model; a row opens its trace.
+  await page.click('#nav a:text("Observations")');
+  await page.locator('[data-testid=observations]').waitFor();
+  const observationNames = async () => {
+    await settled(page);
+    return page.locator('[data-testid=observations] tbody tr td:nth-child(3)').allTextContents();
+  };
+  assert.deepEqual((await observationNames()).sort(), ['classify-step', 'generate', 'rerank', 'retrieve']);
+  await page.goto(`${page.url()}?limit=2`);
+  await page.locator('[data-testid=observations] tbody tr').first().waitFor();
+  const firstPage = await observationNames();
+  await page.click('.pager a:text("Older →")');
+  await navigated(page, /cursor=/);
+  await page.waitForFunction((names) => {
+    const cells = [...document.querySelectorAll('[data-testid=observations] tbody tr td:nth-child(3)')];
+    return cells.length > 0 && !cells.some((cell) => names.includes(cell.textContent));
+  }, firstPage);
+  assert.deepEqual([...firstPage, ...await observationNames()].sort(), ['classify-step', 'generate', 'rerank', 'retrieve']);
+  await page.click('#nav a:text("Observations")');
+  await page.locator('[data-testid=observations]').waitFor();
+  await page.selectOption('form.filters select[name=type]', 'GENERATION');
+  await page.click('form.filters button[type=submit]');
+  await navigated(page, /type=GENERATION/);
+  assert.deepEqual(await observationNames(), ['generate']);
+  assert.deepEqual(await page.locator('[data-testid=observations] tbody tr td:nth-child(n+5):nth-child(-n+7)').allTextContents(),
+    ['gpt-4o-mini', '1200', '300']);
+  assert.match(await page.locator('[data-testid=observations] tbody tr td:nth-child(8)').textContent(), /^\$\d/);
+  await page.click('form.filters button:text("Clear")');
+  await page.selectOption('form.filters select[name=level]', 'ERROR');
+  await page.click('form.filters button[type=submit]');
+  await navigated(page, /level=ERROR/);
+  assert.deepEqual(await observationNames(), ['rerank']);
+  await page.click('[data-testid=observations] tbody tr td:nth-child(4)');
+  await navigated(page, /\/traces\/trace-rag\?observation=obs-rerank$/);
+  await page.locator('.node.selected').waitFor();
+
+  // Deleting a trace from its page, after confirming; the API no longer finds it.
+  await page.goto(`${base}/project/${listed.data[0].projectId}/traces/trace-plain`);
+  await page.locator('[data-testid=tree]').waitFor();
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.click('button:text("Delete trace")');
+  await navigated(page, /\/traces$/);
+  assert.equal((await rowNames(page)).includes('classify'), false);
+  const gone = await fetch(`${base}/api/public/traces/trace-plain`, { headers: { Authorization: AUTH } });
+  assert.equal(gone.status, 404);
 
   // Another project's link says so instead of showing nothing.
   await page.goto(`${base}/project/someone-else/traces`);

@@ -92,6 +92,12 @@ function formatUsage(usage) {
   return parts.length ? parts.join(' · ') : null;
 }
 
+/** Milliseconds since the epoch; 0 for a missing or unreadable time (sorted first). */
+function timeOf(iso) {
+  const time = iso ? new Date(iso).getTime() : 0;
+  return Number.isNaN(time) ? 0 : time;
+}
+
 function seconds(start, end) {
   if (!start || !end) return null;
   return (new Date(end) - new Date(start)) / 1000;
@@ -179,7 +185,8 @@ async function api(path, { method = 'GET', params = {}, body, keys = session.key
       if (item !== undefined && item !== null && item !== '') url.searchParams.append(key, item);
     }
   }
-  const headers = { Authorization: `Basic ${btoa(`${keys.publicKey}:${keys.secretKey}`)}` };
+  const pair = new TextEncoder().encode(`${keys.publicKey}:${keys.secretKey}`);
+  const headers = { Authorization: `Basic ${btoa(String.fromCharCode(...pair))}` };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let response;
   try {
@@ -450,7 +457,7 @@ function observationTree(observations) {
     const parent = node.observation.parentObservationId && byId.get(node.observation.parentObservationId);
     (parent && parent !== node ? parent.children : roots).push(node);
   }
-  const byStart = (a, b) => String(a.observation.startTime).localeCompare(String(b.observation.startTime));
+  const byStart = (a, b) => timeOf(a.observation.startTime) - timeOf(b.observation.startTime);
   const ordered = [];
   const seen = new Set();
   const walk = (nodes, depth) => {
@@ -474,13 +481,14 @@ async function traceDetail(id) {
   const selectedId = new URLSearchParams(location.search).get('observation');
   let selected = observations.find((observation) => observation.id === selectedId) || null;
 
+  // The timeline's ends (a reduce: a spread of a huge trace's times would overflow the stack).
   const times = [trace.timestamp, ...observations.flatMap((o) => [o.startTime, o.endTime])]
-    .filter(Boolean).map((time) => new Date(time).getTime()).filter((time) => !Number.isNaN(time));
-  const begin = Math.min(...times);
-  const span = Math.max(Math.max(...times) - begin, 1);
+    .map(timeOf).filter((time) => time > 0);
+  const begin = times.length ? times.reduce((a, b) => Math.min(a, b)) : 0;
+  const span = Math.max((times.length ? times.reduce((a, b) => Math.max(a, b)) : 0) - begin, 1);
   const bar = (start, end) => {
-    const from = start ? (new Date(start).getTime() - begin) / span : 0;
-    const to = end ? (new Date(end).getTime() - begin) / span : from;
+    const from = timeOf(start) ? (timeOf(start) - begin) / span : 0;
+    const to = timeOf(end) ? (timeOf(end) - begin) / span : from;
     return h('div', { class: 'timeline' }, h('span', { style: { left: `${(from * 100).toFixed(2)}%`, width: `${(Math.max(to - from, 0) * 100).toFixed(2)}%` } }));
   };
 
@@ -771,7 +779,7 @@ async function sessionDetail(id) {
   const fresh = current();
   const found = await api(`/sessions/${encodeURIComponent(id)}`);
   if (!fresh()) return;
-  const traces = [...(found.traces || [])].sort((a, b) => String(a.timestamp).localeCompare(String(b.timestamp)));
+  const traces = [...(found.traces || [])].sort((a, b) => timeOf(a.timestamp) - timeOf(b.timestamp));
   show(h('p', {}, link(projectPath('sessions'), '← Sessions')),
     h('h1', { text: `Session ${found.id}` }),
     facts([['Created', formatTime(found.createdAt)], ['Environment', found.environment || null], ['Traces', String(traces.length)]]),

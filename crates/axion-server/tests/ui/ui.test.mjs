@@ -314,6 +314,15 @@ test('a trace link opens directly once signed in on this browser; sessions; sign
   const gone = await fetch(`${base}/api/public/traces/trace-plain`, { headers: { Authorization: AUTH } });
   assert.equal(gone.status, 404);
 
+  // A trace without observations, named like markup: its page shows the name as text.
+  await page.goto(`${base}/project/${listed.data[0].projectId}/traces/trace-markup`);
+  await page.locator('[data-testid=tree]').waitFor();
+  assert.equal(await page.locator('main h1').textContent(), XSS_NAME);
+  assert.equal(await page.locator('[data-testid=tree] .node').count(), 1);
+  assert.equal(await page.locator('[data-testid=input]').textContent(), '<script>window.__xss=2</script>');
+  assert.equal(await page.locator('main img, main script').count(), 0);
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+
   // Another project's link says so instead of showing nothing.
   await page.goto(`${base}/project/someone-else/traces`);
   assert.match(await page.getByRole('alert').textContent(), /belongs to project someone-else/);

@@ -3,7 +3,7 @@
 //! link an SDK prints opens here. The page is a client of the public API and signs in with a
 //! project's key pair; nothing here reads the store.
 
-use axum::extract::Request;
+use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -25,11 +25,11 @@ pub async fn page() -> Response {
 }
 
 /// `GET /ui/{file}`: the script and the stylesheet.
-pub async fn file(request: Request) -> Response {
-    match request.uri().path() {
-        "/ui/app.js" => asset(APP_JS, "text/javascript; charset=utf-8"),
-        "/ui/app.css" => asset(APP_CSS, "text/css; charset=utf-8"),
-        path => ApiError::NotFound(format!("No route for {path}")).into_response(),
+pub async fn file(Path(file): Path<String>) -> Response {
+    match file.as_str() {
+        "app.js" => asset(APP_JS, "text/javascript; charset=utf-8"),
+        "app.css" => asset(APP_CSS, "text/css; charset=utf-8"),
+        other => ApiError::NotFound(format!("No route for /ui/{other}")).into_response(),
     }
 }
 

@@ -31,12 +31,25 @@ const KNOWLEDGE: &[(&str, &str)] = &[
     ),
 ];
 
-pub fn run() -> Result<()> {
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Keep the server running afterwards, to browse the demo's traces and scores in the web
+    /// UI (SIGINT/SIGTERM stop it).
+    #[arg(long)]
+    serve: bool,
+}
+
+pub fn run(args: DemoArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(16)
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        // Listened for from the start: a signal during the demo stops it gracefully too.
+        let signals = args
+            .serve
+            .then(crate::ShutdownSignals::install)
+            .transpose()?;
         let dir = std::env::temp_dir().join(format!("axion-demo-{}", std::process::id()));
         let server = axion_server::Server::start(axion_server::ServerConfig {
             listen: "127.0.0.1:0".parse()?,
@@ -50,10 +63,21 @@ pub fn run() -> Result<()> {
             "1. axion serve is listening on {host} (embedded SQLite in {})",
             dir.display()
         );
-        let result = tokio::task::spawn_blocking(move || loop_once(&host)).await?;
+        let loop_host = host.clone();
+        let result = tokio::task::spawn_blocking(move || loop_once(&loop_host)).await?;
+        if let (Some(signals), Ok(first_trace)) = (signals, &result) {
+            println!(
+                "\n8. browse them in the web UI: {host}/project/{}/traces/{first_trace}\n   \
+                 (sign in with {} / {}; Ctrl-C stops the server and removes its data)",
+                server.bootstrap().project_id,
+                KEYS.0,
+                KEYS.1
+            );
+            signals.received().await;
+        }
         server.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
-        result
+        result.map(drop)
     })
 }
 
@@ -102,7 +126,8 @@ fn generate(tracer: &Tracer, question: &str, documents: &[String]) -> String {
     answer
 }
 
-fn loop_once(host: &str) -> Result<()> {
+/// Runs the loop; returns the first trace's id.
+fn loop_once(host: &str) -> Result<String> {
     let settings = Settings::from_pairs([
         ("LANGFUSE_HOST", host.to_owned()),
         ("LANGFUSE_PUBLIC_KEY", KEYS.0.to_owned()),
@@ -193,5 +218,5 @@ fn loop_once(host: &str) -> Result<()> {
     let first = axion::collection::Trace::from(loader.fetch_trace(&collection[0].id)?);
     println!("7. the first trace as the server now has it:\n");
     crate::traces::print_tree(&first);
-    Ok(())
+    Ok(collection[0].id.clone())
 }

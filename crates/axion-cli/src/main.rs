@@ -32,7 +32,7 @@ enum Command {
     #[command(subcommand)]
     Scores(traces::ScoresCommand),
     /// The whole loop locally: serve, trace, fetch, dataset, evaluate, publish, show.
-    Demo,
+    Demo(demo::DemoArgs),
 }
 
 #[derive(clap::Args)]
@@ -84,7 +84,7 @@ fn main() -> Result<()> {
         Command::Traces(command) => traces::traces(command)?,
         Command::Dataset(command) => traces::dataset(command)?,
         Command::Scores(command) => traces::scores(command)?,
-        Command::Demo => demo::run()?,
+        Command::Demo(args) => demo::run(args)?,
     }
     Ok(())
 }
@@ -134,7 +134,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 /// SIGINT and SIGTERM (Ctrl-C elsewhere), listened for from the moment this is made.
-struct ShutdownSignals {
+pub(crate) struct ShutdownSignals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -142,7 +142,7 @@ struct ShutdownSignals {
 }
 
 impl ShutdownSignals {
-    fn install() -> std::io::Result<Self> {
+    pub(crate) fn install() -> std::io::Result<Self> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -156,7 +156,7 @@ impl ShutdownSignals {
     }
 
     /// Waits for the first of them.
-    async fn received(mut self) {
+    pub(crate) async fn received(mut self) {
         #[cfg(unix)]
         tokio::select! {
             _ = self.interrupt.recv() => {}

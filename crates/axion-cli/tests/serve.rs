@@ -1,6 +1,6 @@
 //! `axion serve` as a process: first start prints a key pair once, data survives SIGTERM and a
 //! restart, the second start prints no secret; log records reach standard error at the level
-//! `AXION_LOG` names.
+//! `AXION_LOG` names. `axion demo --serve` keeps its server for the web UI until SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -197,4 +197,52 @@ fn sigterm_the_moment_the_banner_appears_still_shuts_down_gracefully() {
             "{stderr:#?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_serve_leaves_its_traces_to_browse_until_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_axion"))
+        .args(["demo", "--serve"])
+        .env_remove("AXION_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find_map(|line| {
+            line.strip_prefix("8. browse them in the web UI: ")
+                .map(str::to_owned)
+        })
+        .expect("the demo names a page of the web UI");
+    std::thread::spawn(move || for _ in lines {});
+    let (base, path) = url.split_at(url.find("/project/").unwrap());
+
+    let client = reqwest::Client::new();
+    let page = client.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("/ui/app.js"));
+    let trace_id = path.rsplit('/').next().unwrap();
+    let trace: serde_json::Value = client
+        .get(format!("{base}/api/public/traces/{trace_id}"))
+        .basic_auth("pk-lf-axion-demo", Some("sk-lf-axion-demo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(trace["name"], "rag_pipeline", "{trace}");
+    assert!(!trace["scores"].as_array().unwrap().is_empty(), "{trace}");
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
 }

@@ -273,7 +273,7 @@ function renderHeader() {
   who.replaceChildren();
   if (!session.project) return;
   const base = `/project/${encodeURIComponent(session.project.id)}`;
-  for (const [label, path] of [['Traces', 'traces'], ['Observations', 'observations'], ['Sessions', 'sessions']]) {
+  for (const [label, path] of [['Traces', 'traces'], ['Observations', 'observations'], ['Scores', 'scores'], ['Sessions', 'sessions']]) {
     const current = location.pathname.startsWith(`${base}/${path}`);
     nav.append(link(`${base}/${path}`, label));
     if (current) nav.lastChild.classList.add('current');
@@ -329,6 +329,7 @@ async function renderPage() {
   if (section === 'sessions' && id) return sessionDetail(id);
   if (section === 'sessions') return sessionList();
   if (section === 'observations') return observationList();
+  if (section === 'scores') return scoreList();
   return show(h('h1', { text: 'Not found' }));
 }
 
@@ -749,6 +750,76 @@ async function observationList() {
     h('div', { class: 'pager' },
       query.get('cursor') ? link(`${projectPath('observations')}${first.size ? `?${first}` : ''}`, '← Newest') : null,
       result.meta && result.meta.cursor ? link(`${projectPath('observations')}?${next}`, 'Older →') : null));
+}
+
+// ---------------------------------------------------------------- scores
+
+const SCORE_SOURCES = ['API', 'ANNOTATION', 'EVAL'];
+
+/** Scores across traces, newest first: what an evaluation published, and what people added. */
+async function scoreList() {
+  const fresh = current();
+  const query = new URLSearchParams(location.search);
+  const limit = pageSize(query);
+  const page = Math.max(1, Number.parseInt(query.get('page') || '1', 10) || 1);
+  const time = (name) => (query.get(name) ? new Date(query.get(name)).toISOString() : undefined);
+  const result = await api('/scores', {
+    params: {
+      page, limit, name: query.get('name') || undefined, source: query.get('source') || undefined,
+      dataType: query.get('dataType') || undefined, fromTimestamp: time('from'), toTimestamp: time('to'),
+    },
+  });
+  if (!fresh()) return;
+  const choice = (name, label, options) => h('label', {}, label, h('select', { name },
+    h('option', { value: '', text: 'any' }),
+    options.map((option) => h('option', { value: option, selected: query.get(name) === option, text: option.toLowerCase() }))));
+  const form = h('form', {
+    class: 'filters',
+    onsubmit: (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams();
+      for (const [key, value] of new FormData(form)) if (String(value).trim()) next.set(key, String(value).trim());
+      navigate(`${projectPath('scores')}${next.size ? `?${next}` : ''}`);
+    },
+  },
+  h('label', {}, 'Name', h('input', { name: 'name', value: query.get('name') || '' })),
+  choice('source', 'Source', SCORE_SOURCES),
+  choice('dataType', 'Type', DATA_TYPES),
+  h('label', {}, 'From', h('input', { name: 'from', type: 'datetime-local', step: 1, value: query.get('from') || '' })),
+  h('label', {}, 'Before', h('input', { name: 'to', type: 'datetime-local', step: 1, value: query.get('to') || '' })),
+  pageSizeChoice(limit),
+  h('button', { class: 'primary', type: 'submit', text: 'Apply' }),
+  h('button', { type: 'button', text: 'Clear', onclick: () => navigate(projectPath('scores')) }));
+
+  const rows = result.data.map((score) => {
+    const target = score.traceId
+      ? `${projectPath('traces', score.traceId)}${score.observationId ? `?observation=${encodeURIComponent(score.observationId)}` : ''}`
+      : score.sessionId ? projectPath('sessions', score.sessionId) : null;
+    return h('tr', { 'data-score-id': score.id },
+      h('td', { class: 'mono', text: formatTime(score.timestamp) }),
+      h('td', { text: score.name }),
+      h('td', { class: 'num', text: score.stringValue ?? String(score.value) }),
+      h('td', {}, target ? link(target, score.observationId ? 'observation' : score.traceId ? 'trace' : 'session') : ''),
+      h('td', { class: 'muted', text: score.source || '' }),
+      h('td', { text: score.comment || '' }));
+  });
+  const meta = result.meta;
+  const pageLink = (to, label) => {
+    const next = new URLSearchParams(location.search);
+    next.set('page', String(to));
+    return link(`${projectPath('scores')}?${next}`, label);
+  };
+  show(h('h1', { text: 'Scores' }), form,
+    rows.length
+      ? h('table', { 'data-testid': 'score-list' },
+        h('thead', {}, h('tr', {}, h('th', { text: 'Time' }), h('th', { text: 'Name' }), h('th', { class: 'num', text: 'Value' }),
+          ['On', 'Source', 'Comment'].map((name) => h('th', { text: name })))),
+        h('tbody', {}, rows))
+      : h('p', { class: 'muted', text: 'No scores match.' }),
+    h('div', { class: 'pager' },
+      meta.page > 1 ? pageLink(meta.page - 1, '← Newer') : null,
+      h('span', { class: 'muted', text: `Page ${meta.page} of ${Math.max(meta.totalPages, 1)} · ${meta.totalItems} scores` }),
+      meta.page < meta.totalPages ? pageLink(meta.page + 1, 'Older →') : null));
 }
 
 // ---------------------------------------------------------------- sessions

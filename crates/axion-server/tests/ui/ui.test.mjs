@@ -314,6 +314,29 @@ test('a trace link opens directly once signed in on this browser; sessions; sign
   const gone = await fetch(`${base}/api/public/traces/trace-plain`, { headers: { Authorization: AUTH } });
   assert.equal(gone.status, 404);
 
+  // Scores across traces: the two added in the first test, filtered by type; a row opens its target.
+  await page.click('#nav a:text("Scores")');
+  await settled(page);
+  const scoreNames = async () => {
+    await settled(page);
+    return page.locator('[data-testid=score-list] tbody tr td:nth-child(2)').allTextContents();
+  };
+  assert.deepEqual((await scoreNames()).sort(), ['helpfulness', 'topic']);
+  await page.selectOption('form.filters select[name=dataType]', 'CATEGORICAL');
+  await page.click('form.filters button[type=submit]');
+  await navigated(page, /dataType=CATEGORICAL/);
+  assert.deepEqual(await scoreNames(), ['topic']);
+  assert.equal(await page.locator('[data-testid=score-list] tbody tr td:nth-child(3)').textContent(), 'account');
+  await page.click('form.filters button:text("Clear")');
+  await page.selectOption('form.filters select[name=source]', 'ANNOTATION');
+  await page.fill('form.filters input[name=name]', 'helpfulness');
+  await page.click('form.filters button[type=submit]');
+  await navigated(page, /name=helpfulness/);
+  assert.deepEqual(await scoreNames(), ['helpfulness']);
+  await page.click('[data-testid=score-list] tbody tr a:text("observation")');
+  await navigated(page, /\/traces\/trace-rag\?observation=obs-generate$/);
+  assert.match(await page.locator('.node.selected').textContent(), /generate/);
+
   // A trace without observations, named like markup: its page shows the name as text.
   await page.goto(`${base}/project/${listed.data[0].projectId}/traces/trace-markup`);
   await page.locator('[data-testid=tree]').waitFor();

@@ -64,16 +64,36 @@ fn start_with_log(data_dir: &std::path::Path, extra: &[&str], log: Option<&str>)
 
 /// Stops the server gracefully; returns what it wrote to standard error.
 fn terminate(mut serve: Serve) -> Vec<String> {
+    sigterm_and_wait(&mut serve.child);
+    // The pipe closes with the process, which ends the reader.
+    serve.stderr.join().unwrap()
+}
+
+/// Sends SIGTERM and checks that the process exits gracefully (not killed by the signal).
+fn sigterm_and_wait(child: &mut Child) {
     let status = Command::new("kill")
         .arg("-TERM")
-        .arg(serve.child.id().to_string())
+        .arg(child.id().to_string())
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = serve.child.wait().unwrap();
+    let exit = child.wait().unwrap();
     assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
-    // The pipe closes with the process, which ends the reader.
-    serve.stderr.join().unwrap()
+}
+
+/// A GET with Basic auth, its JSON body.
+async fn get_json(
+    client: &reqwest::Client,
+    url: &str,
+    (public_key, secret_key): (&str, &str),
+) -> serde_json::Value {
+    let response = client
+        .get(url)
+        .basic_auth(public_key, Some(secret_key))
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
 }
 
 fn env_value(banner: &[String], name: &str) -> String {
@@ -117,15 +137,12 @@ async fn first_start_prints_keys_and_data_survives_a_restart() {
         (public_key.as_str(), secret_key.as_str()),
         ("pk-extra", "sk-extra"),
     ] {
-        let trace: serde_json::Value = client
-            .get(format!("{}/api/public/traces/kept", serve.base))
-            .basic_auth(public, Some(secret))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let trace = get_json(
+            &client,
+            &format!("{}/api/public/traces/kept", serve.base),
+            (public, secret),
+        )
+        .await;
         assert_eq!(trace["name"], "before restart", "{public}");
     }
     let stored = std::fs::read(dir.path().join("axion.db")).unwrap();
@@ -225,24 +242,14 @@ async fn demo_serve_leaves_its_traces_to_browse_until_sigterm() {
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("/ui/app.js"));
     let trace_id = path.rsplit('/').next().unwrap();
-    let trace: serde_json::Value = client
-        .get(format!("{base}/api/public/traces/{trace_id}"))
-        .basic_auth("pk-lf-axion-demo", Some("sk-lf-axion-demo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let trace = get_json(
+        &client,
+        &format!("{base}/api/public/traces/{trace_id}"),
+        ("pk-lf-axion-demo", "sk-lf-axion-demo"),
+    )
+    .await;
     assert_eq!(trace["name"], "rag_pipeline", "{trace}");
     assert!(!trace["scores"].as_array().unwrap().is_empty(), "{trace}");
 
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
+    sigterm_and_wait(&mut child);
 }

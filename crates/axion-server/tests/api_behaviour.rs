@@ -1,11 +1,11 @@
 //! Handler behaviour through `Router::oneshot`: auth, error shapes, merge semantics, paging.
 
+mod common;
+
 use std::sync::Arc;
 
 use axion_server::auth::hash_secret;
-use axion_server::cost::Pricing;
 use axion_server::store::{ApiKey, SqliteStore, Store};
-use axion_server::{bootstrap, router, AppState};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
@@ -30,20 +30,7 @@ fn basic(public_key: &str, secret_key: &str) -> String {
 const AUTH: &str = "Basic cGstbGYtdGVzdDpzay1sZi10ZXN0"; // pk-lf-test:sk-lf-test
 
 fn app() -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(
-            dir.path().join("axion.db"),
-            Arc::new(Pricing::langfuse_defaults()),
-        )
-        .unwrap(),
-    );
-    bootstrap(
-        store.as_ref(),
-        Some(("pk-lf-test".into(), "sk-lf-test".into())),
-    )
-    .unwrap();
-    let router = router(AppState::new(store.clone() as Arc<dyn Store>));
+    let (router, store, dir) = common::test_router();
     App {
         router,
         store,

@@ -2,12 +2,10 @@
 //! swapped for other types, keys dropped, bytes flipped, bodies cut short), must each get a
 //! 2xx or a 4xx, and the server must keep answering. Deterministic (seeded) so failures replay.
 
-use std::path::Path;
-use std::sync::Arc;
+mod common;
 
-use axion_server::cost::Pricing;
-use axion_server::store::{SqliteStore, Store};
-use axion_server::{bootstrap, router, AppState};
+use std::path::Path;
+
 use axum::body::Body;
 use axum::http::Request;
 use base64::Engine;
@@ -100,20 +98,7 @@ fn fixture(relative: &str) -> Value {
 
 #[tokio::test]
 async fn mutated_captures_never_crash_the_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(
-            dir.path().join("axion.db"),
-            Arc::new(Pricing::langfuse_defaults()),
-        )
-        .unwrap(),
-    );
-    bootstrap(
-        store.as_ref(),
-        Some(("pk-lf-test".into(), "sk-lf-test".into())),
-    )
-    .unwrap();
-    let app = router(AppState::new(store as Arc<dyn Store>));
+    let (app, _store, _dir) = common::test_router();
     let send = |uri: &'static str,
                 content_type: &'static str,
                 encoding: Option<&'static str>,

@@ -2,11 +2,8 @@
 //! trace's `htmlPath`, each with the policy that keeps trace data from running in the page.
 //! What the page does in a browser is `tests/ui/ui.test.mjs` (headless Chromium).
 
-use std::sync::Arc;
+mod common;
 
-use axion_server::cost::Pricing;
-use axion_server::store::{SqliteStore, Store};
-use axion_server::{bootstrap, router, AppState};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -53,23 +50,6 @@ async fn get(app: &axum::Router, path: &str, auth: Option<&str>) -> Reply {
     }
 }
 
-fn app() -> (axum::Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(
-            dir.path().join("axion.db"),
-            Arc::new(Pricing::langfuse_defaults()),
-        )
-        .unwrap(),
-    );
-    bootstrap(
-        store.as_ref(),
-        Some(("pk-lf-test".into(), "sk-lf-test".into())),
-    )
-    .unwrap();
-    (router(AppState::new(store as Arc<dyn Store>)), dir)
-}
-
 fn assert_page(reply: &Reply) {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.content_type, "text/html; charset=utf-8");
@@ -85,7 +65,7 @@ fn assert_page(reply: &Reply) {
 
 #[tokio::test]
 async fn the_page_and_its_files_are_served_without_keys() {
-    let (app, _dir) = app();
+    let (app, _store, _dir) = common::test_router();
     assert_page(&get(&app, "/", None).await);
     assert_page(&get(&app, "/project/any/traces?name=x", None).await);
     assert_page(&get(&app, "/project/any/sessions/s-1", None).await);
@@ -116,7 +96,7 @@ async fn the_page_and_its_files_are_served_without_keys() {
 
 #[tokio::test]
 async fn every_trace_html_path_opens_the_page() {
-    let (app, _dir) = app();
+    let (app, _store, _dir) = common::test_router();
     let batch = json!({"batch": [{
         "id": "e-1", "type": "trace-create", "timestamp": "2026-11-23T10:00:00Z",
         "body": {"id": "t-ui", "name": "answer", "timestamp": "2026-11-23T10:00:00Z"}

@@ -337,6 +337,48 @@ function projectPath(...rest) {
   return `/project/${[session.project.id, ...rest].map(encodeURIComponent).join('/')}`;
 }
 
+/** A filter form of a list page: its fields become the URL's query, which is the page's state. */
+function filterForm(section, ...fields) {
+  const form = h('form', {
+    class: 'filters',
+    onsubmit: (event) => {
+      event.preventDefault();
+      const next = new URLSearchParams();
+      for (const [key, value] of new FormData(form)) if (String(value).trim()) next.set(key, String(value).trim());
+      navigate(`${projectPath(section)}${next.size ? `?${next}` : ''}`);
+    },
+  },
+  fields,
+  h('button', { class: 'primary', type: 'submit', text: 'Apply' }),
+  h('button', { type: 'button', text: 'Clear', onclick: () => navigate(projectPath(section)) }));
+  return form;
+}
+
+/** A text field of a filter form, filled from the URL. */
+function textField(query, name, label, attrs = {}) {
+  return h('label', {}, label, h('input', { name, value: query.get(name) || '', ...attrs }));
+}
+
+/** A choice of a filter form ("any" or one of `options`), set from the URL. */
+function choiceField(query, name, label, options) {
+  return h('label', {}, label, h('select', { name },
+    h('option', { value: '', text: 'any' }),
+    options.map((option) => h('option', { value: option, selected: query.get(name) === option, text: option.toLowerCase() }))));
+}
+
+/** Offset pages: links to the newer and older pages around "Page n of m · N items". */
+function offsetPager(section, meta, noun) {
+  const pageLink = (to, label) => {
+    const next = new URLSearchParams(location.search);
+    next.set('page', String(to));
+    return link(`${projectPath(section)}?${next}`, label);
+  };
+  return h('div', { class: 'pager' },
+    meta.page > 1 ? pageLink(meta.page - 1, '← Newer') : null,
+    h('span', { class: 'muted', text: `Page ${meta.page} of ${Math.max(meta.totalPages, 1)} · ${meta.totalItems} ${noun}` }),
+    meta.page < meta.totalPages ? pageLink(meta.page + 1, 'Older →') : null);
+}
+
 // ---------------------------------------------------------------- traces
 
 /** `limit` from the URL: any size the API allows (1–100), 50 by default. */
@@ -381,29 +423,18 @@ async function traceList() {
     },
   });
   if (!fresh()) return;
-  const input = (name, label, attrs = {}) => h('label', {}, label, h('input', { name, value: query.get(name) || '', ...attrs }));
-  const form = h('form', {
-    class: 'filters',
-    onsubmit: (event) => {
-      event.preventDefault();
-      const next = new URLSearchParams();
-      for (const [key, value] of new FormData(form)) if (String(value).trim()) next.set(key, String(value).trim());
-      navigate(`${projectPath('traces')}${next.size ? `?${next}` : ''}`);
-    },
-  },
-  input('name', 'Name contains', { type: 'search' }),
-  input('userId', 'User'),
-  input('sessionId', 'Session'),
-  input('tags', 'Tags (all of)', { placeholder: 'a, b' }),
-  input('environment', 'Environment'),
-  input('from', 'From', { type: 'datetime-local', step: 1 }),
-  input('to', 'Before', { type: 'datetime-local', step: 1 }),
-  h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'errors', value: '1', checked: query.get('errors') }), 'With errors'),
-  pageSizeChoice(limit),
-  h('label', { class: 'check', title: `Reload the list every ${LIVE_INTERVAL_MS / 1000} s` },
-    h('input', { type: 'checkbox', name: 'live', value: '1', checked: query.get('live'), onchange: () => form.requestSubmit() }), 'Live'),
-  h('button', { class: 'primary', type: 'submit', text: 'Apply' }),
-  h('button', { type: 'button', text: 'Clear', onclick: () => navigate(projectPath('traces')) }));
+  const form = filterForm('traces',
+    textField(query, 'name', 'Name contains', { type: 'search' }),
+    textField(query, 'userId', 'User'),
+    textField(query, 'sessionId', 'Session'),
+    textField(query, 'tags', 'Tags (all of)', { placeholder: 'a, b' }),
+    textField(query, 'environment', 'Environment'),
+    textField(query, 'from', 'From', { type: 'datetime-local', step: 1 }),
+    textField(query, 'to', 'Before', { type: 'datetime-local', step: 1 }),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'errors', value: '1', checked: query.get('errors') }), 'With errors'),
+    pageSizeChoice(limit),
+    h('label', { class: 'check', title: `Reload the list every ${LIVE_INTERVAL_MS / 1000} s` },
+      h('input', { type: 'checkbox', name: 'live', value: '1', checked: query.get('live'), onchange: (event) => event.target.form.requestSubmit() }), 'Live'));
 
   const rows = result.data.map((trace) => {
     const href = projectPath('traces', trace.id);
@@ -418,12 +449,6 @@ async function traceList() {
       h('td', { class: 'num', text: String((trace.observations || []).length) }),
       h('td', { class: 'num', text: String((trace.scores || []).length) }));
   });
-  const meta = result.meta;
-  const pageLink = (to, label) => {
-    const next = new URLSearchParams(location.search);
-    next.set('page', String(to));
-    return link(`${projectPath('traces')}?${next}`, label);
-  };
   show(h('h1', { text: 'Traces' }), form,
     rows.length
       ? h('table', { 'data-testid': 'traces' },
@@ -431,10 +456,7 @@ async function traceList() {
           ['Latency', 'Cost', 'Observations', 'Scores'].map((name) => h('th', { class: 'num', text: name })))),
         h('tbody', {}, rows))
       : h('p', { class: 'muted', text: conditions.length ? 'No trace matches these filters.' : 'No traces yet. Point an SDK at this server and they appear here.' }),
-    h('div', { class: 'pager' },
-      meta.page > 1 ? pageLink(meta.page - 1, '← Newer') : null,
-      h('span', { class: 'muted', text: `Page ${meta.page} of ${Math.max(meta.totalPages, 1)} · ${meta.totalItems} traces` }),
-      meta.page < meta.totalPages ? pageLink(meta.page + 1, 'Older →') : null));
+    offsetPager('traces', result.meta, 'traces'));
   if (query.get('live')) {
     const shown = location.href;
     const reload = () => {
@@ -695,28 +717,14 @@ async function observationList() {
     },
   });
   if (!fresh()) return;
-  const choice = (name, label, options) => h('label', {}, label, h('select', { name },
-    h('option', { value: '', text: 'any' }),
-    options.map((option) => h('option', { value: option, selected: query.get(name) === option, text: option.toLowerCase() }))));
-  const input = (name, label, attrs = {}) => h('label', {}, label, h('input', { name, value: query.get(name) || '', ...attrs }));
-  const form = h('form', {
-    class: 'filters',
-    onsubmit: (event) => {
-      event.preventDefault();
-      const next = new URLSearchParams();
-      for (const [key, value] of new FormData(form)) if (String(value).trim()) next.set(key, String(value).trim());
-      navigate(`${projectPath('observations')}${next.size ? `?${next}` : ''}`);
-    },
-  },
-  choice('type', 'Type', OBSERVATION_TYPES),
-  input('name', 'Name contains', { type: 'search' }),
-  input('model', 'Model contains'),
-  choice('level', 'Level', LEVELS),
-  input('from', 'From', { type: 'datetime-local', step: 1 }),
-  input('to', 'Before', { type: 'datetime-local', step: 1 }),
-  pageSizeChoice(limit),
-  h('button', { class: 'primary', type: 'submit', text: 'Apply' }),
-  h('button', { type: 'button', text: 'Clear', onclick: () => navigate(projectPath('observations')) }));
+  const form = filterForm('observations',
+    choiceField(query, 'type', 'Type', OBSERVATION_TYPES),
+    textField(query, 'name', 'Name contains', { type: 'search' }),
+    textField(query, 'model', 'Model contains'),
+    choiceField(query, 'level', 'Level', LEVELS),
+    textField(query, 'from', 'From', { type: 'datetime-local', step: 1 }),
+    textField(query, 'to', 'Before', { type: 'datetime-local', step: 1 }),
+    pageSizeChoice(limit));
 
   const rows = result.data.map((o) => {
     const href = `${projectPath('traces', o.traceId)}?observation=${encodeURIComponent(o.id)}`;
@@ -770,26 +778,13 @@ async function scoreList() {
     },
   });
   if (!fresh()) return;
-  const choice = (name, label, options) => h('label', {}, label, h('select', { name },
-    h('option', { value: '', text: 'any' }),
-    options.map((option) => h('option', { value: option, selected: query.get(name) === option, text: option.toLowerCase() }))));
-  const form = h('form', {
-    class: 'filters',
-    onsubmit: (event) => {
-      event.preventDefault();
-      const next = new URLSearchParams();
-      for (const [key, value] of new FormData(form)) if (String(value).trim()) next.set(key, String(value).trim());
-      navigate(`${projectPath('scores')}${next.size ? `?${next}` : ''}`);
-    },
-  },
-  h('label', {}, 'Name', h('input', { name: 'name', value: query.get('name') || '' })),
-  choice('source', 'Source', SCORE_SOURCES),
-  choice('dataType', 'Type', DATA_TYPES),
-  h('label', {}, 'From', h('input', { name: 'from', type: 'datetime-local', step: 1, value: query.get('from') || '' })),
-  h('label', {}, 'Before', h('input', { name: 'to', type: 'datetime-local', step: 1, value: query.get('to') || '' })),
-  pageSizeChoice(limit),
-  h('button', { class: 'primary', type: 'submit', text: 'Apply' }),
-  h('button', { type: 'button', text: 'Clear', onclick: () => navigate(projectPath('scores')) }));
+  const form = filterForm('scores',
+    textField(query, 'name', 'Name'),
+    choiceField(query, 'source', 'Source', SCORE_SOURCES),
+    choiceField(query, 'dataType', 'Type', DATA_TYPES),
+    textField(query, 'from', 'From', { type: 'datetime-local', step: 1 }),
+    textField(query, 'to', 'Before', { type: 'datetime-local', step: 1 }),
+    pageSizeChoice(limit));
 
   const rows = result.data.map((score) => {
     const target = score.traceId
@@ -803,12 +798,6 @@ async function scoreList() {
       h('td', { class: 'muted', text: score.source || '' }),
       h('td', { text: score.comment || '' }));
   });
-  const meta = result.meta;
-  const pageLink = (to, label) => {
-    const next = new URLSearchParams(location.search);
-    next.set('page', String(to));
-    return link(`${projectPath('scores')}?${next}`, label);
-  };
   show(h('h1', { text: 'Scores' }), form,
     rows.length
       ? h('table', { 'data-testid': 'score-list' },
@@ -816,10 +805,7 @@ async function scoreList() {
           ['On', 'Source', 'Comment'].map((name) => h('th', { text: name })))),
         h('tbody', {}, rows))
       : h('p', { class: 'muted', text: 'No scores match.' }),
-    h('div', { class: 'pager' },
-      meta.page > 1 ? pageLink(meta.page - 1, '← Newer') : null,
-      h('span', { class: 'muted', text: `Page ${meta.page} of ${Math.max(meta.totalPages, 1)} · ${meta.totalItems} scores` }),
-      meta.page < meta.totalPages ? pageLink(meta.page + 1, 'Older →') : null));
+    offsetPager('scores', result.meta, 'scores'));
 }
 
 // ---------------------------------------------------------------- sessions
@@ -830,7 +816,6 @@ async function sessionList() {
   const page = Math.max(1, Number.parseInt(query.get('page') || '1', 10) || 1);
   const result = await api('/sessions', { params: { page, limit: 50 } });
   if (!fresh()) return;
-  const meta = result.meta;
   show(h('h1', { text: 'Sessions' }),
     result.data.length
       ? h('table', { 'data-testid': 'sessions' },
@@ -840,10 +825,7 @@ async function sessionList() {
           h('td', { class: 'mono', text: formatTime(item.createdAt) }),
           h('td', { text: item.environment || '' })))))
       : h('p', { class: 'muted', text: 'No sessions yet: traces with a session id start one.' }),
-    h('div', { class: 'pager' },
-      meta.page > 1 ? link(`${projectPath('sessions')}?page=${meta.page - 1}`, '← Newer') : null,
-      h('span', { class: 'muted', text: `Page ${meta.page} of ${Math.max(meta.totalPages, 1)} · ${meta.totalItems} sessions` }),
-      meta.page < meta.totalPages ? link(`${projectPath('sessions')}?page=${meta.page + 1}`, 'Older →') : null));
+    offsetPager('sessions', result.meta, 'sessions'));
 }
 
 async function sessionDetail(id) {

@@ -1,7 +1,12 @@
-//! A real server on 127.0.0.1:0 with a throwaway data dir and known keys.
+//! A real server on 127.0.0.1:0 with a throwaway data dir and known keys, or the same API as
+//! a router for `oneshot` handler tests.
 #![allow(dead_code)]
 
-use axion_server::{Server, ServerConfig};
+use std::sync::Arc;
+
+use axion_server::cost::Pricing;
+use axion_server::store::{SqliteStore, Store};
+use axion_server::{bootstrap, router, AppState, Server, ServerConfig};
 use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::Value;
@@ -22,6 +27,22 @@ pub fn basic(public_key: &str, secret_key: &str) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(pair)
     )
+}
+
+/// The whole API as a router over a fresh store in a throwaway dir (keep the dir alive), with
+/// [`PUBLIC_KEY`]/[`SECRET_KEY`] installed.
+pub fn test_router() -> (axum::Router, Arc<SqliteStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path().join("axion.db"),
+            Arc::new(Pricing::langfuse_defaults()),
+        )
+        .unwrap(),
+    );
+    bootstrap(store.as_ref(), Some((PUBLIC_KEY.into(), SECRET_KEY.into()))).unwrap();
+    let app = router(AppState::new(store.clone() as Arc<dyn Store>));
+    (app, store, dir)
 }
 
 impl TestServer {

@@ -127,7 +127,9 @@ pub fn router(state: AppState) -> Router {
         .route("/scores/{id}", get(scores::get_v1).delete(scores::delete))
         .route("/v2/scores", get(scores::list_v2))
         .route("/v2/scores/{id}", get(scores::get_v2))
-        .route("/v3/scores", get(scores::list_v3));
+        .route("/v3/scores", get(scores::list_v3))
+        .route("/metrics", get(metrics::query))
+        .route("/v2/metrics", get(metrics::query));
     Router::new()
         .nest("/api/public", public)
         // Plain OTLP exporters pointed at the server root.

@@ -649,3 +649,44 @@ async fn structured_filters_select_traces_and_observations() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.to_string().contains("colour"), "{body}");
 }
+
+#[tokio::test]
+async fn metrics_queries_answer_or_say_what_is_wrong() {
+    let app = app();
+    let (status, body) = app.get("/api/public/v2/metrics").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("query"), "{body}");
+    for (query, expected) in [
+        ("{", "not JSON"),
+        (r#"{"view": "traces"}"#, "observations"),
+        (
+            r#"{"view": "observations", "metrics": [{"measure": "count", "aggregation": "count"}], "fromTimestamp": "2024-01-02T00:00:00Z", "toTimestamp": "2024-01-01T00:00:00Z"}"#,
+            "after fromTimestamp",
+        ),
+    ] {
+        let (status, body) = app
+            .get(&format!(
+                "/api/public/v2/metrics?query={}",
+                urlencode(query)
+            ))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            body["error"].as_str().unwrap().contains(expected),
+            "{query}: {body}"
+        );
+    }
+    app.ingest(json!([{"id": "e1", "type": "span-create", "timestamp": "2024-01-01T00:00:00Z",
+        "body": {"id": "o1", "traceId": "t1", "name": "step", "startTime": "2024-01-01T00:00:00Z"}}]))
+        .await;
+    let query = r#"{"view": "observations", "dimensions": [{"field": "name"}], "metrics": [{"measure": "count", "aggregation": "count"}], "fromTimestamp": "2024-01-01T00:00:00Z", "toTimestamp": "2024-01-02T00:00:00Z"}"#;
+    for path in ["/api/public/v2/metrics", "/api/public/metrics"] {
+        let (status, body) = app.get(&format!("{path}?query={}", urlencode(query))).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(
+            body,
+            json!({"data": [{"name": "step", "count_count": 1}]}),
+            "{path}"
+        );
+    }
+}

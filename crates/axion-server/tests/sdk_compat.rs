@@ -257,7 +257,7 @@ async fn langfuse_3_sdk() {
         reads,
         json!({"auth_check": true, "trace_observations": 7, "trace_scores": 3, "traces_for_alice": 1,
                "generations": 2, "draft_model": "gpt-4o-mini", "v2_observations": 7, "sessions": 1,
-               "v2_scores": 3}),
+               "v2_scores": 3, "metrics_generations": 2, "legacy_metrics_generations": 2}),
         "the SDK's own API client parses our answers"
     );
 }
@@ -268,7 +268,7 @@ async fn langfuse_5_sdk() {
     let reads = langfuse_generation("langfuse5", "langfuse_v5", true).await;
     assert_eq!(
         reads,
-        json!({"auth_check": true, "v2_observations": 7, "v3_scores": 3}),
+        json!({"auth_check": true, "v2_observations": 7, "v3_scores": 3, "metrics_generations": 2}),
         "the SDK's own API client parses our answers"
     );
 }

@@ -573,6 +573,213 @@ fn scores_filter(store: &dyn Store) {
     assert!(!store.delete_score(P, "s5").unwrap());
 }
 
+/// Metrics queries over what was written: groups, sums, percentiles, time buckets, filters on
+/// trace fields, tags counted per tag, scores by view; other projects and times left out.
+fn metrics_group_filter_and_bucket(store: &dyn Store) {
+    let generation = |id: &str, trace: &str, model: &str, start: &str, end: &str, input: u64| {
+        upsert(
+            json!({"id": id, "traceId": trace, "type": "GENERATION", "name": "answer", "model": model,
+                      "startTime": start, "endTime": end, "usageDetails": {"input": input, "output": 10}}),
+        )
+    };
+    let batch = WriteBatch {
+        traces: vec![
+            upsert(
+                json!({"id": "t1", "name": "chat", "timestamp": "2024-01-01T10:00:00Z", "tags": ["a", "b"]}),
+            ),
+            upsert(
+                json!({"id": "t2", "name": "batch", "timestamp": "2024-01-02T10:00:00Z", "tags": ["a"]}),
+            ),
+        ],
+        observations: vec![
+            generation(
+                "g1",
+                "t1",
+                "gpt-4o",
+                "2024-01-01T10:00:00Z",
+                "2024-01-01T10:00:01Z",
+                1000,
+            ),
+            generation(
+                "g2",
+                "t1",
+                "gpt-4o",
+                "2024-01-01T11:00:00Z",
+                "2024-01-01T11:00:03Z",
+                2000,
+            ),
+            generation(
+                "g3",
+                "t2",
+                "gpt-4o-mini",
+                "2024-01-02T10:00:00Z",
+                "2024-01-02T10:00:02Z",
+                500,
+            ),
+            upsert(
+                json!({"id": "sp", "traceId": "t2", "type": "SPAN", "name": "retrieve",
+                          "startTime": "2024-01-02T09:59:00Z", "endTime": "2024-01-02T10:00:00Z"}),
+            ),
+            // Outside the range.
+            generation(
+                "g4",
+                "t2",
+                "gpt-4o",
+                "2024-02-01T00:00:00Z",
+                "2024-02-01T00:00:01Z",
+                9,
+            ),
+        ],
+        scores: vec![
+            upsert(
+                json!({"id": "s1", "traceId": "t1", "observationId": "g1", "name": "quality", "value": 0.5,
+                          "dataType": "NUMERIC", "source": "API", "timestamp": "2024-01-01T12:00:00Z", "environment": "default"}),
+            ),
+            upsert(
+                json!({"id": "s2", "traceId": "t2", "name": "quality", "value": 1.0,
+                          "dataType": "NUMERIC", "source": "EVAL", "timestamp": "2024-01-02T12:00:00Z", "environment": "default"}),
+            ),
+            upsert(
+                json!({"id": "s3", "traceId": "t2", "name": "ok", "value": 1.0,
+                          "dataType": "BOOLEAN", "source": "EVAL", "timestamp": "2024-01-02T12:00:00Z", "environment": "default"}),
+            ),
+            upsert(
+                json!({"id": "s4", "traceId": "t2", "name": "topic", "stringValue": "billing",
+                          "dataType": "CATEGORICAL", "source": "ANNOTATION", "timestamp": "2024-01-02T12:00:00Z", "environment": "default"}),
+            ),
+        ],
+    };
+    store.write(P, batch).unwrap();
+    store
+        .write(
+            "project-b",
+            WriteBatch {
+                observations: vec![generation(
+                    "x",
+                    "tx",
+                    "gpt-4o",
+                    "2024-01-01T10:00:00Z",
+                    "2024-01-01T10:00:01Z",
+                    7,
+                )],
+                ..WriteBatch::default()
+            },
+        )
+        .unwrap();
+    let run = |body: Value| {
+        let mut body = body;
+        body["fromTimestamp"] = json!("2024-01-01T00:00:00Z");
+        body["toTimestamp"] = json!("2024-01-31T00:00:00Z");
+        let query = metrics::parse(&body.to_string()).unwrap();
+        store.metrics(P, &query).unwrap()
+    };
+
+    let by_model = run(
+        json!({"view": "observations", "dimensions": [{"field": "providedModelName"}],
+        "metrics": [{"measure": "count", "aggregation": "count"}, {"measure": "inputTokens", "aggregation": "sum"},
+                    {"measure": "latency", "aggregation": "max"}, {"measure": "totalCost", "aggregation": "sum"}],
+        "filters": [{"column": "type", "operator": "any of", "value": ["GENERATION"], "type": "stringOptions"}]}),
+    );
+    assert_eq!(by_model.len(), 2, "{by_model:?}");
+    assert_eq!(by_model[0]["providedModelName"], "gpt-4o");
+    assert_eq!(by_model[0]["count_count"], 2);
+    assert_eq!(by_model[0]["sum_inputTokens"], 3000.0);
+    assert_eq!(by_model[0]["max_latency"], 3000.0);
+    assert!(by_model[0]["sum_totalCost"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        (
+            by_model[1]["providedModelName"].as_str(),
+            by_model[1]["count_count"].as_u64()
+        ),
+        (Some("gpt-4o-mini"), Some(1))
+    );
+
+    let daily = run(
+        json!({"view": "observations", "metrics": [{"measure": "count", "aggregation": "count"}],
+        "timeDimension": {"granularity": "day"}}),
+    );
+    let days: Vec<(String, u64)> = daily
+        .iter()
+        .map(|row| {
+            (
+                row["time_dimension"].as_str().unwrap().to_owned(),
+                row["count_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        days,
+        [
+            ("2024-01-01T00:00:00.000Z".into(), 2),
+            ("2024-01-02T00:00:00.000Z".into(), 2)
+        ]
+    );
+
+    let per_tag = run(
+        json!({"view": "observations", "dimensions": [{"field": "tags"}],
+        "metrics": [{"measure": "count", "aggregation": "count"}],
+        "filters": [{"column": "traceName", "operator": "=", "value": "chat", "type": "string"}]}),
+    );
+    let tags: Vec<(&str, u64)> = per_tag
+        .iter()
+        .map(|row| {
+            (
+                row["tags"].as_str().unwrap(),
+                row["count_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(tags, [("a", 2), ("b", 2)]);
+
+    let p50 = run(
+        json!({"view": "observations", "dimensions": [{"field": "traceName"}],
+        "metrics": [{"measure": "latency", "aggregation": "p50"}], "orderBy": [{"field": "traceName", "direction": "desc"}]}),
+    );
+    assert_eq!(p50[0]["traceName"], "chat");
+    assert_eq!(p50[0]["p50_latency"], 2000.0);
+
+    let numeric = run(
+        json!({"view": "scores-numeric", "dimensions": [{"field": "name"}, {"field": "observationName"}],
+        "metrics": [{"measure": "value", "aggregation": "avg"}, {"measure": "count", "aggregation": "count"}],
+        "orderBy": [{"field": "count_count", "direction": "desc"}]}),
+    );
+    let numeric: Vec<(&str, Value, u64)> = numeric
+        .iter()
+        .map(|row| {
+            (
+                row["name"].as_str().unwrap(),
+                row["observationName"].clone(),
+                row["count_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(numeric.len(), 3, "{numeric:?}");
+    assert!(numeric.contains(&("quality", json!("answer"), 1)));
+    assert!(numeric.contains(&("quality", Value::Null, 1)));
+    assert!(numeric.contains(&("ok", Value::Null, 1)));
+    let boolean = run(
+        json!({"view": "scores-boolean", "dimensions": [{"field": "booleanValue"}],
+        "metrics": [{"measure": "count", "aggregation": "count"}]}),
+    );
+    assert_eq!(
+        (boolean.len(), boolean[0]["booleanValue"].as_str()),
+        (1, Some("true"))
+    );
+    let categorical = run(
+        json!({"view": "scores-categorical", "dimensions": [{"field": "stringValue"}],
+        "metrics": [{"measure": "count", "aggregation": "count"}],
+        "filters": [{"column": "source", "operator": "any of", "value": ["ANNOTATION"], "type": "stringOptions"}]}),
+    );
+    assert_eq!(categorical.len(), 1);
+    assert_eq!(
+        (
+            categorical[0]["stringValue"].as_str(),
+            categorical[0]["count_count"].as_u64()
+        ),
+        (Some("billing"), Some(1))
+    );
+}
+
 fn keys_and_projects(store: &dyn Store) {
     let project = store.create_project("demo").unwrap();
     let key = ApiKey {
@@ -634,6 +841,11 @@ macro_rules! conformance {
             fn scores_filter() {
                 let (store, _guard) = $make;
                 super::scores_filter(&store);
+            }
+            #[test]
+            fn metrics_group_filter_and_bucket() {
+                let (store, _guard) = $make;
+                super::metrics_group_filter_and_bucket(&store);
             }
             #[test]
             fn keys_and_projects() {

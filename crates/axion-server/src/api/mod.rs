@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per resource under `/api/public`, and the web UI (`ui`).
 
 pub mod ingest;
+pub mod metrics;
 pub mod observations;
 pub mod projects;
 pub mod scores;

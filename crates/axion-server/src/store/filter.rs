@@ -117,6 +117,11 @@ pub struct Condition {
 pub fn parse(text: &str, columns: &[&str]) -> Result<Vec<Condition>, String> {
     let value: Value =
         serde_json::from_str(text).map_err(|error| format!("filter: not JSON ({error})"))?;
+    parse_value(&value, columns)
+}
+
+/// [`parse`] for conditions already read as JSON (a metrics query's `filters`).
+pub fn parse_value(value: &Value, columns: &[&str]) -> Result<Vec<Condition>, String> {
     let Value::Array(items) = value else {
         return Err("filter: expected a JSON array of conditions".into());
     };

@@ -7,6 +7,7 @@
 pub mod filter;
 mod in_place;
 mod ingest_log;
+pub mod metrics;
 pub mod rows;
 pub mod sqlite;
 mod sqlite_filter;
@@ -395,4 +396,12 @@ pub trait Store: Send + Sync + 'static {
     fn score(&self, project_id: &str, id: &str) -> Result<Option<ScoreRecord>, StoreError>;
     /// Deletes a score; whether it existed.
     fn delete_score(&self, project_id: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Answers a metrics query (see [`metrics`]): the store reads the matching rows, a
+    /// [`metrics::Aggregator`] groups them.
+    fn metrics(
+        &self,
+        project_id: &str,
+        query: &metrics::MetricsQuery,
+    ) -> Result<Vec<crate::JsonMap>, StoreError>;
 }

@@ -2256,6 +2256,183 @@ impl Store for SqliteStore {
             vec![project_id.to_owned().into(), id.to_owned().into()],
         )? > 0)
     }
+
+    fn metrics(
+        &self,
+        project_id: &str,
+        query: &metrics::MetricsQuery,
+    ) -> Result<Vec<crate::JsonMap>, StoreError> {
+        let (sql, values) = metrics_sql(project_id, query);
+        let dimension_count = query.dimensions.len();
+        self.read_applied(|connection| {
+            let mut aggregator = metrics::Aggregator::new(query);
+            let mut statement = connection.prepare(&sql)?;
+            let mut rows = statement.query(params_from_iter(values.iter()))?;
+            while let Some(row) = rows.next()? {
+                let mut dimensions = Vec::with_capacity(dimension_count);
+                for (index, name) in query.dimensions.iter().enumerate() {
+                    dimensions.push(metric_dimension(name, row.get(index)?));
+                }
+                let time: i64 = row.get(dimension_count)?;
+                let measures = (0..query.metrics.len())
+                    .map(|index| {
+                        Ok(match row.get::<_, SqlValue>(dimension_count + 1 + index)? {
+                            SqlValue::Integer(number) => Some(number as f64),
+                            SqlValue::Real(number) => Some(number),
+                            SqlValue::Text(text) => text.trim().parse().ok(),
+                            SqlValue::Null | SqlValue::Blob(_) => None,
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                aggregator.add(metrics::MetricRow {
+                    dimensions,
+                    time,
+                    measures,
+                });
+            }
+            Ok(aggregator.finish())
+        })
+    }
+}
+
+/// The rows of a metrics query: its dimensions, the row's time, then its measures.
+fn metrics_sql(project_id: &str, query: &metrics::MetricsQuery) -> (String, Vec<SqlValue>) {
+    use metrics::MetricsView;
+    let observations = query.view == MetricsView::Observations;
+    let (alias, time) = if observations {
+        ("o", "o.start_time")
+    } else {
+        ("s", "s.timestamp")
+    };
+    let trace = |column: &str| {
+        format!(
+            "(SELECT t.{column} FROM traces t WHERE t.project_id = {alias}.project_id AND t.id = {alias}.trace_id)"
+        )
+    };
+    // A score's observation, through the index of its trace's observations.
+    let scored = |column: &str| {
+        format!(
+            "(SELECT {column} FROM observations o INDEXED BY observations_by_trace \
+             WHERE o.trace_id = s.trace_id AND o.project_id = s.project_id AND o.id = s.observation_id)"
+        )
+    };
+    let month = format!("strftime('%Y-%m', {time} / 1000000, 'unixepoch')");
+    let dimension = |name: &str| -> String {
+        match name {
+            "environment" => format!("{alias}.environment"),
+            "name" => format!("{alias}.name"),
+            "type" => "o.type".into(),
+            "level" => "o.level".into(),
+            "version" => "o.version".into(),
+            "providedModelName" => "o.model".into(),
+            "promptName" => "json_extract(o.body, '$.promptName')".into(),
+            "promptVersion" => "json_extract(o.body, '$.promptVersion')".into(),
+            "isRootObservation" => "(o.parent_observation_id IS NULL)".into(),
+            "startTimeMonth" | "timestampMonth" => month.clone(),
+            "timestampDay" => format!("strftime('%Y-%m-%d', {time} / 1000000, 'unixepoch')"),
+            "traceName" => trace("name"),
+            "release" | "traceRelease" => trace("release"),
+            "traceVersion" => trace("version"),
+            "tags" => trace("tags"),
+            "source" => "s.source".into(),
+            "dataType" => "s.data_type".into(),
+            "configId" => "s.config_id".into(),
+            "value" => "s.value".into(),
+            "stringValue" => "json_extract(s.body, '$.stringValue')".into(),
+            "booleanValue" => "CASE s.value WHEN 1 THEN 'true' WHEN 0 THEN 'false' END".into(),
+            "observationName" => scored("o.name"),
+            "observationModelName" => scored("o.model"),
+            "observationPromptName" => scored("json_extract(o.body, '$.promptName')"),
+            "observationPromptVersion" => scored("json_extract(o.body, '$.promptVersion')"),
+            other => unreachable!("dimension {other} passed validation"),
+        }
+    };
+    let completion_ms =
+        "unixepoch(json_extract(o.body, '$.completionStartTime'), 'subsec') * 1000.0";
+    let measure = |name: &str| -> String {
+        match name {
+            "count" => "1".into(),
+            "value" => "s.value".into(),
+            "latency" => "((o.end_time - o.start_time) / 1000.0)".into(),
+            "streamingLatency" => format!("(o.end_time / 1000.0 - {completion_ms})"),
+            "timeToFirstToken" => format!("({completion_ms} - o.start_time / 1000.0)"),
+            "inputTokens" => "json_extract(o.derived, '$.usage.input')".into(),
+            "outputTokens" => "json_extract(o.derived, '$.usage.output')".into(),
+            "totalTokens" => "json_extract(o.derived, '$.usage.total')".into(),
+            "tokensPerSecond" => "(json_extract(o.derived, '$.usage.total') \
+                 / nullif((o.end_time - o.start_time) / 1e6, 0))"
+                .into(),
+            "outputTokensPerSecond" => "(json_extract(o.derived, '$.usage.output') \
+                 / nullif((o.end_time - o.start_time) / 1e6, 0))"
+                .into(),
+            "inputCost" => "json_extract(o.derived, '$.cost.input')".into(),
+            "outputCost" => "json_extract(o.derived, '$.cost.output')".into(),
+            "totalCost" => "o.total_cost".into(),
+            "countScores" => "(SELECT count(*) FROM scores s \
+                 WHERE s.observation_id = o.id AND s.project_id = o.project_id)"
+                .into(),
+            other => unreachable!("measure {other} passed validation"),
+        }
+    };
+    let mut columns: Vec<String> = query
+        .dimensions
+        .iter()
+        .map(|name| dimension(name))
+        .collect();
+    columns.push(time.into());
+    columns.extend(query.metrics.iter().map(|metric| measure(&metric.measure)));
+    let mut clauses = vec![
+        format!("{alias}.project_id = ?"),
+        format!("{time} >= ?"),
+        format!("{time} < ?"),
+    ];
+    let mut values: Vec<SqlValue> = vec![
+        project_id.to_owned().into(),
+        query.from.into(),
+        query.to.into(),
+    ];
+    match query.view {
+        MetricsView::Observations => {}
+        MetricsView::ScoresNumeric => clauses.push("s.data_type IN ('NUMERIC', 'BOOLEAN')".into()),
+        MetricsView::ScoresBoolean => clauses.push("s.data_type = 'BOOLEAN'".into()),
+        MetricsView::ScoresCategorical => clauses.push("s.data_type = 'CATEGORICAL'".into()),
+    }
+    let conditions = if observations {
+        super::sqlite_filter::metrics_observation_conditions(&query.conditions)
+    } else {
+        super::sqlite_filter::metrics_score_conditions(&query.conditions)
+    };
+    for (clause, params) in conditions {
+        clauses.push(clause);
+        values.extend(params);
+    }
+    let table = if observations {
+        "observations o"
+    } else {
+        "scores s"
+    };
+    (
+        format!(
+            "SELECT {} FROM {table} WHERE {}",
+            columns.join(", "),
+            clauses.join(" AND ")
+        ),
+        values,
+    )
+}
+
+/// A dimension's value as the answer shows it: tags as a list (the aggregator counts the
+/// row under each), the root flag as a boolean.
+fn metric_dimension(name: &str, value: SqlValue) -> Value {
+    match (name, value) {
+        (_, SqlValue::Null) => Value::Null,
+        ("tags", SqlValue::Text(text)) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        ("isRootObservation", SqlValue::Integer(flag)) => Value::Bool(flag != 0),
+        (_, SqlValue::Integer(number)) => Value::from(number),
+        (_, SqlValue::Real(number)) => Value::from(number),
+        (_, SqlValue::Text(text)) => Value::String(text),
+        (_, SqlValue::Blob(_)) => Value::Null,
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {

@@ -265,6 +265,71 @@ fn score_categories(name: Option<&str>, test: &Test) -> (String, Vec<SqlValue>) 
     (sql, params)
 }
 
+/// The conditions of a metrics query on the observations view (alias `o`): its column names
+/// are the observation filter's, but for the few the metrics API names its own way.
+pub(super) fn metrics_observation_conditions(
+    conditions: &[Condition],
+) -> Vec<(String, Vec<SqlValue>)> {
+    let renamed: Vec<Condition> = conditions
+        .iter()
+        .map(|condition| {
+            let column = match condition.column.as_str() {
+                "providedModelName" => "model",
+                "tags" => "traceTags",
+                "release" => "traceRelease",
+                other => other,
+            };
+            Condition {
+                column: column.to_owned(),
+                ..condition.clone()
+            }
+        })
+        .collect();
+    observation_conditions(&renamed)
+}
+
+/// The conditions of a metrics query on a scores view (alias `s`).
+pub(super) fn metrics_score_conditions(conditions: &[Condition]) -> Vec<(String, Vec<SqlValue>)> {
+    conditions
+        .iter()
+        .map(|condition| {
+            let trace = |column: &str| {
+                Expr::plain(format!(
+                    "(SELECT t.{column} FROM traces t WHERE t.project_id = s.project_id AND t.id = s.trace_id)"
+                ))
+            };
+            let observation = |path: &str| {
+                Expr::plain(format!(
+                    "(SELECT {path} FROM observations o WHERE o.project_id = s.project_id AND o.id = s.observation_id)"
+                ))
+            };
+            let expr = match condition.column.as_str() {
+                "tags" => return tags_clause("s.trace_id", "s.project_id", &condition.test),
+                "environment" => Expr::plain("s.environment"),
+                "name" => Expr::plain("s.name"),
+                "source" => Expr::plain("s.source"),
+                "dataType" => Expr::plain("s.data_type"),
+                "configId" => Expr::plain("s.config_id"),
+                "value" => Expr::plain("s.value"),
+                "stringValue" => Expr::plain("json_extract(s.body, '$.stringValue')"),
+                "timestamp" => Expr::plain("s.timestamp"),
+                "id" => Expr::plain("s.id"),
+                "traceId" => Expr::plain("s.trace_id"),
+                "observationId" => Expr::plain("s.observation_id"),
+                "sessionId" => Expr::plain("s.session_id"),
+                "userId" => trace("user_id"),
+                "traceName" => trace("name"),
+                "traceRelease" => trace("release"),
+                "traceVersion" => trace("version"),
+                "observationName" => observation("o.name"),
+                "observationModelName" => observation("o.model"),
+                other => unreachable!("column {other} passed validation"),
+            };
+            clause(&expr, &condition.test)
+        })
+        .collect()
+}
+
 fn trace_field(column: &str) -> Expr {
     Expr::plain(format!(
         "(SELECT t.{column} FROM traces t WHERE t.project_id = o.project_id AND t.id = o.trace_id)"
@@ -313,6 +378,9 @@ pub(super) fn observation_conditions(conditions: &[Condition]) -> Vec<(String, V
                 "sessionId" => trace_field("session_id"),
                 "traceName" => trace_field("name"),
                 "traceEnvironment" => trace_field("environment"),
+                "traceRelease" => trace_field("release"),
+                "traceVersion" => trace_field("version"),
+                "isRootObservation" => Expr::plain("(o.parent_observation_id IS NULL)"),
                 other => unreachable!("column {other} passed validation"),
             };
             clause(&expr, &condition.test)

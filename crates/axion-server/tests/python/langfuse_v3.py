@@ -1,6 +1,7 @@
 """Support-bot scenario with langfuse 3.x (OTLP protobuf; scores through ingestion)."""
 import asyncio
 import json
+from datetime import datetime, timedelta, timezone
 import sys
 
 from langfuse import Langfuse, get_client, observe
@@ -65,6 +66,17 @@ async def handle():
 _, decorated_id = asyncio.run(handle())
 lf.flush()
 
+# The metrics API, v2 and the legacy v1 path: the support trace's generations, counted.
+now = datetime.now(timezone.utc)
+generations_query = json.dumps({
+    "view": "observations",
+    "metrics": [{"measure": "count", "aggregation": "count"}],
+    "filters": [{"column": "traceId", "operator": "=", "value": support_id, "type": "string"},
+                {"column": "type", "operator": "any of", "value": ["GENERATION"], "type": "stringOptions"}],
+    "fromTimestamp": (now - timedelta(hours=1)).isoformat(),
+    "toTimestamp": (now + timedelta(hours=1)).isoformat(),
+})
+
 api = lf.api
 full = api.trace.get(support_id)
 reads = {
@@ -77,5 +89,7 @@ reads = {
     "v2_observations": len(api.observations_v_2.get_many(trace_id=support_id, fields="core,basic,usage").data),
     "sessions": len(api.sessions.list().data),
     "v2_scores": len(api.score_v_2.get(trace_id=support_id).data),
+    "metrics_generations": api.metrics_v_2.metrics(query=generations_query).data[0]["count_count"],
+    "legacy_metrics_generations": api.metrics.metrics(query=generations_query).data[0]["count_count"],
 }
 print(json.dumps({"support": support_id, "decorated": decorated_id, "reads": reads}))

@@ -1,6 +1,7 @@
 """Support-bot scenario with langfuse 5.x (gzip OTLP; scores as JSON arrays)."""
 import asyncio
 import json
+from datetime import datetime, timedelta, timezone
 import sys
 
 from langfuse import Langfuse, get_client, observe, propagate_attributes
@@ -67,10 +68,22 @@ async def handle():
 _, decorated_id = asyncio.run(handle())
 lf.flush()
 
+# The metrics API, v2: the support trace's generations, counted.
+now = datetime.now(timezone.utc)
+generations_query = json.dumps({
+    "view": "observations",
+    "metrics": [{"measure": "count", "aggregation": "count"}],
+    "filters": [{"column": "traceId", "operator": "=", "value": support_id, "type": "string"},
+                {"column": "type", "operator": "any of", "value": ["GENERATION"], "type": "stringOptions"}],
+    "fromTimestamp": (now - timedelta(hours=1)).isoformat(),
+    "toTimestamp": (now + timedelta(hours=1)).isoformat(),
+})
+
 api = lf.api
 reads = {
     "auth_check": lf.auth_check(),
     "v2_observations": len(api.observations.get_many(trace_id=support_id, fields="core,basic,usage,io,model").data),
     "v3_scores": len(api.scores.get_many(trace_id=support_id).data),
+    "metrics_generations": api.metrics.metrics(query=generations_query).data[0]["count_count"],
 }
 print(json.dumps({"support": support_id, "decorated": decorated_id, "reads": reads}))

@@ -273,7 +273,7 @@ function renderHeader() {
   who.replaceChildren();
   if (!session.project) return;
   const base = `/project/${encodeURIComponent(session.project.id)}`;
-  for (const [label, path] of [['Traces', 'traces'], ['Observations', 'observations'], ['Scores', 'scores'], ['Sessions', 'sessions']]) {
+  for (const [label, path] of [['Dashboard', 'dashboard'], ['Traces', 'traces'], ['Observations', 'observations'], ['Scores', 'scores'], ['Sessions', 'sessions']]) {
     const current = location.pathname.startsWith(`${base}/${path}`);
     nav.append(link(`${base}/${path}`, label));
     if (current) nav.lastChild.classList.add('current');
@@ -330,6 +330,7 @@ async function renderPage() {
   if (section === 'sessions') return sessionList();
   if (section === 'observations') return observationList();
   if (section === 'scores') return scoreList();
+  if (section === 'dashboard') return dashboard();
   return show(h('h1', { text: 'Not found' }));
 }
 
@@ -806,6 +807,104 @@ async function scoreList() {
         h('tbody', {}, rows))
       : h('p', { class: 'muted', text: 'No scores match.' }),
     offsetPager('scores', result.meta, 'scores'));
+}
+
+// ---------------------------------------------------------------- dashboard
+
+const RANGES = [['24h', 'Last 24 hours', 1], ['7d', 'Last 7 days', 7], ['30d', 'Last 30 days', 30]];
+
+/** One metrics query (`GET /v2/metrics`) over the range, as Langfuse's dashboards make them. */
+function metrics(range, view, metricList, extra = {}) {
+  const query = {
+    view,
+    metrics: metricList.map(([measure, aggregation]) => ({ measure, aggregation })),
+    fromTimestamp: range.from.toISOString(),
+    toTimestamp: range.to.toISOString(),
+    ...extra,
+  };
+  return api('/v2/metrics', { params: { query: JSON.stringify(query) } }).then((answer) => answer.data);
+}
+
+/** A number cell with a bar as long as its share of the column's largest value. */
+function barCell(value, largest, text) {
+  const share = largest > 0 && typeof value === 'number' ? Math.max(value / largest, 0) : 0;
+  return h('td', { class: 'num bar-cell' },
+    h('span', { class: 'bar', style: { width: `${(share * 100).toFixed(1)}%` } }),
+    h('span', { class: 'bar-text', text }));
+}
+
+const formatNumber = (value) => (typeof value === 'number' ? value.toLocaleString(undefined, { maximumFractionDigits: 0 }) : '–');
+const formatMs = (value) => (typeof value === 'number' ? formatSeconds(value / 1000) : '–');
+
+/** What the project spent and how it behaved over a range: totals, models, activity, latency, scores. */
+async function dashboard() {
+  const fresh = current();
+  const query = new URLSearchParams(location.search);
+  const [key, label, days] = RANGES.find(([name]) => name === query.get('range')) || RANGES[1];
+  const to = new Date();
+  const range = { from: new Date(to.getTime() - days * 86_400_000), to };
+  const [traceCount, totals, models, activity, latency, scores] = await Promise.all([
+    api('/traces', { params: { limit: 1, fields: 'core', fromTimestamp: range.from.toISOString() } }).then((page) => page.meta.totalItems),
+    metrics(range, 'observations', [['count', 'count'], ['totalCost', 'sum'], ['totalTokens', 'sum']]),
+    metrics(range, 'observations', [['count', 'count'], ['inputTokens', 'sum'], ['outputTokens', 'sum'], ['totalCost', 'sum']], {
+      dimensions: [{ field: 'providedModelName' }],
+      filters: [{ column: 'providedModelName', operator: 'is not null', type: 'null' }],
+      orderBy: [{ field: 'sum_totalCost', direction: 'desc' }],
+    }),
+    metrics(range, 'observations', [['count', 'count'], ['totalCost', 'sum']], { timeDimension: { granularity: 'auto' } }),
+    metrics(range, 'observations', [['count', 'count'], ['latency', 'p50'], ['latency', 'p95']], {
+      dimensions: [{ field: 'name' }, { field: 'type' }],
+      orderBy: [{ field: 'count_count', direction: 'desc' }],
+      config: { row_limit: 10 },
+    }),
+    metrics(range, 'scores-numeric', [['count', 'count'], ['value', 'avg']], {
+      dimensions: [{ field: 'name' }, { field: 'source' }],
+      orderBy: [{ field: 'count_count', direction: 'desc' }],
+    }),
+  ]);
+  if (!fresh()) return;
+  const total = totals[0] || {};
+  const card = (title, value, testId) => h('div', { class: 'card', 'data-testid': testId }, h('div', { class: 'muted', text: title }), h('div', { class: 'big', text: value }));
+  const largest = (rows, key) => rows.reduce((most, row) => Math.max(most, Number(row[key]) || 0), 0);
+  const table = (testId, headers, rows) => (rows.length
+    ? h('table', { 'data-testid': testId }, h('thead', {}, h('tr', {}, headers.map(([name, numeric]) => h('th', { class: numeric ? 'num' : null, text: name })))), h('tbody', {}, rows))
+    : h('p', { class: 'muted', text: 'Nothing in this range.' }));
+  const costMost = largest(models, 'sum_totalCost');
+  const activityMost = largest(activity, 'count_count');
+  const countMost = largest(latency, 'count_count');
+  show(
+    h('h1', {}, 'Dashboard ', h('span', { class: 'muted', text: `· ${label}` })),
+    h('div', { class: 'pager' }, RANGES.map(([name, text]) => (name === key ? h('strong', { text }) : link(`${projectPath('dashboard')}?range=${name}`, text)))),
+    h('div', { class: 'cards' },
+      card('Traces', formatNumber(traceCount), 'total-traces'),
+      card('Observations', formatNumber(total.count_count ?? 0), 'total-observations'),
+      card('Tokens', formatNumber(total.sum_totalTokens ?? 0), 'total-tokens'),
+      card('Cost', formatCost(total.sum_totalCost ?? 0), 'total-cost')),
+    h('h2', { text: 'Models' }),
+    table('models', [['Model'], ['Calls', true], ['Input tokens', true], ['Output tokens', true], ['Cost', true]], models.map((row) => h('tr', {},
+      h('td', { text: row.providedModelName }),
+      h('td', { class: 'num', text: formatNumber(row.count_count) }),
+      h('td', { class: 'num', text: formatNumber(row.sum_inputTokens) }),
+      h('td', { class: 'num', text: formatNumber(row.sum_outputTokens) }),
+      barCell(row.sum_totalCost, costMost, formatCost(row.sum_totalCost))))),
+    h('h2', { text: 'Activity' }),
+    table('activity', [['From'], ['Observations', true], ['Cost', true]], activity.map((row) => h('tr', {},
+      h('td', { class: 'mono', text: formatTime(row.time_dimension) }),
+      barCell(row.count_count, activityMost, formatNumber(row.count_count)),
+      h('td', { class: 'num', text: formatCost(row.sum_totalCost) })))),
+    h('h2', { text: 'Latency by observation' }),
+    table('latency', [['Name'], ['Type'], ['Count', true], ['p50', true], ['p95', true]], latency.map((row) => h('tr', {},
+      h('td', {}, link(`${projectPath('observations')}?name=${encodeURIComponent(row.name ?? '')}`, row.name ?? '(unnamed)')),
+      h('td', {}, h('span', { class: `type type-${row.type}`, text: row.type })),
+      barCell(row.count_count, countMost, formatNumber(row.count_count)),
+      h('td', { class: 'num', text: formatMs(row.p50_latency) }),
+      h('td', { class: 'num', text: formatMs(row.p95_latency) })))),
+    h('h2', { text: 'Scores' }),
+    table('score-averages', [['Score'], ['Source'], ['Count', true], ['Average', true]], scores.map((row) => h('tr', {},
+      h('td', {}, link(`${projectPath('scores')}?name=${encodeURIComponent(row.name)}`, row.name)),
+      h('td', { class: 'muted', text: row.source }),
+      h('td', { class: 'num', text: formatNumber(row.count_count) }),
+      h('td', { class: 'num', text: typeof row.avg_value === 'number' ? row.avg_value.toFixed(3) : '–' })))));
 }
 
 // ---------------------------------------------------------------- sessions

@@ -50,7 +50,9 @@ async function call(path, { method = 'GET', body } = {}) {
   return data;
 }
 
-const at = (second) => new Date(Date.UTC(2026, 10, 20, 9, 0, second)).toISOString();
+// An hour ago, to the minute: inside every range the dashboard offers, whenever this runs.
+const BASE = Math.floor((Date.now() - 3_600_000) / 60_000) * 60_000;
+const at = (second) => new Date(BASE + second * 1000).toISOString();
 const event = (index, type, body) => ({ id: `event-${index}`, type, timestamp: at(0), body });
 
 /** Three traces: a RAG answer with a tree and an error, a plain one, and one named like markup. */
@@ -259,6 +261,26 @@ test('a trace link opens directly once signed in on this browser; sessions; sign
   await page.keyboard.press('Enter');
   await navigated(page, /observation=obs-generate/);
   assert.match(await page.locator('[data-testid=detail]').textContent(), /gpt-4o-mini/);
+
+  // The dashboard: totals, the model's tokens and cost, latency by name, score averages.
+  await page.click('#nav a:text("Dashboard")');
+  await settled(page);
+  assert.equal(await page.locator('[data-testid=total-traces] .big').textContent(), '3');
+  assert.equal(await page.locator('[data-testid=total-observations] .big').textContent(), '4');
+  assert.match(await page.locator('[data-testid=total-tokens] .big').textContent(), /^1,?500$/);
+  assert.match(await page.locator('[data-testid=total-cost] .big').textContent(), /^\$0\.\d/);
+  assert.deepEqual(
+    (await page.locator('[data-testid=models] tbody tr td').allTextContents()).slice(0, 4).map((text) => text.replace(/,/g, '')),
+    ['gpt-4o-mini', '1', '1200', '300'],
+  );
+  assert.deepEqual((await page.locator('[data-testid=latency] tbody tr td:first-child').allTextContents()).sort(),
+    ['classify-step', 'generate', 'rerank', 'retrieve']);
+  assert.deepEqual(await page.locator('[data-testid=score-averages] tbody tr td').allTextContents(),
+    ['helpfulness', 'ANNOTATION', '1', '0.800']);
+  assert.ok(await page.locator('[data-testid=activity] tbody tr').count() >= 1);
+  await page.click('.pager a:text("Last 24 hours")');
+  await navigated(page, /range=24h/);
+  assert.equal(await page.locator('[data-testid=total-observations] .big').textContent(), '4');
 
   // Sessions, and back to the session's traces.
   await page.click('#nav a:text("Sessions")');

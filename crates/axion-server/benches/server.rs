@@ -11,6 +11,7 @@
 //!   (synced to disk), the clock stopped once a read sees everything;
 //! * `GET /traces?userId&tags&fromTimestamp&toTimestamp` p50/p95 at 100k and 1M traces;
 //! * `GET /traces/{id}` with 100 observations, p50;
+//! * a dashboard's metrics query (`GET /v2/metrics`, per name and day) at 100k and 1M traces;
 //! * the server's CPU time and bytes written per span ingested (`/proc/<pid>/stat`, `io`), and
 //!   how busy the machine was meanwhile;
 //! * the server's peak RSS (`VmHWM`) after everything;
@@ -197,6 +198,37 @@ async fn list_query(base: &str, label: &str) {
     println!("| list traces, tag + user + time range, {label} stored | p50 {p50:.2} ms, p95 {p95:.2} ms |");
 }
 
+/// A dashboard's metrics query over the list query's 20 days (two thirds of the stored
+/// observations): per observation name and day, count, total cost and p95 latency.
+async fn metrics_query(base: &str, label: &str) {
+    let client = client();
+    let query = serde_json::json!({
+        "view": "observations",
+        "dimensions": [{"field": "name"}],
+        "metrics": [{"measure": "count", "aggregation": "count"}, {"measure": "totalCost", "aggregation": "sum"},
+                    {"measure": "latency", "aggregation": "p95"}],
+        "timeDimension": {"granularity": "day"},
+        "fromTimestamp": "2026-01-05T00:00:00Z", "toTimestamp": "2026-01-25T00:00:00Z",
+        "config": {"row_limit": 1000},
+    });
+    let url = format!(
+        "{base}/api/public/v2/metrics?query={}",
+        form_urlencoded::byte_serialize(query.to_string().as_bytes()).collect::<String>()
+    );
+    let answer: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    let counted: u64 = answer["data"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|row| row["count_count"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    assert!(counted > 0, "the metrics query counts nothing: {answer}");
+    let (p50, _) = percentiles(|_| (url.clone(), client.clone()), 5).await;
+    println!("| metrics query: count, cost and p95 latency per name and day over 20 days, {label} stored ({counted} observations) | p50 {p50:.0} ms |");
+}
+
 async fn load(full: bool) {
     println!("| benchmark | result |\n| --- | --- |");
     // `AXION_BENCH_ONLY=scale` runs the growing database alone.
@@ -330,6 +362,7 @@ async fn load(full: bool) {
             format!("{}k", stored / 1000)
         };
         list_query(&base, &label).await;
+        metrics_query(&base, &label).await;
     }
     let bulk_rate = stored as f64 / started.elapsed().as_secs_f64();
     println!("| bulk load of single-span traces (includes the queries above) | {bulk_rate:.0} traces/s |");

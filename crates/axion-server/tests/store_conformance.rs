@@ -629,7 +629,21 @@ fn metrics_group_filter_and_bucket(store: &dyn Store) {
                 "2024-02-01T00:00:01Z",
                 9,
             ),
-        ],
+        ]
+        .into_iter()
+        // More outside it, so that a narrow range is a small share of the table (a store
+        // may read such a range differently from one that holds most of it).
+        .chain((0..12).map(|i| {
+            generation(
+                &format!("later-{i}"),
+                "t3",
+                "gpt-4o",
+                "2024-03-01T00:00:00Z",
+                "2024-03-01T00:00:01Z",
+                1,
+            )
+        }))
+        .collect(),
         scores: vec![
             upsert(
                 json!({"id": "s1", "traceId": "t1", "observationId": "g1", "name": "quality", "value": 0.5,
@@ -666,13 +680,28 @@ fn metrics_group_filter_and_bucket(store: &dyn Store) {
             },
         )
         .unwrap();
-    let run = |body: Value| {
+    let between = |body: Value, from: &str, to: &str| {
         let mut body = body;
-        body["fromTimestamp"] = json!("2024-01-01T00:00:00Z");
-        body["toTimestamp"] = json!("2024-01-31T00:00:00Z");
+        body["fromTimestamp"] = json!(from);
+        body["toTimestamp"] = json!(to);
         let query = metrics::parse(&body.to_string()).unwrap();
         store.metrics(P, &query).unwrap()
     };
+    let run = |body: Value| between(body, "2024-01-01T00:00:00Z", "2024-01-31T00:00:00Z");
+    let narrow = between(
+        json!({"view": "observations", "dimensions": [{"field": "name"}],
+               "metrics": [{"measure": "inputTokens", "aggregation": "sum"}]}),
+        "2024-01-01T10:30:00Z",
+        "2024-01-01T11:30:00Z",
+    );
+    assert_eq!(narrow.len(), 1, "{narrow:?}");
+    assert_eq!(
+        (
+            narrow[0]["name"].as_str(),
+            narrow[0]["sum_inputTokens"].as_f64()
+        ),
+        (Some("answer"), Some(2000.0))
+    );
 
     let by_model = run(
         json!({"view": "observations", "dimensions": [{"field": "providedModelName"}],

@@ -34,6 +34,7 @@
 //! | bytes the server wrote per span ingested | 4.69 KB |
 //! | trace detail, 100 observations | p50 3.75 ms |
 //! | list traces, tag + user + time, 1M stored | p50 17.54 ms, p95 21.79 ms |
+//! | metrics query per name and day over 20 days, 1M stored (session 14) | p50 1 021 ms |
 //! | server peak RSS after 1M traces | 163 MB |
 //! | live ingest, 1.64M → 2.05M spans stored | 22.7–24.3k spans/s, writer 29.8–31.4 µs, 17.0 KB per span |
 

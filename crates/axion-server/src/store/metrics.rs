@@ -108,63 +108,55 @@ impl MetricsView {
         }
     }
 
-    /// Columns that filters may test: every dimension, and the ids that are too many to group by.
-    fn filter_columns(self) -> &'static [&'static str] {
-        match self {
-            Self::Observations => &[
-                "environment",
-                "type",
-                "name",
-                "level",
-                "version",
-                "tags",
-                "release",
-                "traceName",
-                "traceRelease",
-                "traceVersion",
-                "providedModelName",
-                "promptName",
-                "promptVersion",
-                "isRootObservation",
-                "startTime",
-                "id",
-                "traceId",
-                "userId",
-                "sessionId",
-                "parentObservationId",
-                "metadata",
-                "latency",
-                "timeToFirstToken",
-                "inputTokens",
-                "outputTokens",
-                "totalTokens",
-                "inputCost",
-                "outputCost",
-                "totalCost",
-                "statusMessage",
-            ],
-            Self::ScoresNumeric | Self::ScoresBoolean | Self::ScoresCategorical => &[
-                "environment",
-                "name",
-                "source",
-                "dataType",
-                "configId",
-                "value",
-                "stringValue",
-                "traceName",
-                "tags",
-                "traceRelease",
-                "traceVersion",
-                "observationName",
-                "observationModelName",
-                "timestamp",
-                "id",
-                "traceId",
-                "userId",
-                "sessionId",
-                "observationId",
-            ],
-        }
+    /// Columns that filters may test: the dimensions (but those derived from the time, which
+    /// the range filters already), the ids that are too many to group by, and the measures.
+    fn filter_columns(self) -> Vec<&'static str> {
+        let (derived, extra): (&[&str], &[&str]) = match self {
+            Self::Observations => (
+                &["startTimeMonth"],
+                &[
+                    "startTime",
+                    "id",
+                    "traceId",
+                    "userId",
+                    "sessionId",
+                    "parentObservationId",
+                    "metadata",
+                    "latency",
+                    "timeToFirstToken",
+                    "inputTokens",
+                    "outputTokens",
+                    "totalTokens",
+                    "inputCost",
+                    "outputCost",
+                    "totalCost",
+                    "statusMessage",
+                ],
+            ),
+            Self::ScoresNumeric | Self::ScoresBoolean | Self::ScoresCategorical => (
+                &[
+                    "timestampMonth",
+                    "timestampDay",
+                    "booleanValue",
+                    "observationPromptName",
+                    "observationPromptVersion",
+                ],
+                &[
+                    "timestamp",
+                    "id",
+                    "traceId",
+                    "userId",
+                    "sessionId",
+                    "observationId",
+                ],
+            ),
+        };
+        self.dimensions()
+            .iter()
+            .filter(|name| !derived.contains(name))
+            .chain(extra)
+            .copied()
+            .collect()
     }
 }
 
@@ -407,7 +399,7 @@ pub fn parse(text: &str) -> Result<MetricsQuery, String> {
 
     let conditions = match query.get("filters") {
         None | Some(Value::Null) => Vec::new(),
-        Some(filters) => filter::parse_value(filters, view.filter_columns())
+        Some(filters) => filter::parse_value(filters, &view.filter_columns())
             .map_err(|error| format!("query.{error}"))?,
     };
 
@@ -823,6 +815,30 @@ mod tests {
             (Some("x"), Some(3))
         );
         assert_eq!(rows[1]["count_count"], 1);
+    }
+
+    #[test]
+    fn every_filter_column_of_every_view_translates() {
+        for view in [
+            MetricsView::Observations,
+            MetricsView::ScoresNumeric,
+            MetricsView::ScoresBoolean,
+            MetricsView::ScoresCategorical,
+        ] {
+            for column in view.filter_columns() {
+                let conditions = filter::parse_value(
+                    &json!([{"column": column, "type": "null", "operator": "is not null", "key": "k"}]),
+                    &view.filter_columns(),
+                )
+                .unwrap();
+                let translated = if view == MetricsView::Observations {
+                    super::super::sqlite_filter::metrics_observation_conditions(&conditions)
+                } else {
+                    super::super::sqlite_filter::metrics_score_conditions(&conditions)
+                };
+                assert_eq!(translated.len(), 1, "{view:?} {column}");
+            }
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ enum Command {
     Providers,
     /// Check that the detected provider starts with this environment's settings.
     Check,
-    /// Run the trace server: Langfuse-compatible API on an embedded SQLite file.
+    /// Run the trace server: Langfuse-compatible API and web UI on an embedded SQLite file.
     Serve(ServeArgs),
     /// Read traces back (LANGFUSE_* variables): list, get, export.
     #[command(subcommand)]

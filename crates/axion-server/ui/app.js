@@ -450,7 +450,16 @@ async function traceList() {
       h('td', { class: 'num', text: String((trace.observations || []).length) }),
       h('td', { class: 'num', text: String((trace.scores || []).length) }));
   });
-  show(h('h1', { text: 'Traces' }), form,
+  const goTo = h('form', {
+    class: 'goto',
+    onsubmit: (event) => {
+      event.preventDefault();
+      const id = new FormData(goTo).get('traceId').trim();
+      if (id) navigate(projectPath('traces', id));
+    },
+  }, textField(new URLSearchParams(), 'traceId', 'Open a trace by id', { placeholder: 'trace id from a log line' }),
+  h('button', { type: 'submit', text: 'Open' }));
+  show(h('h1', { text: 'Traces' }), goTo, form,
     rows.length
       ? h('table', { 'data-testid': 'traces' },
         h('thead', {}, h('tr', {}, ['Time', 'Name', 'User', 'Session', 'Tags'].map((name) => h('th', { text: name })),

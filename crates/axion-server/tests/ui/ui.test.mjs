@@ -368,6 +368,14 @@ test('a trace link opens directly once signed in on this browser; sessions; sign
   assert.equal(await page.locator('main img, main script').count(), 0);
   assert.equal(await page.evaluate(() => window.__xss), undefined);
 
+  // A trace opened by its id, as from a log line.
+  await page.click('#nav a:text("Traces")');
+  await settled(page);
+  await page.fill('form.goto input[name=traceId]', ' trace-rag ');
+  await page.click('form.goto button[type=submit]');
+  await navigated(page, /\/traces\/trace-rag$/);
+  assert.equal(await page.locator('main h1').textContent(), 'support-answer');
+
   // Another project's link says so instead of showing nothing.
   await page.goto(`${base}/project/someone-else/traces`);
   assert.match(await page.getByRole('alert').textContent(), /belongs to project someone-else/);

@@ -12,9 +12,37 @@ pub mod ui;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::auth::require_project;
 use crate::error::{ApiError, ApiResult};
 use crate::ingest::parse_time;
 use crate::store::Pagination;
+use crate::AppState;
+
+/// A request with full access to one project (Basic auth with its secret key), and its query
+/// parameters: where every read and delete handler starts. A public key alone is refused
+/// (Bearer may only send scores), with Langfuse's bodies.
+pub struct ProjectRequest {
+    /// The project the key opens.
+    pub project_id: String,
+    /// The query string's parameters.
+    pub params: Params,
+}
+
+impl axum::extract::FromRequestParts<AppState> for ProjectRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = state.caller(&parts.headers, false)?;
+        require_project(&caller)?;
+        Ok(Self {
+            project_id: caller.project_id,
+            params: Params::parse(parts.uri.query()),
+        })
+    }
+}
 
 /// Query parameters, with repeated keys kept (`tags=a&tags=b`).
 #[derive(Debug, Default)]

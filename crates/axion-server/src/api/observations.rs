@@ -1,13 +1,11 @@
 //! `GET /api/public/observations[/{id}]` (v1, offset pages) and `GET /api/public/v2/observations`
 //! (cursor pages, field groups).
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{encode_cursor, iso, page_meta, Params};
-use crate::auth::require_project;
+use super::{encode_cursor, iso, page_meta, Params, ProjectRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::ingest::time_micros;
 use crate::store::{filter, ObservationQuery, ObservationRecord};
@@ -151,15 +149,10 @@ fn query(params: &Params) -> ApiResult<ObservationQuery> {
 /// `GET /api/public/observations`.
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    ProjectRequest { project_id, params }: ProjectRequest,
 ) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let params = Params::parse(raw.as_deref());
     let page = params.offset_page(100)?;
     let query = query(&params)?;
-    let project_id = caller.project_id;
     let (found, page) = state
         .blocking(move |store| Ok((store.list_observations(&project_id, &query, &page)?, page)))
         .await?;
@@ -172,12 +165,9 @@ pub async fn list(
 /// `GET /api/public/observations/{id}`.
 pub async fn get_one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ProjectRequest { project_id, .. }: ProjectRequest,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let project_id = caller.project_id;
     let record = state
         .blocking(move |store| {
             store.observation(&project_id, &id)?.ok_or_else(|| {
@@ -282,12 +272,8 @@ fn to_v2(record: &ObservationRecord, groups: &[String], trace: Option<&crate::Js
 /// `GET /api/public/v2/observations`.
 pub async fn list_v2(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    ProjectRequest { project_id, params }: ProjectRequest,
 ) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let params = Params::parse(raw.as_deref());
     if params.get("parseIoAsJson").as_deref() == Some("true") {
         return Err(ApiError::BadRequest(
             "parseIoAsJson=true is no longer supported: input/output are returned as raw strings"
@@ -301,7 +287,6 @@ pub async fn list_v2(
     let page = params.keyset_page(1000)?;
     let limit = page.limit() as usize;
     let query = query(&params)?;
-    let project_id = caller.project_id;
     let needs_trace = groups
         .iter()
         .any(|group| group == "basic" || group == "trace_context");

@@ -1,13 +1,12 @@
 //! `GET /api/public/health` (no auth) and `GET /api/public/projects` (the SDKs' auth check).
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::iso;
-use crate::auth::require_project;
+use super::{iso, ProjectRequest};
 use crate::error::ApiResult;
 use crate::AppState;
 
@@ -25,10 +24,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /api/public/projects`: the caller's project.
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let project_id = caller.project_id;
+pub async fn list(
+    State(state): State<AppState>,
+    ProjectRequest { project_id, .. }: ProjectRequest,
+) -> ApiResult<Json<Value>> {
     let projects = state.blocking(|store| Ok(store.projects()?)).await?;
     let data: Vec<Value> = projects
         .iter()

@@ -2,14 +2,13 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{encode_cursor, iso, page_meta, Params};
-use crate::auth::require_project;
+use super::{encode_cursor, iso, page_meta, Params, ProjectRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::ingest::time_micros;
 use crate::store::{ScoreQuery, ScoreRecord};
@@ -141,17 +140,10 @@ fn query_v1(params: &Params) -> ApiResult<ScoreQuery> {
     })
 }
 
-async fn list_offset(
-    state: AppState,
-    headers: HeaderMap,
-    raw: Option<String>,
-) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let params = Params::parse(raw.as_deref());
+async fn list_offset(state: AppState, request: ProjectRequest) -> ApiResult<Json<Value>> {
+    let ProjectRequest { project_id, params } = request;
     let page = params.offset_page(100)?;
     let query = query_v1(&params)?;
-    let project_id = caller.project_id;
     let (found, traces, page) = state
         .blocking(move |store| {
             let found = store.list_scores(&project_id, &query, &page)?;
@@ -188,30 +180,24 @@ async fn list_offset(
 /// `GET /api/public/scores`.
 pub async fn list_v1(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: ProjectRequest,
 ) -> ApiResult<Json<Value>> {
-    list_offset(state, headers, raw).await
+    list_offset(state, request).await
 }
 
 /// `GET /api/public/v2/scores` (adds session, dataset run, trace and observation filters).
 pub async fn list_v2(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: ProjectRequest,
 ) -> ApiResult<Json<Value>> {
-    list_offset(state, headers, raw).await
+    list_offset(state, request).await
 }
 
 /// `GET /api/public/v3/scores`: cursor pages, comma-list filters, typed values.
 pub async fn list_v3(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    ProjectRequest { project_id, params }: ProjectRequest,
 ) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let params = Params::parse(raw.as_deref());
     let page = params.keyset_page(100)?;
     let limit = page.limit();
     let mut groups = params.list("fields");
@@ -244,7 +230,6 @@ pub async fn list_v3(
         to_timestamp: params.time("toTimestamp")?,
         ..ScoreQuery::default()
     };
-    let project_id = caller.project_id;
     let found = state
         .blocking(move |store| Ok(store.list_scores(&project_id, &query, &page)?))
         .await?;
@@ -268,10 +253,7 @@ pub async fn list_v3(
     Ok(Json(json!({"data": data, "meta": meta})))
 }
 
-async fn get_score(state: AppState, headers: HeaderMap, id: String) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let project_id = caller.project_id;
+async fn get_score(state: AppState, project_id: String, id: String) -> ApiResult<Json<Value>> {
     let record = state
         .blocking(move |store| {
             store.score(&project_id, &id)?.ok_or_else(|| {
@@ -285,30 +267,27 @@ async fn get_score(state: AppState, headers: HeaderMap, id: String) -> ApiResult
 /// `GET /api/public/scores/{id}`.
 pub async fn get_v1(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ProjectRequest { project_id, .. }: ProjectRequest,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    get_score(state, headers, id).await
+    get_score(state, project_id, id).await
 }
 
 /// `GET /api/public/v2/scores/{id}`.
 pub async fn get_v2(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ProjectRequest { project_id, .. }: ProjectRequest,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    get_score(state, headers, id).await
+    get_score(state, project_id, id).await
 }
 
 /// `DELETE /api/public/scores/{id}`.
 pub async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ProjectRequest { project_id, .. }: ProjectRequest,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let project_id = caller.project_id;
     let existed = state
         .blocking(move |store| Ok(store.delete_score(&project_id, &id)?))
         .await?;

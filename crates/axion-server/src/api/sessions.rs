@@ -1,12 +1,10 @@
 //! `GET /api/public/sessions[/{id}]`.
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{iso, page_meta, traces::trace_json, Params};
-use crate::auth::require_project;
+use super::{iso, page_meta, traces::trace_json, ProjectRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{SessionQuery, SessionRecord};
 use crate::AppState;
@@ -21,19 +19,14 @@ fn session_json(session: &SessionRecord) -> Value {
 /// `GET /api/public/sessions`.
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    ProjectRequest { project_id, params }: ProjectRequest,
 ) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let params = Params::parse(raw.as_deref());
     let page = params.offset_page(100)?;
     let query = SessionQuery {
         from_timestamp: params.time("fromTimestamp")?,
         to_timestamp: params.time("toTimestamp")?,
         environments: params.all("environment"),
     };
-    let project_id = caller.project_id;
     let (found, page) = state
         .blocking(move |store| Ok((store.list_sessions(&project_id, &query, &page)?, page)))
         .await?;
@@ -46,12 +39,9 @@ pub async fn list(
 /// `GET /api/public/sessions/{id}`: the session and its traces.
 pub async fn get_one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ProjectRequest { project_id, .. }: ProjectRequest,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let project_id = caller.project_id;
     let (session, traces) = state
         .blocking(move |store| {
             let session = store.session(&project_id, &id)?.ok_or_else(|| {

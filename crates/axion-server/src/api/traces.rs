@@ -1,14 +1,12 @@
 //! `GET/DELETE /api/public/traces[/{id}]`.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{iso, observations, order_by, page_meta, scores, Params};
-use crate::auth::require_project;
+use super::{iso, observations, order_by, page_meta, scores, Params, ProjectRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{filter, TraceMetrics, TraceQuery, TraceRecord};
 use crate::AppState;
@@ -99,17 +97,12 @@ fn query(params: &Params) -> ApiResult<TraceQuery> {
 /// `GET /api/public/traces`.
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    ProjectRequest { project_id, params }: ProjectRequest,
 ) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let params = Params::parse(raw.as_deref());
     let fields = Fields::parse(&params);
     let page = params.offset_page(100)?;
     let mut query = query(&params)?;
     query.skip_borrowed_io = !fields.io;
-    let project_id = caller.project_id;
     let need_metrics = fields.metrics || fields.scores || fields.observations;
     let (found, page, metrics) = state
         .blocking(move |store| {
@@ -174,14 +167,10 @@ fn add_metrics(trace: &mut Value, metric: &TraceMetrics, fields: &Fields) {
 /// `GET /api/public/traces/{id}`: the trace with its observations and scores.
 pub async fn get_one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ProjectRequest { project_id, params }: ProjectRequest,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let fields = Fields::parse(&Params::parse(raw.as_deref()));
-    let project_id = caller.project_id;
+    let fields = Fields::parse(&params);
     let trace_id = id.clone();
     let (record, observations, scores, metrics) = state
         .blocking(move |store| {
@@ -252,12 +241,9 @@ impl serde::Serialize for Detail<'_> {
 /// `DELETE /api/public/traces/{id}`.
 pub async fn delete_one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ProjectRequest { project_id, .. }: ProjectRequest,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
-    let project_id = caller.project_id;
     let deleted = state
         .blocking(move |store| Ok(store.delete_traces(&project_id, &[id])?))
         .await?;
@@ -272,11 +258,9 @@ pub async fn delete_one(
 /// `DELETE /api/public/traces` with `{"traceIds": [...]}` (1..1000).
 pub async fn delete_many(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ProjectRequest { project_id, .. }: ProjectRequest,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let caller = state.caller(&headers, false)?;
-    require_project(&caller)?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|error| ApiError::BadRequest(format!("body is not JSON: {error}")))?;
     let ids: Vec<String> = value
@@ -293,7 +277,6 @@ pub async fn delete_many(
             "traceIds: expected 1..1000 trace ids".into(),
         ));
     }
-    let project_id = caller.project_id;
     state
         .blocking(move |store| Ok(store.delete_traces(&project_id, &ids)?))
         .await?;

@@ -1,9 +1,9 @@
 """Support-bot scenario with langfuse 3.x (OTLP protobuf; scores through ingestion)."""
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
 import sys
 
+from metrics_queries import generations_of
 from langfuse import Langfuse, get_client, observe
 
 run = sys.argv[1]
@@ -67,15 +67,7 @@ _, decorated_id = asyncio.run(handle())
 lf.flush()
 
 # The metrics API, v2 and the legacy v1 path: the support trace's generations, counted.
-now = datetime.now(timezone.utc)
-generations_query = json.dumps({
-    "view": "observations",
-    "metrics": [{"measure": "count", "aggregation": "count"}],
-    "filters": [{"column": "traceId", "operator": "=", "value": support_id, "type": "string"},
-                {"column": "type", "operator": "any of", "value": ["GENERATION"], "type": "stringOptions"}],
-    "fromTimestamp": (now - timedelta(hours=1)).isoformat(),
-    "toTimestamp": (now + timedelta(hours=1)).isoformat(),
-})
+generations_query = generations_of(support_id)
 
 api = lf.api
 full = api.trace.get(support_id)

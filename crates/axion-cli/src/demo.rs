@@ -74,6 +74,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 KEYS.1
             );
             signals.received().await;
+        } else if result.is_ok() {
+            println!("\n(`axion demo --serve` keeps the server running to browse all this in the web UI.)");
         }
         server.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);

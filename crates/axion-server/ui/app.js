@@ -609,8 +609,21 @@ async function traceDetail(id) {
       }
     },
   });
+  // The trace as the API returns it, observations and scores included, saved as a file.
+  const download = h('button', {
+    type: 'button', text: 'Download JSON',
+    onclick: () => {
+      const blob = new Blob([JSON.stringify(trace, null, 2)], { type: 'application/json' });
+      const url = URL.createObjectURL(blob);
+      const anchor = h('a', { href: url, download: `trace-${trace.id}.json` });
+      document.body.append(anchor);
+      anchor.click();
+      anchor.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 0);
+    },
+  });
   show(
-    h('p', { class: 'pager' }, link(projectPath('traces'), '← Traces'), h('span', { class: 'spacer' }), remove),
+    h('p', { class: 'pager' }, link(projectPath('traces'), '← Traces'), h('span', { class: 'spacer' }), download, remove),
     h('h1', { text: trace.name || trace.id }),
     facts([
       ['Id', h('span', { class: 'mono', text: trace.id })],

@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -367,6 +368,12 @@ test('a trace link opens directly once signed in on this browser; sessions; sign
   assert.equal(await page.locator('[data-testid=input]').textContent(), '<script>window.__xss=2</script>');
   assert.equal(await page.locator('main img, main script').count(), 0);
   assert.equal(await page.evaluate(() => window.__xss), undefined);
+
+  // The trace downloads as the API's JSON, observations and scores included.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('button:text("Download JSON")')]);
+  assert.equal(download.suggestedFilename(), 'trace-trace-markup.json');
+  const saved = JSON.parse(await readFile(await download.path(), 'utf8'));
+  assert.deepEqual([saved.id, saved.name, saved.observations.length], ['trace-markup', XSS_NAME, 0]);
 
   // A trace opened by its id, as from a log line.
   await page.click('#nav a:text("Traces")');

@@ -105,13 +105,8 @@ fn main() {
     ] {
         let exports = exports_with(times);
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            SqliteStore::open(
-                dir.path().join("axion.db"),
-                Arc::new(Pricing::langfuse_defaults()),
-            )
-            .unwrap(),
-        );
+        let store =
+            Arc::new(SqliteStore::open_with_default_prices(dir.path().join("axion.db")).unwrap());
         let mut chunks: Vec<Vec<_>> = (0..writers).map(|_| Vec::new()).collect();
         for (index, body) in exports.iter().enumerate() {
             chunks[index % writers].push(prepare(body));

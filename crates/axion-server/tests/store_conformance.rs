@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axion_model::{Io, JsonText};
-use axion_server::cost::Pricing;
 use axion_server::ingest::{Upsert, WriteBatch};
 use axion_server::store::*;
 use serde_json::{json, Value};
@@ -887,11 +886,7 @@ macro_rules! conformance {
 
 fn sqlite() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        dir.path().join("axion.db"),
-        Arc::new(Pricing::langfuse_defaults()),
-    )
-    .unwrap();
+    let store = SqliteStore::open_with_default_prices(dir.path().join("axion.db")).unwrap();
     (store, dir)
 }
 
@@ -910,11 +905,7 @@ fn sqlite_acknowledged_writes_survive_a_restart() {
         .unwrap();
     store.close();
     drop(store);
-    let reopened = SqliteStore::open(
-        dir.path().join("axion.db"),
-        Arc::new(Pricing::langfuse_defaults()),
-    )
-    .unwrap();
+    let reopened = SqliteStore::open_with_default_prices(dir.path().join("axion.db")).unwrap();
     assert!(reopened.trace(P, "durable").unwrap().is_some());
     assert!(matches!(store_closed_write(), Err(StoreError::Closed)));
 }

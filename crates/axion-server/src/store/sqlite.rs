@@ -414,6 +414,19 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl SqliteStore {
+    /// [`open`](Self::open) with Langfuse's default model prices, as `axion serve` runs.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = axion_server::store::SqliteStore::open_with_default_prices(dir.path().join("axion.db"))?;
+    /// # drop(store);
+    /// # Ok(()) }
+    /// ```
+    pub fn open_with_default_prices(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open(path, Arc::new(Pricing::langfuse_defaults()))
+    }
+
     /// Opens (creating and migrating when needed) the database at `path`.
     pub fn open(path: impl AsRef<Path>, pricing: Arc<Pricing>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axion_server::cost::Pricing;
 use axion_server::store::{SqliteStore, Store};
 use axion_server::{bootstrap, router, AppState, Server, ServerConfig};
 use base64::Engine;
@@ -33,13 +32,8 @@ pub fn basic(public_key: &str, secret_key: &str) -> String {
 /// [`PUBLIC_KEY`]/[`SECRET_KEY`] installed.
 pub fn test_router() -> (axum::Router, Arc<SqliteStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(
-            dir.path().join("axion.db"),
-            Arc::new(Pricing::langfuse_defaults()),
-        )
-        .unwrap(),
-    );
+    let store =
+        Arc::new(SqliteStore::open_with_default_prices(dir.path().join("axion.db")).unwrap());
     bootstrap(store.as_ref(), Some((PUBLIC_KEY.into(), SECRET_KEY.into()))).unwrap();
     let app = router(AppState::new(store.clone() as Arc<dyn Store>));
     (app, store, dir)

@@ -128,7 +128,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/scores", get(scores::list_v2))
         .route("/v2/scores/{id}", get(scores::get_v2))
         .route("/v3/scores", get(scores::list_v3))
-        .route("/metrics", get(metrics::query))
+        .route("/metrics", get(metrics::legacy))
         .route("/v2/metrics", get(metrics::query));
     Router::new()
         .nest("/api/public", public)

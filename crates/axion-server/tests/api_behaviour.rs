@@ -689,4 +689,18 @@ async fn metrics_queries_answer_or_say_what_is_wrong() {
             "{path}"
         );
     }
+    // The traces view: the legacy path only, as in Langfuse.
+    let traces = r#"{"view": "traces", "metrics": [{"measure": "count", "aggregation": "count"}], "fromTimestamp": "2024-01-01T00:00:00Z", "toTimestamp": "2024-01-02T00:00:00Z"}"#;
+    let (status, body) = app
+        .get(&format!(
+            "/api/public/v2/metrics?query={}",
+            urlencode(traces)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app
+        .get(&format!("/api/public/metrics?query={}", urlencode(traces)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"][0]["count_count"], 1, "{body}");
 }

@@ -766,6 +766,37 @@ fn metrics_group_filter_and_bucket(store: &dyn Store) {
     assert_eq!(p50[0]["traceName"], "chat");
     assert_eq!(p50[0]["p50_latency"], 2000.0);
 
+    // The legacy endpoint's traces view: per trace name, with its observations' and scores' aggregates.
+    let mut traces_query = json!({"view": "traces", "dimensions": [{"field": "name"}],
+        "metrics": [{"measure": "count", "aggregation": "count"}, {"measure": "observationsCount", "aggregation": "sum"},
+                    {"measure": "scoresCount", "aggregation": "sum"}, {"measure": "totalTokens", "aggregation": "sum"},
+                    {"measure": "latency", "aggregation": "max"}],
+        "filters": [{"column": "tags", "operator": "any of", "value": ["a"], "type": "arrayOptions"}]});
+    traces_query["fromTimestamp"] = json!("2024-01-01T00:00:00Z");
+    traces_query["toTimestamp"] = json!("2024-01-31T00:00:00Z");
+    let per_trace = store
+        .metrics(
+            P,
+            &metrics::parse_legacy(&traces_query.to_string()).unwrap(),
+        )
+        .unwrap();
+    let per_trace: Vec<(&str, f64, f64, f64)> = per_trace
+        .iter()
+        .map(|row| {
+            (
+                row["name"].as_str().unwrap(),
+                row["sum_observationsCount"].as_f64().unwrap(),
+                row["sum_scoresCount"].as_f64().unwrap(),
+                row["sum_totalTokens"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    // A trace's aggregates take all its observations, g4 (outside the range) included.
+    assert_eq!(
+        per_trace,
+        [("batch", 3.0, 3.0, 529.0), ("chat", 2.0, 1.0, 3020.0)]
+    );
+
     let numeric = run(
         json!({"view": "scores-numeric", "dimensions": [{"field": "name"}, {"field": "observationName"}],
         "metrics": [{"measure": "value", "aggregation": "avg"}, {"measure": "count", "aggregation": "count"}],

@@ -15,6 +15,8 @@ use super::Direction;
 /// What a metrics query counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricsView {
+    /// Traces, with their observations' and scores' aggregates (the legacy endpoint only).
+    Traces,
     /// Spans, generations, events…
     Observations,
     /// Numeric and boolean scores (`value`).
@@ -26,15 +28,16 @@ pub enum MetricsView {
 }
 
 impl MetricsView {
-    fn parse(name: &str) -> Result<Self, String> {
+    fn parse(name: &str, legacy: bool) -> Result<Self, String> {
         Ok(match name {
+            "traces" if legacy => Self::Traces,
             "observations" => Self::Observations,
             "scores-numeric" => Self::ScoresNumeric,
             "scores-boolean" => Self::ScoresBoolean,
             "scores-categorical" => Self::ScoresCategorical,
             "traces" => {
                 return Err(
-                    "view \"traces\" is not supported: query the \"observations\" view (traceName, tags and release are its dimensions)"
+                    "view \"traces\" is not supported by /v2/metrics: query the \"observations\" view (traceName, tags and release are its dimensions), or the legacy /api/public/metrics"
                         .into(),
                 )
             }
@@ -45,6 +48,17 @@ impl MetricsView {
     /// The dimensions a query may group by.
     pub fn dimensions(self) -> &'static [&'static str] {
         match self {
+            Self::Traces => &[
+                "name",
+                "userId",
+                "sessionId",
+                "release",
+                "version",
+                "environment",
+                "tags",
+                "timestampMonth",
+                "timestampDay",
+            ],
             Self::Observations => &[
                 "environment",
                 "type",
@@ -88,6 +102,14 @@ impl MetricsView {
     /// The measures a query may aggregate.
     pub fn measures(self) -> &'static [&'static str] {
         match self {
+            Self::Traces => &[
+                "count",
+                "observationsCount",
+                "scoresCount",
+                "latency",
+                "totalTokens",
+                "totalCost",
+            ],
             Self::Observations => &[
                 "count",
                 "latency",
@@ -112,6 +134,8 @@ impl MetricsView {
     /// the range filters already), the ids that are too many to group by, and the measures.
     fn filter_columns(self) -> Vec<&'static str> {
         let (derived, extra): (&[&str], &[&str]) = match self {
+            // The trace list's filter columns, aggregates over observations and scores included.
+            Self::Traces => return filter::TRACE_COLUMNS.to_vec(),
             Self::Observations => (
                 &["startTimeMonth"],
                 &[
@@ -316,15 +340,24 @@ pub struct MetricsQuery {
     pub bins: usize,
 }
 
-/// Parses the `query` parameter; errors name the field and the problem (→ 400).
+/// Parses the `query` parameter of `/v2/metrics`; errors name the field and the problem (→ 400).
 pub fn parse(text: &str) -> Result<MetricsQuery, String> {
+    parse_for(text, false)
+}
+
+/// Parses the `query` parameter of the legacy `/metrics`, which also has the traces view.
+pub fn parse_legacy(text: &str) -> Result<MetricsQuery, String> {
+    parse_for(text, true)
+}
+
+fn parse_for(text: &str, legacy: bool) -> Result<MetricsQuery, String> {
     let query: Value =
         serde_json::from_str(text).map_err(|error| format!("query: not JSON ({error})"))?;
     let Value::Object(query) = query else {
         return Err("query: expected a JSON object".into());
     };
     let text_field = |key: &str| query.get(key).and_then(Value::as_str);
-    let view = MetricsView::parse(text_field("view").ok_or("query.view is required")?)?;
+    let view = MetricsView::parse(text_field("view").ok_or("query.view is required")?, legacy)?;
     let time = |key: &str| -> Result<i64, String> {
         let text = text_field(key).ok_or_else(|| format!("query.{key} is required"))?;
         DateTime::parse_from_rfc3339(text)
@@ -360,7 +393,8 @@ pub fn parse(text: &str) -> Result<MetricsQuery, String> {
     let mut dimensions = Vec::new();
     for (index, dimension) in list("dimensions")?.iter().enumerate() {
         let name = field(dimension, "field", format!("query.dimensions[{index}]"))?;
-        if HIGH_CARDINALITY.contains(&name.as_str()) {
+        if HIGH_CARDINALITY.contains(&name.as_str()) && !view.dimensions().contains(&name.as_str())
+        {
             return Err(format!(
                 "query.dimensions[{index}]: {name:?} has too many values to group by; filter on it instead"
             ));
@@ -741,6 +775,19 @@ mod tests {
     }
 
     #[test]
+    fn the_traces_view_is_the_legacy_endpoint_s_alone() {
+        let text = format!(
+            r#"{{"view": "traces", "dimensions": [{{"field": "userId"}}], "metrics": [{{"measure": "totalCost", "aggregation": "sum"}}], {RANGE}}}"#
+        );
+        assert!(parse(&text).unwrap_err().contains("/api/public/metrics"));
+        let query = parse_legacy(&text).unwrap();
+        assert_eq!(
+            (query.view, query.dimensions.as_slice()),
+            (MetricsView::Traces, ["userId".to_owned()].as_slice())
+        );
+    }
+
+    #[test]
     fn groups_percentiles_histograms_and_time_buckets() {
         let q = query(&format!(
             r#"{{"view": "observations", "dimensions": [{{"field": "name"}}],
@@ -820,6 +867,7 @@ mod tests {
     #[test]
     fn every_filter_column_of_every_view_translates() {
         for view in [
+            MetricsView::Traces,
             MetricsView::Observations,
             MetricsView::ScoresNumeric,
             MetricsView::ScoresBoolean,
@@ -831,10 +879,14 @@ mod tests {
                     &view.filter_columns(),
                 )
                 .unwrap();
-                let translated = if view == MetricsView::Observations {
-                    super::super::sqlite_filter::metrics_observation_conditions(&conditions)
-                } else {
-                    super::super::sqlite_filter::metrics_score_conditions(&conditions)
+                let translated = match view {
+                    MetricsView::Traces => {
+                        super::super::sqlite_filter::trace_conditions(&conditions)
+                    }
+                    MetricsView::Observations => {
+                        super::super::sqlite_filter::metrics_observation_conditions(&conditions)
+                    }
+                    _ => super::super::sqlite_filter::metrics_score_conditions(&conditions),
                 };
                 assert_eq!(translated.len(), 1, "{view:?} {column}");
             }

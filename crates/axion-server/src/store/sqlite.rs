@@ -2337,15 +2337,24 @@ fn metrics_sql(
     scan: bool,
 ) -> (String, Vec<SqlValue>) {
     use metrics::MetricsView;
-    let observations = query.view == MetricsView::Observations;
-    let (alias, time) = if observations {
-        ("o", "o.start_time")
-    } else {
-        ("s", "s.timestamp")
+    let (alias, time) = match query.view {
+        MetricsView::Traces => ("t", "t.timestamp"),
+        MetricsView::Observations => ("o", "o.start_time"),
+        _ => ("s", "s.timestamp"),
     };
     let trace = |column: &str| {
+        if query.view == MetricsView::Traces {
+            return format!("t.{column}");
+        }
         format!(
             "(SELECT t.{column} FROM traces t WHERE t.project_id = {alias}.project_id AND t.id = {alias}.trace_id)"
+        )
+    };
+    // An aggregate over a trace's observations (traces view).
+    let of_trace = |select: &str| {
+        format!(
+            "(SELECT {select} FROM observations o INDEXED BY observations_by_trace \
+             WHERE o.trace_id = t.id AND o.project_id = t.project_id)"
         )
     };
     // A score's observation, through the index of its trace's observations.
@@ -2362,6 +2371,7 @@ fn metrics_sql(
             "name" => format!("{alias}.name"),
             "type" => "o.type".into(),
             "level" => "o.level".into(),
+            "version" if query.view == MetricsView::Traces => trace("version"),
             "version" => "o.version".into(),
             "providedModelName" => "o.model".into(),
             "promptName" => "json_extract(o.body, '$.promptName')".into(),
@@ -2369,6 +2379,8 @@ fn metrics_sql(
             "isRootObservation" => "(o.parent_observation_id IS NULL)".into(),
             "startTimeMonth" | "timestampMonth" => month.clone(),
             "timestampDay" => format!("strftime('%Y-%m-%d', {time} / 1000000, 'unixepoch')"),
+            "userId" => trace("user_id"),
+            "sessionId" => trace("session_id"),
             "traceName" => trace("name"),
             "release" | "traceRelease" => trace("release"),
             "traceVersion" => trace("version"),
@@ -2392,6 +2404,15 @@ fn metrics_sql(
         match name {
             "count" => "1".into(),
             "value" => "s.value".into(),
+            "latency" if query.view == MetricsView::Traces => {
+                of_trace("(max(coalesce(o.end_time, o.start_time)) - min(o.start_time)) / 1000.0")
+            }
+            "observationsCount" => of_trace("count(*)"),
+            "scoresCount" => "(SELECT count(*) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.id)".into(),
+            "totalTokens" if query.view == MetricsView::Traces => {
+                of_trace("total(json_extract(o.derived, '$.usage.total'))")
+            }
+            "totalCost" if query.view == MetricsView::Traces => of_trace("total(o.total_cost)"),
             "latency" => "((o.end_time - o.start_time) / 1000.0)".into(),
             "streamingLatency" => format!("(o.end_time / 1000.0 - {completion_ms})"),
             "timeToFirstToken" => format!("({completion_ms} - o.start_time / 1000.0)"),
@@ -2431,24 +2452,27 @@ fn metrics_sql(
         query.to.into(),
     ];
     match query.view {
-        MetricsView::Observations => {}
+        MetricsView::Traces | MetricsView::Observations => {}
         MetricsView::ScoresNumeric => clauses.push("s.data_type IN ('NUMERIC', 'BOOLEAN')".into()),
         MetricsView::ScoresBoolean => clauses.push("s.data_type = 'BOOLEAN'".into()),
         MetricsView::ScoresCategorical => clauses.push("s.data_type = 'CATEGORICAL'".into()),
     }
-    let conditions = if observations {
-        super::sqlite_filter::metrics_observation_conditions(&query.conditions)
-    } else {
-        super::sqlite_filter::metrics_score_conditions(&query.conditions)
+    let conditions = match query.view {
+        MetricsView::Traces => super::sqlite_filter::trace_conditions(&query.conditions),
+        MetricsView::Observations => {
+            super::sqlite_filter::metrics_observation_conditions(&query.conditions)
+        }
+        _ => super::sqlite_filter::metrics_score_conditions(&query.conditions),
     };
     for (clause, params) in conditions {
         clauses.push(clause);
         values.extend(params);
     }
-    let table = match (observations, scan) {
-        (true, true) => "observations o NOT INDEXED",
-        (true, false) => "observations o",
-        (false, _) => "scores s",
+    let table = match (query.view, scan) {
+        (MetricsView::Traces, _) => "traces t",
+        (MetricsView::Observations, true) => "observations o NOT INDEXED",
+        (MetricsView::Observations, false) => "observations o",
+        _ => "scores s",
     };
     (
         format!(

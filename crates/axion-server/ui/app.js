@@ -92,6 +92,11 @@ function formatUsage(usage) {
   return parts.length ? parts.join(' · ') : null;
 }
 
+/** A `datetime-local` field's value (the browser's local time) as ISO-8601 UTC. */
+function localToIso(text) {
+  return new Date(text).toISOString();
+}
+
 /** Milliseconds since the epoch; 0 for a missing or unreadable time (sorted first). */
 function timeOf(iso) {
   const time = iso ? new Date(iso).getTime() : 0;
@@ -217,6 +222,13 @@ function storedKeys() {
   return null;
 }
 
+/** Signs in with `keys` once the server accepts them (the project they open). */
+async function useKeys(keys) {
+  const projects = await api('/projects', { keys });
+  session.keys = keys;
+  session.project = projects.data[0];
+}
+
 function signOut(message) {
   routeSeq += 1; // whatever was loading is not shown any more
   clearTimeout(liveTimer);
@@ -241,10 +253,8 @@ function renderSignIn(message) {
       const keys = { publicKey: publicKey.value.trim(), secretKey: secretKey.value.trim() };
       status.replaceChildren();
       try {
-        const projects = await api('/projects', { keys });
+        await useKeys(keys);
         (remember.checked ? localStorage : sessionStorage).setItem(KEYS, JSON.stringify(keys));
-        session.keys = keys;
-        session.project = projects.data[0];
         renderHeader();
         route();
       } catch (error) {
@@ -382,6 +392,18 @@ function offsetPager(section, meta, noun) {
 
 // ---------------------------------------------------------------- traces
 
+/** `page` from the URL (1 when missing or not a number). */
+function pageNumber(query) {
+  return Math.max(1, Number.parseInt(query.get('page') || '1', 10) || 1);
+}
+
+/** The datetime conditions on `column` of a list's From/Before fields (local time in the form). */
+function rangeConditions(query, column) {
+  return [['from', '>='], ['to', '<']]
+    .filter(([name]) => query.get(name))
+    .map(([name, operator]) => ({ type: 'datetime', column, operator, value: localToIso(query.get(name)) }));
+}
+
 /** `limit` from the URL: any size the API allows (1–100), 50 by default. */
 function pageSize(query) {
   const size = Number.parseInt(query.get('limit') || '', 10);
@@ -404,9 +426,7 @@ function traceConditions(query) {
   }
   if (query.get('tags')) conditions.push({ type: 'arrayOptions', column: 'tags', operator: 'all of', value: list(query.get('tags')) });
   if (query.get('environment')) conditions.push({ type: 'stringOptions', column: 'environment', operator: 'any of', value: list(query.get('environment')) });
-  const time = (text) => new Date(text).toISOString();
-  if (query.get('from')) conditions.push({ type: 'datetime', column: 'timestamp', operator: '>=', value: time(query.get('from')) });
-  if (query.get('to')) conditions.push({ type: 'datetime', column: 'timestamp', operator: '<', value: time(query.get('to')) });
+  conditions.push(...rangeConditions(query, 'timestamp'));
   if (query.get('errors')) conditions.push({ type: 'number', column: 'errorCount', operator: '>', value: 0 });
   return conditions;
 }
@@ -415,7 +435,7 @@ async function traceList() {
   const fresh = current();
   const query = new URLSearchParams(location.search);
   const limit = pageSize(query);
-  const page = Math.max(1, Number.parseInt(query.get('page') || '1', 10) || 1);
+  const page = pageNumber(query);
   const conditions = traceConditions(query);
   const result = await api('/traces', {
     params: {
@@ -720,9 +740,7 @@ function observationConditions(query) {
   if (query.get('level')) conditions.push({ type: 'stringOptions', column: 'level', operator: 'any of', value: [query.get('level')] });
   if (query.get('name')) conditions.push({ type: 'string', column: 'name', operator: 'contains', value: query.get('name') });
   if (query.get('model')) conditions.push({ type: 'string', column: 'model', operator: 'contains', value: query.get('model') });
-  const time = (text) => new Date(text).toISOString();
-  if (query.get('from')) conditions.push({ type: 'datetime', column: 'startTime', operator: '>=', value: time(query.get('from')) });
-  if (query.get('to')) conditions.push({ type: 'datetime', column: 'startTime', operator: '<', value: time(query.get('to')) });
+  conditions.push(...rangeConditions(query, 'startTime'));
   return conditions;
 }
 
@@ -792,8 +810,8 @@ async function scoreList() {
   const fresh = current();
   const query = new URLSearchParams(location.search);
   const limit = pageSize(query);
-  const page = Math.max(1, Number.parseInt(query.get('page') || '1', 10) || 1);
-  const time = (name) => (query.get(name) ? new Date(query.get(name)).toISOString() : undefined);
+  const page = pageNumber(query);
+  const time = (name) => (query.get(name) ? localToIso(query.get(name)) : undefined);
   const result = await api('/scores', {
     params: {
       page, limit, name: query.get('name') || undefined, source: query.get('source') || undefined,
@@ -934,7 +952,7 @@ async function dashboard() {
 async function sessionList() {
   const fresh = current();
   const query = new URLSearchParams(location.search);
-  const page = Math.max(1, Number.parseInt(query.get('page') || '1', 10) || 1);
+  const page = pageNumber(query);
   const result = await api('/sessions', { params: { page, limit: 50 } });
   if (!fresh()) return;
   show(h('h1', { text: 'Sessions' }),
@@ -974,9 +992,7 @@ async function start() {
   const keys = storedKeys();
   if (keys) {
     try {
-      const projects = await api('/projects', { keys });
-      session.keys = keys;
-      session.project = projects.data[0];
+      await useKeys(keys);
     } catch (error) {
       if (error.status === 401) signOut('The stored keys were not accepted any more; sign in again.');
       else {

@@ -140,8 +140,12 @@ fn query_v1(params: &Params) -> ApiResult<ScoreQuery> {
     })
 }
 
-async fn list_offset(state: AppState, request: ProjectRequest) -> ApiResult<Json<Value>> {
-    let ProjectRequest { project_id, params } = request;
+/// `GET /api/public/scores` and `GET /api/public/v2/scores` (one query: v2's session, dataset
+/// run, trace and observation filters are read for v1 too).
+pub async fn list(
+    State(state): State<AppState>,
+    ProjectRequest { project_id, params }: ProjectRequest,
+) -> ApiResult<Json<Value>> {
     let page = params.offset_page(100)?;
     let query = query_v1(&params)?;
     let (found, traces, page) = state
@@ -175,22 +179,6 @@ async fn list_offset(state: AppState, request: ProjectRequest) -> ApiResult<Json
     Ok(Json(
         json!({"data": data, "meta": page_meta(&page, found.total)}),
     ))
-}
-
-/// `GET /api/public/scores`.
-pub async fn list_v1(
-    State(state): State<AppState>,
-    request: ProjectRequest,
-) -> ApiResult<Json<Value>> {
-    list_offset(state, request).await
-}
-
-/// `GET /api/public/v2/scores` (adds session, dataset run, trace and observation filters).
-pub async fn list_v2(
-    State(state): State<AppState>,
-    request: ProjectRequest,
-) -> ApiResult<Json<Value>> {
-    list_offset(state, request).await
 }
 
 /// `GET /api/public/v3/scores`: cursor pages, comma-list filters, typed values.
@@ -253,7 +241,12 @@ pub async fn list_v3(
     Ok(Json(json!({"data": data, "meta": meta})))
 }
 
-async fn get_score(state: AppState, project_id: String, id: String) -> ApiResult<Json<Value>> {
+/// `GET /api/public/scores/{id}` and `GET /api/public/v2/scores/{id}`.
+pub async fn get_one(
+    State(state): State<AppState>,
+    ProjectRequest { project_id, .. }: ProjectRequest,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let record = state
         .blocking(move |store| {
             store.score(&project_id, &id)?.ok_or_else(|| {
@@ -262,24 +255,6 @@ async fn get_score(state: AppState, project_id: String, id: String) -> ApiResult
         })
         .await?;
     Ok(Json(to_v1(&record, None)))
-}
-
-/// `GET /api/public/scores/{id}`.
-pub async fn get_v1(
-    State(state): State<AppState>,
-    ProjectRequest { project_id, .. }: ProjectRequest,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    get_score(state, project_id, id).await
-}
-
-/// `GET /api/public/v2/scores/{id}`.
-pub async fn get_v2(
-    State(state): State<AppState>,
-    ProjectRequest { project_id, .. }: ProjectRequest,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    get_score(state, project_id, id).await
 }
 
 /// `DELETE /api/public/scores/{id}`.

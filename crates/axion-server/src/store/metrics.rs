@@ -360,9 +360,9 @@ fn parse_for(text: &str, legacy: bool) -> Result<MetricsQuery, String> {
     let view = MetricsView::parse(text_field("view").ok_or("query.view is required")?, legacy)?;
     let time = |key: &str| -> Result<i64, String> {
         let text = text_field(key).ok_or_else(|| format!("query.{key} is required"))?;
-        DateTime::parse_from_rfc3339(text)
+        crate::ingest::parse_time_text(text, &format!("query.{key}"))
             .map(|time| time.timestamp_micros())
-            .map_err(|_| format!("query.{key}: expected an ISO-8601 date-time, got {text:?}"))
+            .map_err(|error| error.error)
     };
     let (from, to) = (time("fromTimestamp")?, time("toTimestamp")?);
     if to <= from {

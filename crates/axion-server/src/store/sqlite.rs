@@ -2330,109 +2330,39 @@ impl Store for SqliteStore {
 const METRICS_SCAN_SHARE: i64 = 8;
 
 /// The rows of a metrics query: its dimensions, the row's time, then its measures; `scan`
-/// reads the observations table in order rather than through the index by start.
+/// reads the observations table in order rather than through the index by start. Columns are
+/// the filters' SQL ([`super::sqlite_filter`]), latencies turned from seconds to milliseconds.
 fn metrics_sql(
     project_id: &str,
     query: &metrics::MetricsQuery,
     scan: bool,
 ) -> (String, Vec<SqlValue>) {
+    use super::sqlite_filter::{observation_sql, score_sql, trace_sql};
     use metrics::MetricsView;
     let (alias, time) = match query.view {
         MetricsView::Traces => ("t", "t.timestamp"),
         MetricsView::Observations => ("o", "o.start_time"),
         _ => ("s", "s.timestamp"),
     };
-    let trace = |column: &str| {
-        if query.view == MetricsView::Traces {
-            return format!("t.{column}");
+    let column = |name: &str| match query.view {
+        MetricsView::Traces => trace_sql(name),
+        MetricsView::Observations => observation_sql(name),
+        _ => score_sql(name),
+    };
+    let dimension = |name: &str| match name {
+        "startTimeMonth" | "timestampMonth" => {
+            format!("strftime('%Y-%m', {time} / 1000000, 'unixepoch')")
         }
-        format!(
-            "(SELECT t.{column} FROM traces t WHERE t.project_id = {alias}.project_id AND t.id = {alias}.trace_id)"
-        )
+        "timestampDay" => format!("strftime('%Y-%m-%d', {time} / 1000000, 'unixepoch')"),
+        other => column(other),
     };
-    // An aggregate over a trace's observations (traces view).
-    let of_trace = |select: &str| {
-        format!(
-            "(SELECT {select} FROM observations o INDEXED BY observations_by_trace \
-             WHERE o.trace_id = t.id AND o.project_id = t.project_id)"
-        )
-    };
-    // A score's observation, through the index of its trace's observations.
-    let scored = |column: &str| {
-        format!(
-            "(SELECT {column} FROM observations o INDEXED BY observations_by_trace \
-             WHERE o.trace_id = s.trace_id AND o.project_id = s.project_id AND o.id = s.observation_id)"
-        )
-    };
-    let month = format!("strftime('%Y-%m', {time} / 1000000, 'unixepoch')");
-    let dimension = |name: &str| -> String {
-        match name {
-            "environment" => format!("{alias}.environment"),
-            "name" => format!("{alias}.name"),
-            "type" => "o.type".into(),
-            "level" => "o.level".into(),
-            "version" if query.view == MetricsView::Traces => trace("version"),
-            "version" => "o.version".into(),
-            "providedModelName" => "o.model".into(),
-            "promptName" => "json_extract(o.body, '$.promptName')".into(),
-            "promptVersion" => "json_extract(o.body, '$.promptVersion')".into(),
-            "isRootObservation" => "(o.parent_observation_id IS NULL)".into(),
-            "startTimeMonth" | "timestampMonth" => month.clone(),
-            "timestampDay" => format!("strftime('%Y-%m-%d', {time} / 1000000, 'unixepoch')"),
-            "userId" => trace("user_id"),
-            "sessionId" => trace("session_id"),
-            "traceName" => trace("name"),
-            "release" | "traceRelease" => trace("release"),
-            "traceVersion" => trace("version"),
-            "tags" => trace("tags"),
-            "source" => "s.source".into(),
-            "dataType" => "s.data_type".into(),
-            "configId" => "s.config_id".into(),
-            "value" => "s.value".into(),
-            "stringValue" => "json_extract(s.body, '$.stringValue')".into(),
-            "booleanValue" => "CASE s.value WHEN 1 THEN 'true' WHEN 0 THEN 'false' END".into(),
-            "observationName" => scored("o.name"),
-            "observationModelName" => scored("o.model"),
-            "observationPromptName" => scored("json_extract(o.body, '$.promptName')"),
-            "observationPromptVersion" => scored("json_extract(o.body, '$.promptVersion')"),
-            other => unreachable!("dimension {other} passed validation"),
+    let measure = |name: &str| match name {
+        "count" => "1".to_owned(),
+        "latency" | "timeToFirstToken" | "streamingLatency" => {
+            format!("({} * 1000.0)", column(name))
         }
-    };
-    let completion_ms =
-        "unixepoch(json_extract(o.body, '$.completionStartTime'), 'subsec') * 1000.0";
-    let measure = |name: &str| -> String {
-        match name {
-            "count" => "1".into(),
-            "value" => "s.value".into(),
-            "latency" if query.view == MetricsView::Traces => {
-                of_trace("(max(coalesce(o.end_time, o.start_time)) - min(o.start_time)) / 1000.0")
-            }
-            "observationsCount" => of_trace("count(*)"),
-            "scoresCount" => "(SELECT count(*) FROM scores s WHERE s.project_id = t.project_id AND s.trace_id = t.id)".into(),
-            "totalTokens" if query.view == MetricsView::Traces => {
-                of_trace("total(json_extract(o.derived, '$.usage.total'))")
-            }
-            "totalCost" if query.view == MetricsView::Traces => of_trace("total(o.total_cost)"),
-            "latency" => "((o.end_time - o.start_time) / 1000.0)".into(),
-            "streamingLatency" => format!("(o.end_time / 1000.0 - {completion_ms})"),
-            "timeToFirstToken" => format!("({completion_ms} - o.start_time / 1000.0)"),
-            "inputTokens" => "json_extract(o.derived, '$.usage.input')".into(),
-            "outputTokens" => "json_extract(o.derived, '$.usage.output')".into(),
-            "totalTokens" => "json_extract(o.derived, '$.usage.total')".into(),
-            "tokensPerSecond" => "(json_extract(o.derived, '$.usage.total') \
-                 / nullif((o.end_time - o.start_time) / 1e6, 0))"
-                .into(),
-            "outputTokensPerSecond" => "(json_extract(o.derived, '$.usage.output') \
-                 / nullif((o.end_time - o.start_time) / 1e6, 0))"
-                .into(),
-            "inputCost" => "json_extract(o.derived, '$.cost.input')".into(),
-            "outputCost" => "json_extract(o.derived, '$.cost.output')".into(),
-            "totalCost" => "o.total_cost".into(),
-            "countScores" => "(SELECT count(*) FROM scores s \
-                 WHERE s.observation_id = o.id AND s.project_id = o.project_id)"
-                .into(),
-            other => unreachable!("measure {other} passed validation"),
-        }
+        "tokensPerSecond" => column("totalTokensPerSecond"),
+        other => column(other),
     };
     let mut columns: Vec<String> = query
         .dimensions

@@ -55,6 +55,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             listen: "127.0.0.1:0".parse()?,
             data_dir: dir.clone(),
             keys: Some((KEYS.0.into(), KEYS.1.into())),
+            database_url: None,
         })
         .await
         .context("starting axion serve")?;

@@ -20,7 +20,8 @@ enum Command {
     Providers,
     /// Check that the detected provider starts with this environment's settings.
     Check,
-    /// Run the trace server: Langfuse-compatible API and web UI on an embedded SQLite file.
+    /// Run the trace server: Langfuse-compatible API and web UI on an embedded SQLite file
+    /// (or a PostgreSQL database).
     Serve(ServeArgs),
     /// Read traces back (LANGFUSE_* variables): list, get, export.
     #[command(subcommand)]
@@ -43,6 +44,10 @@ struct ServeArgs {
     /// Directory for the database (created when missing).
     #[arg(long, env = "AXION_DATA_DIR", default_value = "./axion-data")]
     data_dir: std::path::PathBuf,
+    /// Store in this PostgreSQL database instead of the embedded SQLite file
+    /// (postgres://user:password@host:port/database); several servers may share it.
+    #[arg(long, env = "AXION_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Public key to install for the default project (with --secret-key).
     #[arg(long, env = "AXION_PUBLIC_KEY", requires = "secret_key")]
     public_key: Option<String>,
@@ -105,13 +110,14 @@ fn serve(args: ServeArgs) -> Result<()> {
             listen: args.listen,
             data_dir: args.data_dir.clone(),
             keys: args.public_key.zip(args.secret_key),
+            database_url: args.database_url,
         };
         let server = axion_server::Server::start(config).await?;
         let addr = server.local_addr();
         let bootstrap = server.bootstrap().clone();
         println!(
             "axion serve: listening on http://{addr} (data in {}, ready in {} ms)",
-            args.data_dir.display(),
+            server.storage(),
             started.elapsed().as_millis()
         );
         println!("web UI: http://{addr}/ (sign in with the project's key pair)");

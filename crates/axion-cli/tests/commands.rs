@@ -30,6 +30,7 @@ async fn traces_dataset_and_scores_commands() {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("data"),
         keys: Some((PK.into(), SK.into())),
+        database_url: None,
     })
     .await
     .unwrap();

@@ -64,7 +64,22 @@ pub struct Authenticator {
 const HINT: &str = "Confirm that you've configured the correct host.";
 
 impl Authenticator {
-    /// Resolves the `Authorization` header to a caller.
+    /// The caller of an `Authorization` header verified before, if any: no store call, so the
+    /// async handlers ask this first and send only a miss to the blocking pool.
+    pub fn cached(&self, headers: &HeaderMap) -> Option<Caller> {
+        let header = headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?;
+        self.verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(header)
+            .cloned()
+    }
+
+    /// Resolves the `Authorization` header to a caller (a store call the first time a header
+    /// is seen: run it off the async threads).
     pub fn authenticate(
         &self,
         store: &dyn Store,

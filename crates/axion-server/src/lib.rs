@@ -40,7 +40,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::{ApiError, ApiResult};
-use store::{ApiKey, SqliteStore, Store};
+use store::{ApiKey, PostgresStore, SqliteStore, Store};
 
 /// A JSON object.
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;
@@ -77,11 +77,22 @@ impl AppState {
         &self.inner.store
     }
 
-    /// Authenticates a request (`ingestion` selects that route's 401 body shape).
-    pub fn caller(&self, headers: &HeaderMap, ingestion: bool) -> ApiResult<auth::Caller> {
-        self.inner
-            .auth
-            .authenticate(self.inner.store.as_ref(), headers, ingestion)
+    /// Authenticates a request (`ingestion` selects that route's 401 body shape). Headers
+    /// verified before are answered from memory; a new one is checked against the store on the
+    /// blocking pool.
+    pub async fn caller(&self, headers: &HeaderMap, ingestion: bool) -> ApiResult<auth::Caller> {
+        if let Some(caller) = self.inner.auth.cached(headers) {
+            return Ok(caller);
+        }
+        let inner = Arc::clone(&self.inner);
+        let headers = headers.clone();
+        tokio::task::spawn_blocking(move || {
+            inner
+                .auth
+                .authenticate(inner.store.as_ref(), &headers, ingestion)
+        })
+        .await
+        .map_err(worker_failed)?
     }
 
     /// Runs blocking store work off the async threads.
@@ -98,6 +109,13 @@ impl AppState {
                 )))
             })?
     }
+}
+
+/// A blocking-pool task that panicked or was cancelled.
+fn worker_failed(error: tokio::task::JoinError) -> ApiError {
+    ApiError::Store(store::StoreError::Database(format!(
+        "worker failed: {error}"
+    )))
 }
 
 /// The whole API.
@@ -155,6 +173,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// A key pair to install for the default project (else one is generated on first start).
     pub keys: Option<(String, String)>,
+    /// A PostgreSQL database to store into instead of `data_dir`'s SQLite file
+    /// (`postgres://user:password@host:port/database`).
+    pub database_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -163,6 +184,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             data_dir: PathBuf::from("./axion-data"),
             keys: None,
+            database_url: None,
         }
     }
 }
@@ -222,19 +244,39 @@ pub struct Server {
     bootstrap: Bootstrap,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
+    storage: String,
 }
 
 impl Server {
     /// Opens the store, bootstraps it and starts serving.
     pub async fn start(config: ServerConfig) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)?;
-        let path = config.data_dir.join("axion.db");
         let pricing = Arc::new(cost::Pricing::langfuse_defaults());
+        let (store, storage): (Arc<dyn Store>, String) = match &config.database_url {
+            Some(url) => {
+                let url = url.clone();
+                let store =
+                    tokio::task::spawn_blocking(move || PostgresStore::connect(&url, pricing))
+                        .await
+                        .map_err(std::io::Error::other)?
+                        .map_err(std::io::Error::other)?;
+                let storage = store.location();
+                (Arc::new(store), storage)
+            }
+            None => {
+                std::fs::create_dir_all(&config.data_dir)?;
+                let path = config.data_dir.join("axion.db");
+                let storage = path.display().to_string();
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, pricing))
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .map_err(std::io::Error::other)?;
+                (Arc::new(store), storage)
+            }
+        };
         let (store, bootstrap) = tokio::task::spawn_blocking(move || {
-            let store = SqliteStore::open(&path, pricing)?;
-            let bootstrap = bootstrap(&store, config.keys)?;
-            Ok::<_, store::StoreError>((Arc::new(store), bootstrap))
+            let bootstrap = bootstrap(store.as_ref(), config.keys)?;
+            Ok::<_, store::StoreError>((store, bootstrap))
         })
         .await
         .map_err(std::io::Error::other)?
@@ -245,7 +287,7 @@ impl Server {
         let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
             let _ = stream.set_nodelay(true);
         });
-        let app = router(AppState::new(store.clone() as Arc<dyn Store>));
+        let app = router(AppState::new(Arc::clone(&store)));
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -260,7 +302,13 @@ impl Server {
             shutdown,
             task,
             store,
+            storage,
         })
+    }
+
+    /// Where the data lives: the SQLite file, or the PostgreSQL database.
+    pub fn storage(&self) -> &str {
+        &self.storage
     }
 
     /// The bound address (useful with port 0).

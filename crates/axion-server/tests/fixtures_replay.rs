@@ -291,7 +291,10 @@ async fn check_decorated_trace(server: &TestServer, version: &str) {
 }
 
 async fn replay_version(version: &str) {
-    let server = TestServer::start().await;
+    replay_version_into(TestServer::start().await, version).await;
+}
+
+async fn replay_version_into(server: TestServer, version: &str) {
     let deletes = replay_all(&server, version).await;
     let trace_id = check_capture_trace(&server, version).await;
     check_decorated_trace(&server, version).await;
@@ -327,6 +330,15 @@ async fn langfuse_3_15_0_otlp_protobuf_and_ingestion_scores() {
 #[tokio::test]
 async fn langfuse_5_0_4_gzip_otlp_and_score_arrays() {
     replay_version("5.0.4").await;
+}
+
+/// Every capture again, into a server on PostgreSQL.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (AXION_TEST_POSTGRES): scripts/test.sh starts one"]
+async fn every_capture_replays_into_postgres() {
+    for version in ["2.60.10", "3.15.0", "5.0.4"] {
+        replay_version_into(TestServer::start_postgres().await, version).await;
+    }
 }
 
 #[tokio::test]

@@ -228,7 +228,15 @@ async fn check_decorated_trace(server: &TestServer, id: &str, run: &str) {
 }
 
 async fn langfuse_generation(venv: &str, script: &str, typed: bool) -> Value {
-    let server = TestServer::start().await;
+    langfuse_generation_into(TestServer::start().await, venv, script, typed).await
+}
+
+async fn langfuse_generation_into(
+    server: TestServer,
+    venv: &str,
+    script: &str,
+    typed: bool,
+) -> Value {
     let run = format!("{venv}-run");
     let summary = run_scenario(&server, venv, script, &run).await;
     check_support_trace(&server, summary["support"].as_str().unwrap(), &run, typed).await;
@@ -273,10 +281,39 @@ async fn langfuse_5_sdk() {
     );
 }
 
+/// Each Langfuse SDK generation again, into a server on PostgreSQL: the same checks and the
+/// same answers to the SDKs' own read helpers.
+#[tokio::test]
+#[ignore = "needs the Python SDK venvs and PostgreSQL: scripts/test.sh"]
+async fn langfuse_sdks_into_postgres() {
+    for (venv, script, typed) in [
+        ("langfuse2", "langfuse_v2", false),
+        ("langfuse3", "langfuse_v3", true),
+        ("langfuse5", "langfuse_v5", true),
+    ] {
+        let on_sqlite = langfuse_generation(venv, script, typed).await;
+        let server = TestServer::start_postgres().await;
+        let on_postgres = langfuse_generation_into(server, venv, script, typed).await;
+        assert_eq!(
+            on_postgres, on_sqlite,
+            "{venv}: the SDK reads the same answers"
+        );
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs the Python SDK venvs: scripts/python-sdks.sh"]
 async fn opentelemetry_otlp_exporter() {
-    let server = TestServer::start().await;
+    opentelemetry_otlp_exporter_into(TestServer::start().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the Python SDK venvs and PostgreSQL: scripts/test.sh"]
+async fn opentelemetry_otlp_exporter_into_postgres() {
+    opentelemetry_otlp_exporter_into(TestServer::start_postgres().await).await;
+}
+
+async fn opentelemetry_otlp_exporter_into(server: TestServer) {
     let summary = run_scenario(&server, "otel", "otel_exporter", "otel").await;
     let trace = trace(&server, summary["trace"].as_str().unwrap()).await;
     assert_eq!(trace["name"], "otel-chat-otel");

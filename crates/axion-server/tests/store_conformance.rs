@@ -1,5 +1,8 @@
 //! The storage contract: every `Store` implementation must pass these checks. Each check takes a
-//! fresh store; `conformance!` instantiates them per implementation (SQLite today).
+//! fresh store; `conformance!` instantiates them per implementation (SQLite, and PostgreSQL on
+//! the server `scripts/postgres.sh` starts: those run with `-- --ignored`).
+
+mod common;
 
 use std::sync::Arc;
 
@@ -853,60 +856,71 @@ fn keys_and_projects(store: &dyn Store) {
 }
 
 macro_rules! conformance {
-    ($module:ident, $make:expr) => {
+    ($module:ident, $make:expr $(, #[$attr:meta])*) => {
         mod $module {
             use super::*;
             #[test]
+            $(#[$attr])*
             fn writes_merge_and_read_back() {
                 let (store, _guard) = $make;
                 super::writes_merge_and_read_back(&store);
             }
             #[test]
+            $(#[$attr])*
             fn io_text_is_stored_folded_and_merged() {
                 let (store, _guard) = $make;
                 super::io_text_is_stored_folded_and_merged(&store);
             }
             #[test]
+            $(#[$attr])*
             fn trace_io_by_reference() {
                 let (store, _guard) = $make;
                 super::trace_io_by_reference(&store);
             }
             #[test]
+            $(#[$attr])*
             fn trace_filters_sort_and_count() {
                 let (store, _guard) = $make;
                 super::trace_filters_sort_and_count(&store);
             }
             #[test]
+            $(#[$attr])*
             fn observations_cost_metrics_and_cascade() {
                 let (store, _guard) = $make;
                 super::observations_cost_metrics_and_cascade(&store);
             }
             #[test]
+            $(#[$attr])*
             fn observation_ids_merge_within_and_across_batches() {
                 let (store, _guard) = $make;
                 super::observation_ids_merge_within_and_across_batches(&store);
             }
             #[test]
+            $(#[$attr])*
             fn large_batch_keeps_every_row() {
                 let (store, _guard) = $make;
                 super::large_batch_keeps_every_row(&store);
             }
             #[test]
+            $(#[$attr])*
             fn sessions_start_at_their_earliest_trace() {
                 let (store, _guard) = $make;
                 super::sessions_start_at_their_earliest_trace(&store);
             }
             #[test]
+            $(#[$attr])*
             fn scores_filter() {
                 let (store, _guard) = $make;
                 super::scores_filter(&store);
             }
             #[test]
+            $(#[$attr])*
             fn metrics_group_filter_and_bucket() {
                 let (store, _guard) = $make;
                 super::metrics_group_filter_and_bucket(&store);
             }
             #[test]
+            $(#[$attr])*
             fn keys_and_projects() {
                 let (store, _guard) = $make;
                 super::keys_and_projects(&store);
@@ -922,6 +936,106 @@ fn sqlite() -> (SqliteStore, tempfile::TempDir) {
 }
 
 conformance!(sqlite_store, sqlite());
+
+fn postgres() -> (PostgresStore, common::TestDatabase) {
+    let database = common::TestDatabase::create();
+    let store = PostgresStore::connect_with_default_prices(&database.url).unwrap();
+    (store, database)
+}
+
+conformance!(
+    postgres_store,
+    postgres(),
+    #[ignore = "needs PostgreSQL (AXION_TEST_POSTGRES): scripts/test.sh starts one"]
+);
+
+#[test]
+#[ignore = "needs PostgreSQL (AXION_TEST_POSTGRES): scripts/test.sh starts one"]
+fn postgres_schema_is_created_once_and_data_survives_a_reconnect() {
+    let (store, database) = postgres();
+    store
+        .write(
+            P,
+            traces(vec![
+                json!({"id": "durable", "timestamp": "2024-01-01T00:00:00Z"}),
+            ]),
+        )
+        .unwrap();
+    store.close();
+    assert!(matches!(
+        store.write(P, traces(vec![json!({"id": "late"})])),
+        Err(StoreError::Closed)
+    ));
+    // Two servers starting at once on one database: the migration runs once.
+    let reconnects: Vec<_> = (0..2)
+        .map(|_| {
+            let url = database.url.clone();
+            std::thread::spawn(move || PostgresStore::connect_with_default_prices(&url).unwrap())
+        })
+        .collect();
+    for reconnect in reconnects {
+        let store = reconnect.join().unwrap();
+        assert!(store.trace(P, "durable").unwrap().is_some());
+        assert!(store.trace(P, "late").unwrap().is_none());
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (AXION_TEST_POSTGRES): scripts/test.sh starts one"]
+fn postgres_concurrent_writes_of_the_same_ids_all_merge() {
+    // Several servers (threads here) write the same traces and observations at once, each
+    // adding a metadata key of its own: every key must end up in every record.
+    let (store, _database) = postgres();
+    let store = Arc::new(store);
+    let writers: Vec<_> = (0..6)
+        .map(|writer| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for round in 0..10 {
+                    let key = format!("w{writer}r{round}");
+                    let mut batch = WriteBatch::default();
+                    for trace in 0..5 {
+                        batch.traces.push(upsert(json!({
+                            "id": format!("t{trace}"),
+                            "timestamp": "2024-01-01T00:00:00Z",
+                            "sessionId": "s",
+                            "metadata": {key.clone(): true},
+                        })));
+                        batch.observations.push(upsert(json!({
+                            "id": format!("o{trace}"),
+                            "traceId": format!("t{trace}"),
+                            "type": "SPAN",
+                            "startTime": "2024-01-01T00:00:00Z",
+                            "metadata": {key.clone(): true},
+                        })));
+                    }
+                    store.write(P, batch).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    for trace in 0..5 {
+        let record = store.trace(P, &format!("t{trace}")).unwrap().unwrap();
+        assert_eq!(
+            record.body["metadata"].as_object().unwrap().len(),
+            60,
+            "t{trace}"
+        );
+        let observation = store.observation(P, &format!("o{trace}")).unwrap().unwrap();
+        assert_eq!(
+            observation.body["metadata"].as_object().unwrap().len(),
+            60,
+            "o{trace}"
+        );
+    }
+    let sessions = store
+        .list_sessions(P, &SessionQuery::default(), &offset(10))
+        .unwrap();
+    assert_eq!(sessions.total, Some(1));
+}
 
 #[test]
 fn sqlite_acknowledged_writes_survive_a_restart() {

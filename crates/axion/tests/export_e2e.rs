@@ -20,6 +20,7 @@ async fn server() -> (Server, tempfile::TempDir) {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
         keys: Some((PK.into(), SK.into())),
+        database_url: None,
     })
     .await
     .unwrap();
@@ -417,6 +418,7 @@ async fn a_server_that_is_down_for_a_while_loses_nothing() {
         listen: addr,
         data_dir: dir.path().to_path_buf(),
         keys: Some((PK.into(), SK.into())),
+        database_url: None,
     })
     .await
     .unwrap();

@@ -88,6 +88,7 @@ async fn sdk_to_server_to_dataset_to_scores_and_back() {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
         keys: Some((PK.into(), SK.into())),
+        database_url: None,
     })
     .await
     .unwrap();
@@ -228,6 +229,7 @@ async fn loader_errors_are_clear() {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
         keys: Some((PK.into(), SK.into())),
+        database_url: None,
     })
     .await
     .unwrap();

@@ -30,7 +30,7 @@ pub async fn ingestion(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let caller = state.caller(&headers, true)?;
+    let caller = state.caller(&headers, true).await?;
     too_large(&body)?;
     let project_id = caller.project_id.clone();
     let outcome = state
@@ -64,7 +64,7 @@ pub async fn otlp_traces(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let caller = state.caller(&headers, false)?;
+    let caller = state.caller(&headers, false).await?;
     if caller.scope != Scope::Project {
         return Err(ApiError::Forbidden(
             "OTLP ingestion needs Basic auth with the secret key".into(),
@@ -129,7 +129,7 @@ pub async fn scores(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let caller = state.caller(&headers, false)?;
+    let caller = state.caller(&headers, false).await?;
     too_large(&body)?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|error| ApiError::BadRequest(format!("body is not JSON: {error}")))?;
@@ -193,7 +193,7 @@ pub async fn legacy_trace(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let caller = state.caller(&headers, false)?;
+    let caller = state.caller(&headers, false).await?;
     require_project(&caller)?;
     too_large(&body)?;
     let value: Value = serde_json::from_slice(&body)

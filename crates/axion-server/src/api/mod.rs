@@ -35,7 +35,7 @@ impl axum::extract::FromRequestParts<AppState> for ProjectRequest {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let caller = state.caller(&parts.headers, false)?;
+        let caller = state.caller(&parts.headers, false).await?;
         require_project(&caller)?;
         Ok(Self {
             project_id: caller.project_id,

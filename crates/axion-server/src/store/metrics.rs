@@ -739,6 +739,7 @@ fn compare_values(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql;
 
     fn query(text: &str) -> MetricsQuery {
         parse(text).unwrap()
@@ -879,16 +880,10 @@ mod tests {
                     &view.filter_columns(),
                 )
                 .unwrap();
-                let translated = match view {
-                    MetricsView::Traces => {
-                        super::super::sqlite_filter::trace_conditions(&conditions)
-                    }
-                    MetricsView::Observations => {
-                        super::super::sqlite_filter::metrics_observation_conditions(&conditions)
-                    }
-                    _ => super::super::sqlite_filter::metrics_score_conditions(&conditions),
-                };
-                assert_eq!(translated.len(), 1, "{view:?} {column}");
+                for dialect in [sql::Dialect::Sqlite, sql::Dialect::Postgres] {
+                    let translated = sql::metrics_conditions(dialect, view, &conditions);
+                    assert_eq!(translated.len(), 1, "{view:?} {column}");
+                }
             }
         }
     }

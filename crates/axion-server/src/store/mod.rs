@@ -8,15 +8,17 @@ pub mod filter;
 mod in_place;
 mod ingest_log;
 pub mod metrics;
+pub mod postgres;
 pub mod rows;
+mod sql;
 pub mod sqlite;
-mod sqlite_filter;
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::ingest::WriteBatch;
 use crate::JsonMap;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Storage failures.
@@ -320,6 +322,9 @@ pub trait Store: Send + Sync + 'static {
     /// The price table the store's rows are priced with.
     fn pricing(&self) -> &crate::cost::Pricing;
 
+    /// Finishes what was accepted and stops taking writes (the server's last call).
+    fn close(&self) {}
+
     /// Creates a project.
     fn create_project(&self, name: &str) -> Result<Project, StoreError>;
     /// All projects, oldest first.
@@ -404,4 +409,62 @@ pub trait Store: Send + Sync + 'static {
         project_id: &str,
         query: &metrics::MetricsQuery,
     ) -> Result<Vec<crate::JsonMap>, StoreError>;
+}
+
+/// A body stored as JSON text, parsed.
+fn parse_body(text: &str) -> Result<JsonMap, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+/// Fills a trace `body`'s missing input and output from the body (JSON text) of the
+/// observation it shows them from.
+fn fill_io(body: &mut JsonMap, observation_body: &str) -> Result<(), StoreError> {
+    /// Only these two fields of the observation body are built; the rest is skipped.
+    #[derive(serde::Deserialize)]
+    struct IoFields {
+        input: Option<serde_json::Value>,
+        output: Option<serde_json::Value>,
+    }
+    let fields: IoFields = serde_json::from_str(observation_body)
+        .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    for (key, value) in [("input", fields.input), ("output", fields.output)] {
+        if let Some(value) = value.filter(|value| !value.is_null()) {
+            body.entry(key).or_insert(value);
+        }
+    }
+    Ok(())
+}
+
+/// An observation read back: its project, body and derived fields (JSON texts) and times.
+fn to_observation(
+    (project_id, body, derived, created_at, updated_at): (String, String, String, i64, i64),
+) -> Result<ObservationRecord, StoreError> {
+    use crate::cost::numeric_map;
+    let derived: serde_json::Value =
+        serde_json::from_str(&derived).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    Ok(ObservationRecord {
+        project_id,
+        body: parse_body(&body)?,
+        usage: numeric_map(derived.get("usage")),
+        cost: numeric_map(derived.get("cost")),
+        model_id: derived
+            .get("modelId")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+        prices: numeric_map(derived.get("prices")),
+        created_at,
+        updated_at,
+    })
+}
+
+/// A score read back: its project, body (JSON text) and times.
+fn to_score(
+    (project_id, body, created_at, updated_at): (String, String, i64, i64),
+) -> Result<ScoreRecord, StoreError> {
+    Ok(ScoreRecord {
+        project_id,
+        body: parse_body(&body)?,
+        created_at,
+        updated_at,
+    })
 }

@@ -663,6 +663,54 @@ impl ObjectWriter {
     }
 }
 
+/// A score's columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreRow {
+    /// `traceId`.
+    pub trace_id: Option<String>,
+    /// `observationId`.
+    pub observation_id: Option<String>,
+    /// `sessionId`.
+    pub session_id: Option<String>,
+    /// `datasetRunId`.
+    pub dataset_run_id: Option<String>,
+    /// `name` (empty when unset).
+    pub name: String,
+    /// `value`.
+    pub value: Option<f64>,
+    /// `dataType` (`NUMERIC` when unset).
+    pub data_type: String,
+    /// `source` (`API` when unset).
+    pub source: String,
+    /// `configId`.
+    pub config_id: Option<String>,
+    /// `queueId`.
+    pub queue_id: Option<String>,
+    /// `environment` (`default` when unset).
+    pub environment: String,
+    /// Microseconds since the epoch (`now` when the body has none).
+    pub timestamp: i64,
+}
+
+/// The row of a merged score body.
+pub fn score_row(body: &JsonMap, now: i64) -> ScoreRow {
+    let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
+    ScoreRow {
+        trace_id: text("traceId"),
+        observation_id: text("observationId"),
+        session_id: text("sessionId"),
+        dataset_run_id: text("datasetRunId"),
+        name: text("name").unwrap_or_default(),
+        value: body.get("value").and_then(Value::as_f64),
+        data_type: text("dataType").unwrap_or_else(|| "NUMERIC".into()),
+        source: text("source").unwrap_or_else(|| "API".into()),
+        config_id: text("configId"),
+        queue_id: text("queueId"),
+        environment: text("environment").unwrap_or_else(|| "default".into()),
+        timestamp: time_micros(body.get("timestamp")).unwrap_or(now),
+    }
+}
+
 /// A [`WriteBatch`] with upserts of the same id folded together and rows computed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PreparedBatch {

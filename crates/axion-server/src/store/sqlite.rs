@@ -23,10 +23,11 @@ use serde_json::Value;
 use super::in_place::{InPlaceStatement, Param};
 use super::ingest_log::{self, IngestLog};
 use super::rows::{self, ObservationRow, PreparedBatch, TraceRow};
+use super::sql::{self, page_clause, Dialect, Filter};
 use super::*;
-use crate::cost::{numeric_map, Pricing};
+use crate::cost::Pricing;
 use crate::ingest::{
-    merge_into, merge_owned, time_micros, OBSERVATION_IMMUTABLE, SCORE_IMMUTABLE, TRACE_IMMUTABLE,
+    merge_into, merge_owned, OBSERVATION_IMMUTABLE, SCORE_IMMUTABLE, TRACE_IMMUTABLE,
 };
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
@@ -813,14 +814,6 @@ fn load_body(
     text.map(|text| parse_body(&text)).transpose()
 }
 
-fn parse_body(text: &str) -> Result<JsonMap, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
-}
-
-fn text(body: &JsonMap, key: &str) -> Option<String> {
-    body.get(key).and_then(Value::as_str).map(str::to_owned)
-}
-
 macro_rules! insert_trace {
     () => {
         "INSERT INTO traces (project_id, id, timestamp, name, user_id, session_id, release, version,
@@ -1497,6 +1490,7 @@ fn apply_scores(
         )?;
         let mut body = stored.unwrap_or_default();
         merge_into(&mut body, patch, SCORE_IMMUTABLE);
+        let row = rows::score_row(&body, now);
         tx.prepare_cached(
             "INSERT INTO scores (project_id, id, trace_id, observation_id, session_id, dataset_run_id, name, value,
                                  data_type, source, config_id, queue_id, environment, timestamp, body,
@@ -1512,101 +1506,23 @@ fn apply_scores(
         .execute(params![
             project,
             id,
-            text(&body, "traceId"),
-            text(&body, "observationId"),
-            text(&body, "sessionId"),
-            text(&body, "datasetRunId"),
-            text(&body, "name").unwrap_or_default(),
-            body.get("value").and_then(Value::as_f64),
-            text(&body, "dataType").unwrap_or_else(|| "NUMERIC".into()),
-            text(&body, "source").unwrap_or_else(|| "API".into()),
-            text(&body, "configId"),
-            text(&body, "queueId"),
-            text(&body, "environment").unwrap_or_else(|| "default".into()),
-            time_micros(body.get("timestamp")).unwrap_or(now),
+            row.trace_id,
+            row.observation_id,
+            row.session_id,
+            row.dataset_run_id,
+            row.name,
+            row.value,
+            row.data_type,
+            row.source,
+            row.config_id,
+            row.queue_id,
+            row.environment,
+            row.timestamp,
             Value::Object(body).to_string(),
             now,
         ])?;
     }
     Ok(())
-}
-
-/// A WHERE clause under construction, with its parameters in order.
-#[derive(Default)]
-struct Filter {
-    clauses: Vec<String>,
-    values: Vec<SqlValue>,
-}
-
-impl Filter {
-    fn new(project_column: &str, project_id: &str) -> Self {
-        let mut filter = Self::default();
-        filter.push(format!("{project_column} = ?"), project_id.to_owned());
-        filter
-    }
-
-    fn push(&mut self, clause: String, value: impl Into<SqlValue>) {
-        self.clauses.push(clause);
-        self.values.push(value.into());
-    }
-
-    fn eq(&mut self, column: &str, value: &Option<String>) {
-        if let Some(value) = value {
-            self.push(format!("{column} = ?"), value.clone());
-        }
-    }
-
-    fn any(&mut self, column: &str, values: &[String]) {
-        if values.is_empty() {
-            return;
-        }
-        let marks = vec!["?"; values.len()].join(", ");
-        self.clauses.push(format!("{column} IN ({marks})"));
-        self.values
-            .extend(values.iter().cloned().map(SqlValue::from));
-    }
-
-    fn range(&mut self, column: &str, from: Option<i64>, to: Option<i64>) {
-        if let Some(from) = from {
-            self.push(format!("{column} >= ?"), from);
-        }
-        if let Some(to) = to {
-            self.push(format!("{column} < ?"), to);
-        }
-    }
-
-    fn keyset(&mut self, time_column: &str, id_column: &str, page: &Pagination) {
-        if let Pagination::Keyset {
-            after: Some((time, id)),
-            ..
-        } = page
-        {
-            self.clauses.push(format!(
-                "({time_column} < ? OR ({time_column} = ? AND {id_column} < ?))"
-            ));
-            self.values.extend([
-                SqlValue::from(*time),
-                SqlValue::from(*time),
-                SqlValue::from(id.clone()),
-            ]);
-        }
-    }
-
-    fn sql(&self) -> String {
-        self.clauses.join(" AND ")
-    }
-}
-
-fn page_clause(page: &Pagination) -> String {
-    match page {
-        Pagination::Offset { page, limit } => {
-            format!(
-                "LIMIT {limit} OFFSET {}",
-                u64::from(page.saturating_sub(1)) * u64::from(*limit)
-            )
-        }
-        Pagination::Keyset { limit, .. } => format!("LIMIT {limit}"),
-    }
 }
 
 fn count(
@@ -1623,15 +1539,6 @@ fn count(
         row.get(0)
     })?;
     Ok(Some(total as u64))
-}
-
-fn tags_clause(filter: &mut Filter, trace_id_column: &str, project_column: &str, tags: &[String]) {
-    for tag in tags {
-        filter.push(
-            super::sqlite_filter::has_tag(project_column, trace_id_column, "?"),
-            tag.clone(),
-        );
-    }
 }
 
 /// The columns [`trace_row`] reads, in order (a macro, so fixed queries are built at compile
@@ -1682,12 +1589,6 @@ fn borrow_io(
     if body.contains_key("input") && body.contains_key("output") {
         return Ok(());
     }
-    /// Only these two fields of the observation body are built; the rest is skipped.
-    #[derive(serde::Deserialize)]
-    struct IoFields {
-        input: Option<Value>,
-        output: Option<Value>,
-    }
     let text: Option<String> = connection
         .prepare_cached(concat!("SELECT o.body", observation_by_key!()))?
         .query_row(
@@ -1699,15 +1600,10 @@ fn borrow_io(
             |row| row.get(0),
         )
         .optional()?;
-    let Some(text) = text else { return Ok(()) };
-    let fields: IoFields =
-        serde_json::from_str(&text).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-    for (key, value) in [("input", fields.input), ("output", fields.output)] {
-        if let Some(value) = value.filter(|value| !value.is_null()) {
-            body.entry(key).or_insert(value);
-        }
+    match text {
+        Some(text) => fill_io(body, &text),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn observation_row(
@@ -1722,26 +1618,6 @@ fn observation_row(
     ))
 }
 
-fn to_observation(
-    (project_id, body, derived, created_at, updated_at): (String, String, String, i64, i64),
-) -> Result<ObservationRecord, StoreError> {
-    let derived: Value =
-        serde_json::from_str(&derived).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-    Ok(ObservationRecord {
-        project_id,
-        body: parse_body(&body)?,
-        usage: numeric_map(derived.get("usage")),
-        cost: numeric_map(derived.get("cost")),
-        model_id: derived
-            .get("modelId")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        prices: numeric_map(derived.get("prices")),
-        created_at,
-        updated_at,
-    })
-}
-
 fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
         id: row.get(0)?,
@@ -1753,17 +1629,6 @@ fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
 
 fn score_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, i64)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-}
-
-fn to_score(
-    (project_id, body, created_at, updated_at): (String, String, i64, i64),
-) -> Result<ScoreRecord, StoreError> {
-    Ok(ScoreRecord {
-        project_id,
-        body: parse_body(&body)?,
-        created_at,
-        updated_at,
-    })
 }
 
 fn collect<R, T>(
@@ -1790,6 +1655,10 @@ impl Store for SqliteStore {
 
     fn pricing(&self) -> &Pricing {
         &self.pricing
+    }
+
+    fn close(&self) {
+        SqliteStore::close(self);
     }
 
     fn create_project(&self, name: &str) -> Result<Project, StoreError> {
@@ -1869,43 +1738,9 @@ impl Store for SqliteStore {
         query: &TraceQuery,
         page: &Pagination,
     ) -> Result<Page<TraceRecord>, StoreError> {
-        let mut filter = Filter::new("t.project_id", project_id);
-        filter.eq("t.user_id", &query.user_id);
-        filter.eq("t.name", &query.name);
-        filter.eq("t.session_id", &query.session_id);
-        filter.eq("t.version", &query.version);
-        filter.eq("t.release", &query.release);
-        filter.any("t.environment", &query.environments);
-        filter.range("t.timestamp", query.from_timestamp, query.to_timestamp);
-        tags_clause(&mut filter, "t.id", "t.project_id", &query.tags);
-        for (clause, values) in super::sqlite_filter::trace_conditions(&query.conditions) {
-            filter.clauses.push(clause);
-            filter.values.extend(values);
-        }
-        let (column, direction) = match &query.order_by {
-            Some((field, direction)) => (
-                match field.as_str() {
-                    "id" => "t.id",
-                    "name" => "t.name",
-                    "userId" => "t.user_id",
-                    "release" => "t.release",
-                    "version" => "t.version",
-                    "public" => "t.public",
-                    "sessionId" => "t.session_id",
-                    _ => "t.timestamp",
-                },
-                *direction,
-            ),
-            None => ("t.timestamp", Direction::Desc),
-        };
-        let direction = if direction == Direction::Asc {
-            "ASC"
-        } else {
-            "DESC"
-        };
+        let (filter, order) = sql::trace_list(Dialect::Sqlite, project_id, query);
         let sql = format!(
-            "SELECT {TRACE_COLUMNS} FROM traces t WHERE {} \
-             ORDER BY {column} {direction}, t.id {direction} {}",
+            "SELECT {TRACE_COLUMNS} FROM traces t WHERE {} ORDER BY {order} {}",
             filter.sql(),
             page_clause(page)
         );
@@ -2024,42 +1859,7 @@ impl Store for SqliteStore {
         query: &ObservationQuery,
         page: &Pagination,
     ) -> Result<Page<ObservationRecord>, StoreError> {
-        let mut filter = Filter::new("o.project_id", project_id);
-        filter.eq("o.name", &query.name);
-        filter.eq("o.type", &query.observation_type);
-        filter.eq("o.trace_id", &query.trace_id);
-        filter.eq("o.level", &query.level);
-        filter.eq("o.parent_observation_id", &query.parent_observation_id);
-        filter.eq("o.version", &query.version);
-        filter.any("o.environment", &query.environments);
-        filter.range("o.start_time", query.from_start_time, query.to_start_time);
-        match query.is_root {
-            Some(true) => filter
-                .clauses
-                .push("o.parent_observation_id IS NULL".into()),
-            Some(false) => filter
-                .clauses
-                .push("o.parent_observation_id IS NOT NULL".into()),
-            None => {}
-        }
-        for (column, value) in [
-            ("user_id", &query.user_id),
-            ("session_id", &query.session_id),
-        ] {
-            if let Some(value) = value {
-                filter.push(
-                    format!(
-                        "EXISTS (SELECT 1 FROM traces t WHERE t.project_id = o.project_id AND t.id = o.trace_id \
-                         AND t.{column} = ?)"
-                    ),
-                    value.clone(),
-                );
-            }
-        }
-        for (clause, values) in super::sqlite_filter::observation_conditions(&query.conditions) {
-            filter.clauses.push(clause);
-            filter.values.extend(values);
-        }
+        let mut filter = sql::observation_list(Dialect::Sqlite, project_id, query, page);
         // A condition naming ids also finds their rows through their keys; the condition
         // itself still decides (keys may be shared).
         let mut by_ids = false;
@@ -2071,9 +1871,9 @@ impl Store for SqliteStore {
                 ("id", filter::Test::Set(filter::SetTest::AnyOf, ids)) => ids,
                 _ => continue,
             };
-            let marks = vec!["?"; ids.len()].join(", ");
             filter.clauses.push(format!(
-                "o.seq IN (SELECT seq FROM observation_keys WHERE key IN ({marks}))"
+                "o.seq IN (SELECT seq FROM observation_keys WHERE key IN ({}))",
+                sql::marks(ids.len())
             ));
             filter.values.extend(
                 ids.iter()
@@ -2081,7 +1881,6 @@ impl Store for SqliteStore {
             );
             by_ids = true;
         }
-        filter.keyset("o.start_time", "o.id", page);
         // Without statistics (a new database) the planner may take the index by start, which
         // gives the order, and read every observation of the project to find a trace's or a
         // few ids'. Ids are taken by `seq` (no index), a trace's rows through its index.
@@ -2093,8 +1892,9 @@ impl Store for SqliteStore {
             "observations o"
         };
         let sql = format!(
-            "SELECT {OBSERVATION_COLUMNS} FROM {table} WHERE {} ORDER BY o.start_time DESC, o.id DESC {}",
+            "SELECT {OBSERVATION_COLUMNS} FROM {table} WHERE {} ORDER BY {} {}",
             filter.sql(),
+            sql::observation_order(Dialect::Sqlite),
             page_clause(page)
         );
         self.read_applied(|connection| {
@@ -2152,9 +1952,7 @@ impl Store for SqliteStore {
         query: &SessionQuery,
         page: &Pagination,
     ) -> Result<Page<SessionRecord>, StoreError> {
-        let mut filter = Filter::new("s.project_id", project_id);
-        filter.range("s.created_at", query.from_timestamp, query.to_timestamp);
-        filter.any("s.environment", &query.environments);
+        let filter = sql::session_list(project_id, query);
         let sql = format!(
             "SELECT s.id, s.project_id, s.environment, s.created_at FROM sessions s WHERE {}
              ORDER BY s.created_at DESC, s.id DESC {}",
@@ -2204,41 +2002,7 @@ impl Store for SqliteStore {
         query: &ScoreQuery,
         page: &Pagination,
     ) -> Result<Page<ScoreRecord>, StoreError> {
-        let mut filter = Filter::new("s.project_id", project_id);
-        filter.any("s.id", &query.ids);
-        filter.any("s.name", &query.names);
-        filter.any("s.data_type", &query.data_types);
-        filter.any("s.source", &query.sources);
-        filter.eq("s.config_id", &query.config_id);
-        filter.eq("s.queue_id", &query.queue_id);
-        filter.any("s.environment", &query.environments);
-        filter.any("s.trace_id", &query.trace_ids);
-        filter.any("s.observation_id", &query.observation_ids);
-        filter.any("s.session_id", &query.session_ids);
-        filter.eq("s.dataset_run_id", &query.dataset_run_id);
-        filter.range("s.timestamp", query.from_timestamp, query.to_timestamp);
-        if let Some((operator, value)) = &query.value {
-            let operator = match operator.as_str() {
-                "<" | ">" | "<=" | ">=" | "=" | "!=" => operator.as_str(),
-                _ => "=",
-            };
-            filter.push(format!("s.value {operator} ?"), *value);
-        }
-        if let Some(min) = query.value_min {
-            filter.push("s.value >= ?".into(), min);
-        }
-        if let Some(max) = query.value_max {
-            filter.push("s.value <= ?".into(), max);
-        }
-        if let Some(user_id) = &query.user_id {
-            filter.push(
-                "EXISTS (SELECT 1 FROM traces t WHERE t.project_id = s.project_id AND t.id = s.trace_id AND t.user_id = ?)"
-                    .into(),
-                user_id.clone(),
-            );
-        }
-        tags_clause(&mut filter, "s.trace_id", "s.project_id", &query.trace_tags);
-        filter.keyset("s.timestamp", "s.id", page);
+        let filter = sql::score_list(Dialect::Sqlite, project_id, query, page);
         let sql = format!(
             "SELECT s.project_id, s.body, s.created_at, s.updated_at FROM scores s WHERE {}
              ORDER BY s.timestamp DESC, s.id DESC {}",
@@ -2275,7 +2039,6 @@ impl Store for SqliteStore {
         project_id: &str,
         query: &metrics::MetricsQuery,
     ) -> Result<Vec<crate::JsonMap>, StoreError> {
-        let dimension_count = query.dimensions.len();
         self.read_applied(|connection| {
             // Through the index by start, each row is a random read of its page; when the
             // range holds a good part of the table, reading the table in order is cheaper.
@@ -2294,33 +2057,20 @@ impl Store for SqliteStore {
                 )?;
                 in_range * METRICS_SCAN_SHARE > rows
             };
-            let (sql, values) = metrics_sql(project_id, query, scan);
-            let mut aggregator = metrics::Aggregator::new(query);
+            let observations = if scan {
+                "observations o NOT INDEXED"
+            } else {
+                "observations o"
+            };
+            let (sql, values) = sql::metrics_rows(Dialect::Sqlite, project_id, query, observations);
             let mut statement = connection.prepare(&sql)?;
-            let mut rows = statement.query(params_from_iter(values.iter()))?;
-            while let Some(row) = rows.next()? {
-                let mut dimensions = Vec::with_capacity(dimension_count);
-                for (index, name) in query.dimensions.iter().enumerate() {
-                    dimensions.push(metric_dimension(name, row.get(index)?));
-                }
-                let time: i64 = row.get(dimension_count)?;
-                let measures = (0..query.metrics.len())
-                    .map(|index| {
-                        Ok(match row.get::<_, SqlValue>(dimension_count + 1 + index)? {
-                            SqlValue::Integer(number) => Some(number as f64),
-                            SqlValue::Real(number) => Some(number),
-                            SqlValue::Text(text) => text.trim().parse().ok(),
-                            SqlValue::Null | SqlValue::Blob(_) => None,
-                        })
-                    })
-                    .collect::<Result<_, StoreError>>()?;
-                aggregator.add(metrics::MetricRow {
-                    dimensions,
-                    time,
-                    measures,
-                });
-            }
-            Ok(aggregator.finish())
+            let columns = statement.column_count();
+            let rows = statement.query_map(params_from_iter(values.iter()), |row| {
+                (0..columns)
+                    .map(|index| row.get::<_, SqlValue>(index))
+                    .collect()
+            })?;
+            Ok(sql::aggregate(query, rows)?)
         })
     }
 }
@@ -2328,105 +2078,6 @@ impl Store for SqliteStore {
 /// A metrics query over observations reads the whole table in order (instead of the rows in
 /// its range through the index by start) once its range holds more than one row in this many.
 const METRICS_SCAN_SHARE: i64 = 8;
-
-/// The rows of a metrics query: its dimensions, the row's time, then its measures; `scan`
-/// reads the observations table in order rather than through the index by start. Columns are
-/// the filters' SQL ([`super::sqlite_filter`]), latencies turned from seconds to milliseconds.
-fn metrics_sql(
-    project_id: &str,
-    query: &metrics::MetricsQuery,
-    scan: bool,
-) -> (String, Vec<SqlValue>) {
-    use super::sqlite_filter::{observation_sql, score_sql, trace_sql};
-    use metrics::MetricsView;
-    let (alias, time) = match query.view {
-        MetricsView::Traces => ("t", "t.timestamp"),
-        MetricsView::Observations => ("o", "o.start_time"),
-        _ => ("s", "s.timestamp"),
-    };
-    let column = |name: &str| match query.view {
-        MetricsView::Traces => trace_sql(name),
-        MetricsView::Observations => observation_sql(name),
-        _ => score_sql(name),
-    };
-    let dimension = |name: &str| match name {
-        "startTimeMonth" | "timestampMonth" => {
-            format!("strftime('%Y-%m', {time} / 1000000, 'unixepoch')")
-        }
-        "timestampDay" => format!("strftime('%Y-%m-%d', {time} / 1000000, 'unixepoch')"),
-        other => column(other),
-    };
-    let measure = |name: &str| match name {
-        "count" => "1".to_owned(),
-        "latency" | "timeToFirstToken" | "streamingLatency" => {
-            format!("({} * 1000.0)", column(name))
-        }
-        "tokensPerSecond" => column("totalTokensPerSecond"),
-        other => column(other),
-    };
-    let mut columns: Vec<String> = query
-        .dimensions
-        .iter()
-        .map(|name| dimension(name))
-        .collect();
-    columns.push(time.into());
-    columns.extend(query.metrics.iter().map(|metric| measure(&metric.measure)));
-    let mut clauses = vec![
-        format!("{alias}.project_id = ?"),
-        format!("{time} >= ?"),
-        format!("{time} < ?"),
-    ];
-    let mut values: Vec<SqlValue> = vec![
-        project_id.to_owned().into(),
-        query.from.into(),
-        query.to.into(),
-    ];
-    match query.view {
-        MetricsView::Traces | MetricsView::Observations => {}
-        MetricsView::ScoresNumeric => clauses.push("s.data_type IN ('NUMERIC', 'BOOLEAN')".into()),
-        MetricsView::ScoresBoolean => clauses.push("s.data_type = 'BOOLEAN'".into()),
-        MetricsView::ScoresCategorical => clauses.push("s.data_type = 'CATEGORICAL'".into()),
-    }
-    let conditions = match query.view {
-        MetricsView::Traces => super::sqlite_filter::trace_conditions(&query.conditions),
-        MetricsView::Observations => {
-            super::sqlite_filter::metrics_observation_conditions(&query.conditions)
-        }
-        _ => super::sqlite_filter::metrics_score_conditions(&query.conditions),
-    };
-    for (clause, params) in conditions {
-        clauses.push(clause);
-        values.extend(params);
-    }
-    let table = match (query.view, scan) {
-        (MetricsView::Traces, _) => "traces t",
-        (MetricsView::Observations, true) => "observations o NOT INDEXED",
-        (MetricsView::Observations, false) => "observations o",
-        _ => "scores s",
-    };
-    (
-        format!(
-            "SELECT {} FROM {table} WHERE {}",
-            columns.join(", "),
-            clauses.join(" AND ")
-        ),
-        values,
-    )
-}
-
-/// A dimension's value as the answer shows it: tags as a list (the aggregator counts the
-/// row under each), the root flag as a boolean.
-fn metric_dimension(name: &str, value: SqlValue) -> Value {
-    match (name, value) {
-        (_, SqlValue::Null) => Value::Null,
-        ("tags", SqlValue::Text(text)) => serde_json::from_str(&text).unwrap_or(Value::Null),
-        ("isRootObservation", SqlValue::Integer(flag)) => Value::Bool(flag != 0),
-        (_, SqlValue::Integer(number)) => Value::from(number),
-        (_, SqlValue::Real(number)) => Value::from(number),
-        (_, SqlValue::Text(text)) => Value::String(text),
-        (_, SqlValue::Blob(_)) => Value::Null,
-    }
-}
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -18,6 +18,8 @@ pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The database of a server on PostgreSQL ([`TestServer::start_postgres`]).
+    pub database: Option<TestDatabase>,
 }
 
 pub fn basic(public_key: &str, secret_key: &str) -> String {
@@ -46,10 +48,23 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir) -> Self {
+        Self::start_with(dir, None).await
+    }
+
+    /// A server storing into a fresh database on the test PostgreSQL server ([`POSTGRES_ENV`]).
+    pub async fn start_postgres() -> Self {
+        let database = tokio::task::spawn_blocking(TestDatabase::create)
+            .await
+            .unwrap();
+        Self::start_with(tempfile::tempdir().unwrap(), Some(database)).await
+    }
+
+    async fn start_with(dir: tempfile::TempDir, database: Option<TestDatabase>) -> Self {
         let server = Server::start(ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_path_buf(),
             keys: Some((PUBLIC_KEY.into(), SECRET_KEY.into())),
+            database_url: database.as_ref().map(|database| database.url.clone()),
         })
         .await
         .unwrap();
@@ -68,6 +83,7 @@ impl TestServer {
             base,
             client,
             dir,
+            database,
         }
     }
 
@@ -97,6 +113,50 @@ impl TestServer {
         if let Some(server) = self.server.take() {
             server.shutdown().await;
         }
+        if let Some(database) = self.database.take() {
+            // Dropping it connects to the server, which blocks.
+            let _ = tokio::task::spawn_blocking(move || drop(database)).await;
+        }
         self.dir
+    }
+}
+
+/// The PostgreSQL server the tests of the PostgreSQL store run against: an admin URL, set by
+/// `scripts/test.sh` from `scripts/postgres.sh start`. Those tests are `#[ignore]`d, so a plain
+/// `cargo test` runs without one; run them with `-- --ignored`.
+pub const POSTGRES_ENV: &str = "AXION_TEST_POSTGRES";
+
+/// A database of its own on the test PostgreSQL server, dropped with the guard.
+pub struct TestDatabase {
+    admin: String,
+    name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> Self {
+        let admin = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
+            panic!("{POSTGRES_ENV} is not set: start a server with scripts/postgres.sh start DIR")
+        });
+        let name = format!(
+            "axion_test_{}",
+            axion_model::random_event_id().replace('-', "")
+        );
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let (base, _) = admin.rsplit_once('/').expect("a URL ending in /database");
+        let url = format!("{base}/{name}");
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name));
+        }
     }
 }

@@ -154,6 +154,7 @@ pub fn run_serve() {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir,
             keys: Some(("pk-bench".into(), "sk-bench".into())),
+            database_url: None,
         })
         .await
         .unwrap();

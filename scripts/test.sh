@@ -5,9 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A throwaway PostgreSQL cluster on 127.0.0.1 for the PostgreSQL store's tests, stopped on exit.
+pg_dir=$(mktemp -d)
+cleanup() { ./scripts/postgres.sh stop "$pg_dir"; }
+trap cleanup EXIT
+AXION_TEST_POSTGRES=$(./scripts/postgres.sh start "$pg_dir")
+export AXION_TEST_POSTGRES
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The PostgreSQL store: the conformance suite and every fixture replayed into it.
+cargo test -p axion-server --test store_conformance --test fixtures_replay -- --ignored
 # The API docs build without broken or private links.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # The optional `tracing` bridge: lints, its tests and its doc example.
@@ -17,7 +26,8 @@ cargo test -p axion --features tracing --doc tracing_bridge
 cargo test -p axion --benches
 cargo test -p axion-server --benches
 
-# The official SDKs (Langfuse 2.x/3.x/5.x, OpenTelemetry) against a real `axion serve`.
+# The official SDKs (Langfuse 2.x/3.x/5.x, OpenTelemetry) against a real `axion serve`, on
+# SQLite and on PostgreSQL.
 ./scripts/python-sdks.sh
 cargo test -p axion-server --test sdk_compat -- --ignored
 
@@ -33,18 +43,21 @@ for example in quickstart rag_pipeline custom_tracer; do
 done
 
 # The main example, traced into a real `axion serve` through the langfuse provider: the
-# tutorial's tree must arrive with its usage, computed cost and score.
+# tutorial's tree must arrive with its usage, computed cost and score. Once on the SQLite file,
+# once on a PostgreSQL database.
 cargo build -q -p axion-cli
-data=$(mktemp -d)
-target/debug/axion serve --listen 127.0.0.1:0 --data-dir "$data" --public-key pk-lf-ci --secret-key sk-lf-ci > "$data/serve.log" &
-serve_pid=$!
-trap 'kill $serve_pid 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 100); do grep -q "listening on" "$data/serve.log" && break; sleep 0.1; done
-host=$(grep -o 'http://[0-9.:]*' "$data/serve.log" | head -1)
-TRACING_MODE=langfuse LANGFUSE_HOST="$host" LANGFUSE_PUBLIC_KEY=pk-lf-ci LANGFUSE_SECRET_KEY=sk-lf-ci \
-  cargo run -q -p axion --example rag_pipeline > /dev/null
-trace_id=$(curl -sf -u pk-lf-ci:sk-lf-ci "$host/api/public/traces?name=rag_pipeline" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
-curl -sf -u pk-lf-ci:sk-lf-ci "$host/api/public/traces/$trace_id" | python3 -c '
+example_into_serve() {
+  # Globals, not locals: the EXIT trap may run after a failed step reads them.
+  data=$(mktemp -d)
+  target/debug/axion serve --listen 127.0.0.1:0 --data-dir "$data" --public-key pk-lf-ci --secret-key sk-lf-ci "$@" > "$data/serve.log" &
+  serve_pid=$!
+  trap 'kill $serve_pid 2>/dev/null || true; rm -rf "$data"; cleanup' EXIT
+  for _ in $(seq 100); do grep -q "listening on" "$data/serve.log" && break; sleep 0.1; done
+  host=$(grep -o 'http://[0-9.:]*' "$data/serve.log" | head -1)
+  TRACING_MODE=langfuse LANGFUSE_HOST="$host" LANGFUSE_PUBLIC_KEY=pk-lf-ci LANGFUSE_SECRET_KEY=sk-lf-ci \
+    cargo run -q -p axion --example rag_pipeline > /dev/null
+  trace_id=$(curl -sf -u pk-lf-ci:sk-lf-ci "$host/api/public/traces?name=rag_pipeline" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+  curl -sf -u pk-lf-ci:sk-lf-ci "$host/api/public/traces/$trace_id" | python3 -c '
 import json, sys
 trace = json.load(sys.stdin)
 names = sorted(o["name"] for o in trace["observations"])
@@ -56,8 +69,15 @@ assert trace["userId"] == "user-123" and sorted(trace["tags"]) == ["production",
 assert [s["name"] for s in trace["scores"]] == ["context_relevance"], trace["scores"]
 print("example rag_pipeline -> axion serve: ok (%d observations, cost %.2e USD)" % (len(names), trace["totalCost"]))
 '
-kill -TERM $serve_pid
-wait $serve_pid
+  grep -o "data in [^,]*" "$data/serve.log"
+  kill -TERM $serve_pid
+  wait $serve_pid
+  rm -rf "$data"
+  trap cleanup EXIT
+}
+example_into_serve
+psql -q "$AXION_TEST_POSTGRES" -c "CREATE DATABASE axion_example"
+example_into_serve --database-url "${AXION_TEST_POSTGRES%/*}/axion_example"
 
 # The README's main command: the whole loop must run and end with scores on the trace.
 demo=$(target/debug/axion demo)

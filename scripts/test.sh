@@ -15,8 +15,8 @@ export AXION_TEST_POSTGRES
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
-# The PostgreSQL store: the conformance suite and every fixture replayed into it.
-cargo test -p axion-server --test store_conformance --test fixtures_replay -- --ignored
+# The PostgreSQL store: the conformance suite, every fixture replayed into it, mutated inputs.
+cargo test -p axion-server --test store_conformance --test fixtures_replay --test mutated_inputs -- --ignored
 # The API docs build without broken or private links.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # The optional `tracing` bridge: lints, its tests and its doc example.

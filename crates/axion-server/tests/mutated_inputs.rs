@@ -99,6 +99,20 @@ fn fixture(relative: &str) -> Value {
 #[tokio::test]
 async fn mutated_captures_never_crash_the_server() {
     let (app, _store, _dir) = common::test_router();
+    mutated_captures_never_crash(app).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (AXION_TEST_POSTGRES): scripts/test.sh starts one"]
+async fn mutated_captures_never_crash_the_server_on_postgres() {
+    let (app, database) = common::postgres_router().await;
+    mutated_captures_never_crash(app).await;
+    tokio::task::spawn_blocking(move || drop(database))
+        .await
+        .unwrap();
+}
+
+async fn mutated_captures_never_crash(app: axum::Router) {
     let send = |uri: &'static str,
                 content_type: &'static str,
                 encoding: Option<&'static str>,

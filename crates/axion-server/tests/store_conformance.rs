@@ -235,6 +235,110 @@ fn trace_filters_sort_and_count(store: &dyn Store) {
     assert_eq!(store.session_traces(P, "s1").unwrap().len(), 8);
 }
 
+/// Structured `filter` conditions: text matching ignores case (as Langfuse's does), numbers
+/// inside metadata compare as numbers whatever JSON type holds them and never fail the query on
+/// a value that is no number, and a NUL in a client's text neither fails a write nor a filter.
+fn structured_filter_conditions(store: &dyn Store) {
+    let batch = WriteBatch {
+        traces: vec![
+            upsert(
+                json!({"id": "a", "timestamp": "2024-01-01T00:00:00Z", "name": "Chat Bot",
+                          "metadata": {"score": 5, "label": "high"}, "tags": ["x"]}),
+            ),
+            upsert(
+                json!({"id": "b", "timestamp": "2024-01-01T00:01:00Z", "name": "chat-helper",
+                          "metadata": {"score": "7"}}),
+            ),
+            upsert(
+                json!({"id": "c", "timestamp": "2024-01-01T00:02:00Z", "name": "other\u{0}x",
+                          "userId": "nul\u{0}user", "metadata": {"score": "abc"}, "tags": ["y"]}),
+            ),
+        ],
+        observations: vec![upsert(
+            json!({"id": "a-gen", "traceId": "a", "type": "GENERATION",
+            "name": "llm", "level": "ERROR", "startTime": "2024-01-01T00:00:00Z",
+            "endTime": "2024-01-01T00:00:02Z", "metadata": {"tokens": 12}}),
+        )],
+        ..WriteBatch::default()
+    };
+    store.write(P, batch).unwrap();
+    let traces_where = |filter: Value| {
+        let query = TraceQuery {
+            conditions: filter::parse(&filter.to_string(), filter::TRACE_COLUMNS).unwrap(),
+            order_by: Some(("timestamp".into(), Direction::Asc)),
+            ..TraceQuery::default()
+        };
+        let page = store.list_traces(P, &query, &offset(10)).unwrap();
+        assert_eq!(page.total, Some(page.items.len() as u64));
+        ids(&page.items, |t| &t.body)
+    };
+    assert_eq!(
+        traces_where(
+            json!([{"type": "string", "column": "name", "operator": "contains", "value": "CHAT"}])
+        ),
+        ["a", "b"]
+    );
+    assert_eq!(
+        traces_where(
+            json!([{"type": "string", "column": "name", "operator": "starts with", "value": "chat b"}])
+        ),
+        ["a"]
+    );
+    assert_eq!(
+        traces_where(
+            json!([{"type": "numberObject", "column": "metadata", "key": "score", "operator": ">", "value": 4}])
+        ),
+        ["a", "b"]
+    );
+    assert_eq!(
+        traces_where(
+            json!([{"type": "stringObject", "column": "metadata", "key": "label", "operator": "=", "value": "high"}])
+        ),
+        ["a"]
+    );
+    assert_eq!(
+        traces_where(
+            json!([{"type": "arrayOptions", "column": "tags", "operator": "none of", "value": ["x"]}])
+        ),
+        ["b", "c"]
+    );
+    assert_eq!(
+        traces_where(
+            json!([{"type": "null", "column": "userId", "operator": "is not null", "value": ""}])
+        ),
+        ["c"]
+    );
+    assert_eq!(
+        traces_where(
+            json!([{"type": "string", "column": "userId", "operator": "=", "value": "nul\u{0}user"}])
+        ),
+        ["c"]
+    );
+    assert_eq!(
+        traces_where(
+            json!([{"type": "stringOptions", "column": "level", "operator": "any of", "value": ["ERROR"]},
+                           {"type": "number", "column": "latency", "operator": ">=", "value": 2}])
+        ),
+        ["a"]
+    );
+    let observations_where = |filter: Value| {
+        let query = ObservationQuery {
+            conditions: filter::parse(&filter.to_string(), filter::OBSERVATION_COLUMNS).unwrap(),
+            ..ObservationQuery::default()
+        };
+        let page = store.list_observations(P, &query, &offset(10)).unwrap();
+        ids(&page.items, |o| &o.body)
+    };
+    assert_eq!(
+        observations_where(
+            json!([{"type": "numberObject", "column": "metadata", "key": "tokens", "operator": "=", "value": 12},
+                                 {"type": "arrayOptions", "column": "traceTags", "operator": "any of", "value": ["x"]},
+                                 {"type": "string", "column": "traceName", "operator": "ends with", "value": "BOT"}])
+        ),
+        ["a-gen"]
+    );
+}
+
 fn observations_cost_metrics_and_cascade(store: &dyn Store) {
     let batch = WriteBatch {
         traces: vec![upsert(
@@ -882,6 +986,12 @@ macro_rules! conformance {
             fn trace_filters_sort_and_count() {
                 let (store, _guard) = $make;
                 super::trace_filters_sort_and_count(&store);
+            }
+            #[test]
+            $(#[$attr])*
+            fn structured_filter_conditions() {
+                let (store, _guard) = $make;
+                super::structured_filter_conditions(&store);
             }
             #[test]
             $(#[$attr])*

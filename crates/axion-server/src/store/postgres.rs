@@ -192,6 +192,32 @@ fn text_value(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// JSON text as PostgreSQL's `json` operators can read it: an escaped NUL (`\u0000`, which
+/// they refuse to extract) becomes U+FFFD, as in [`text_value`]. An escaped backslash followed
+/// by `u0000` is text, and stays.
+fn json_value(json: &str) -> std::borrow::Cow<'_, str> {
+    if !json.contains("\\u0000") {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len());
+    let mut rest = json;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escape = &rest[at..];
+        if let Some(after) = escape.strip_prefix("\\u0000") {
+            out.push_str("\\ufffd");
+            rest = after;
+        } else {
+            // Any other escape is two characters (`\uXXXX` keeps its digits as they are).
+            let length = escape[1..].chars().next().map_or(1, |c| 1 + c.len_utf8());
+            out.push_str(&escape[..length]);
+            rest = &escape[length..];
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 fn owned_text(text: &Option<String>) -> Option<String> {
     text.as_deref().map(|text| text_value(text).into_owned())
 }
@@ -252,6 +278,23 @@ impl Connection {
         let statement = self.client.prepare(sql)?;
         self.statements.insert(sql, statement.clone());
         Ok(statement)
+    }
+}
+
+/// Closes connections on a thread of their own: closing one blocks on its own runtime, which
+/// tokio refuses on an async worker thread, where the last reference to a store may go.
+fn disconnect(connections: Vec<Connection>) {
+    if connections.is_empty() {
+        return;
+    }
+    let _ = std::thread::spawn(move || drop(connections)).join();
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        disconnect(std::mem::take(
+            self.idle.get_mut().unwrap_or_else(|e| e.into_inner()),
+        ));
     }
 }
 
@@ -367,7 +410,9 @@ impl PostgresStore {
     /// Closes the idle connections; later calls fail with [`StoreError::Closed`].
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        disconnect(std::mem::take(
+            &mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
     }
 
     /// Rows of `sql` (with `?` placeholders) for `values`.
@@ -566,7 +611,7 @@ impl PostgresStore {
                     &owned_text(&row.queue_id),
                     &text_value(&row.environment).as_ref(),
                     &row.timestamp,
-                    &serde_json::Value::Object(body).to_string(),
+                    &json_value(&serde_json::Value::Object(body).to_string()).as_ref(),
                     &now,
                 ],
             )?;
@@ -640,7 +685,8 @@ fn insert_traces(
             })
         })
         .collect();
-    let bodies: Vec<&str> = rows.iter().map(|(_, row)| row.body.as_str()).collect();
+    let bodies: Vec<std::borrow::Cow<'_, str>> =
+        rows.iter().map(|(_, row)| json_value(&row.body)).collect();
     let sql = format!("{TRACE_ROWS}{tail}");
     let returned = tx.query(
         sql.as_str(),
@@ -691,8 +737,12 @@ fn insert_observations(
         rows.iter().map(|(_, row)| get(row)).collect()
     };
     let costs: Vec<Option<f64>> = rows.iter().map(|(_, row)| row.total_cost).collect();
-    let bodies: Vec<&str> = rows.iter().map(|(_, row)| row.body.as_str()).collect();
-    let derived: Vec<&str> = rows.iter().map(|(_, row)| row.derived.as_str()).collect();
+    let bodies: Vec<std::borrow::Cow<'_, str>> =
+        rows.iter().map(|(_, row)| json_value(&row.body)).collect();
+    let derived: Vec<std::borrow::Cow<'_, str>> = rows
+        .iter()
+        .map(|(_, row)| json_value(&row.derived))
+        .collect();
     let sql = format!("{OBSERVATION_ROWS}{tail}");
     let returned = tx.query(
         sql.as_str(),
@@ -1111,5 +1161,26 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("location", &self.location())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_nuls_become_replacement_characters_and_nothing_else_changes() {
+        assert_eq!(json_value(r#"{"a":"x\u0000y"}"#), r#"{"a":"x\ufffdy"}"#);
+        // A backslash, then the text `u0000`.
+        assert_eq!(json_value(r#"{"a":"x\\u0000"}"#), r#"{"a":"x\\u0000"}"#);
+        assert_eq!(
+            json_value(r#"{"a":"\\\u0000é\n"}"#),
+            r#"{"a":"\\\ufffdé\n"}"#
+        );
+        assert!(matches!(
+            json_value(r#"{"a":"\u00e9"}"#),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(text_value("a\0b"), "a\u{fffd}b");
     }
 }

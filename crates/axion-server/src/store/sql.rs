@@ -46,9 +46,10 @@ impl Dialect {
     /// `expr` as a number; `from_json` when it comes out of a client's JSON (may be any text).
     fn number(self, expr: &str, from_json: bool) -> String {
         match (self, from_json) {
+            // The expression once (its placeholders are bound once), tested then cast.
             (Self::Postgres, true) => format!(
-                "(CASE WHEN CAST({expr} AS TEXT) ~ {NUMBER_PATTERN} \
-                 THEN CAST(CAST({expr} AS TEXT) AS DOUBLE PRECISION) END)"
+                "(SELECT CASE WHEN v ~ {NUMBER_PATTERN} THEN CAST(v AS DOUBLE PRECISION) END \
+                 FROM (SELECT CAST({expr} AS TEXT) AS v) AS n)"
             ),
             _ => format!("CAST({expr} AS DOUBLE PRECISION)"),
         }
@@ -1020,6 +1021,12 @@ mod tests {
             Dialect::Postgres,
             &metadata,
             &Test::Number(super::super::filter::Comparison::Greater, 1.0),
+        );
+        // The key is bound once: two placeholders outside literals.
+        let numbered = numbered(&sql, &params);
+        assert!(
+            numbered.contains("$2") && !numbered.contains("$3"),
+            "{numbered}"
         );
         assert!(sql.contains("CASE WHEN"), "{sql}");
         assert_eq!(

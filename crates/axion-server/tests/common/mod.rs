@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axion_server::store::{SqliteStore, Store};
+use axion_server::store::{PostgresStore, SqliteStore, Store};
 use axion_server::{bootstrap, router, AppState, Server, ServerConfig};
 use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
@@ -39,6 +39,18 @@ pub fn test_router() -> (axum::Router, Arc<SqliteStore>, tempfile::TempDir) {
     bootstrap(store.as_ref(), Some((PUBLIC_KEY.into(), SECRET_KEY.into()))).unwrap();
     let app = router(AppState::new(store.clone() as Arc<dyn Store>));
     (app, store, dir)
+}
+
+/// [`test_router`] over a fresh database on the test PostgreSQL server ([`POSTGRES_ENV`]).
+pub async fn postgres_router() -> (axum::Router, TestDatabase) {
+    tokio::task::spawn_blocking(|| {
+        let database = TestDatabase::create();
+        let store = Arc::new(PostgresStore::connect_with_default_prices(&database.url).unwrap());
+        bootstrap(store.as_ref(), Some((PUBLIC_KEY.into(), SECRET_KEY.into()))).unwrap();
+        (router(AppState::new(store)), database)
+    })
+    .await
+    .unwrap()
 }
 
 impl TestServer {

@@ -18,6 +18,10 @@
 //! * live ingest into a fresh server up to 2M spans stored, step by step: the rate, CPU and
 //!   bytes written per span as the database grows.
 //!
+//! `AXION_BENCH_POSTGRES=postgres://…/postgres` (an admin URL) runs every server on a fresh
+//! PostgreSQL database of that server instead of SQLite, and adds PostgreSQL's own CPU time
+//! to the ingest figures.
+//!
 //! `AXION_BENCH_ONLY=ingest` stops after the first ingest run and `AXION_BENCH_ONLY=scale` runs
 //! the growing database alone, for comparing builds run after run; `AXION_BENCH_INGEST_BATCHES`
 //! lengthens the first ingest run, to attach a profiler to the server.
@@ -144,12 +148,104 @@ async fn percentiles(
     (times[runs / 2], times[runs * 95 / 100])
 }
 
+/// Where a spawned server keeps its data: a fresh directory, or with `AXION_BENCH_POSTGRES`
+/// a fresh database on that PostgreSQL server.
+struct Storage {
+    dir: tempfile::TempDir,
+    database_url: Option<std::ffi::OsString>,
+}
+
+const POSTGRES: &str = "AXION_BENCH_POSTGRES";
+
+impl Storage {
+    fn fresh() -> Self {
+        let database_url = std::env::var(POSTGRES).ok().map(|admin| {
+            let name = format!(
+                "axion_bench_{}",
+                axion_model::random_event_id().replace('-', "")
+            );
+            run_on_postgres(&admin, format!("CREATE DATABASE {name}")).unwrap();
+            let (base, _) = admin.rsplit_once('/').unwrap();
+            format!("{base}/{name}").into()
+        });
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            database_url,
+        }
+    }
+
+    fn spawn(&self) -> ChildRole {
+        match &self.database_url {
+            Some(url) => ChildRole::spawn_with("serve", &[("AXION_DATABASE_URL", url.as_os_str())]),
+            None => {
+                ChildRole::spawn_with("serve", &[("AXION_DATA_DIR", self.dir.path().as_os_str())])
+            }
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        let (Some(url), Ok(admin)) = (&self.database_url, std::env::var(POSTGRES)) else {
+            return;
+        };
+        let name = url
+            .to_string_lossy()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let _ = run_on_postgres(
+            &admin,
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+    }
+}
+
+/// Runs `sql` on the PostgreSQL server at `admin`, from a thread of its own: the blocking
+/// client runs a runtime of its own, which tokio refuses inside the bench's.
+fn run_on_postgres(admin: &str, sql: String) -> Result<(), postgres::Error> {
+    let admin = admin.to_owned();
+    std::thread::spawn(move || {
+        postgres::Client::connect(&admin, postgres::NoTls)?.batch_execute(&sql)
+    })
+    .join()
+    .expect("the admin thread ends")
+}
+
+/// The CPU time of the PostgreSQL server so far, in seconds: its live processes, and the
+/// backends that ended (counted into the postmaster's children's time). Zero without one.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut seconds = 0.0;
+    for entry in entries.flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        // After the name: utime, stime, cutime, cstime are fields 14–17, in USER_HZ.
+        let fields: Vec<f64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .map(|field| field.parse().unwrap_or(0.0))
+            .collect();
+        seconds += fields.iter().sum::<f64>() / 100.0;
+    }
+    seconds
+}
+
 async fn startup_ms() -> f64 {
     let mut times = Vec::new();
     for _ in 0..5 {
-        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::fresh();
         let started = Instant::now();
-        let server = ChildRole::spawn_with("serve", &[("AXION_DATA_DIR", dir.path().as_os_str())]);
+        let server = storage.spawn();
         let url = format!("{}/api/public/health", server.base);
         loop {
             if reqwest::get(&url)
@@ -239,8 +335,8 @@ async fn load(full: bool) {
     let startup = startup_ms().await;
     println!("| start-up to healthy (spawn → 200 /health), median of 5 | {startup:.1} ms |");
 
-    let dir = tempfile::tempdir().unwrap();
-    let server = ChildRole::spawn_with("serve", &[("AXION_DATA_DIR", dir.path().as_os_str())]);
+    let storage = Storage::fresh();
+    let server = storage.spawn();
     let base = server.base.clone();
 
     // Ingest throughput: 8-span traces, 512 spans per request.
@@ -260,7 +356,9 @@ async fn load(full: bool) {
     let threads_before = server.cpu_by_thread();
     let written_before = server.written_bytes();
     let (machine_before, own_before) = (support::machine_cpu_seconds(), support::own_cpu_seconds());
+    let postgres_before = postgres_cpu_seconds();
     let rate = ingest(&base, exports, connections).await;
+    let postgres_per_span = (postgres_cpu_seconds() - postgres_before) * 1e6 / spans;
     let cpu_per_span = (server.cpu_seconds() - cpu_before) * 1e6 / spans;
     let faults_per_span = (server.minor_faults() - faults_before) as f64 / spans;
     let (machine_after, own_after) = (support::machine_cpu_seconds(), support::own_cpu_seconds());
@@ -291,6 +389,9 @@ async fn load(full: bool) {
         by_thread.join(", ")
     );
     println!("| server minor page faults per span ingested | {faults_per_span:.2} |");
+    if storage.database_url.is_some() {
+        println!("| PostgreSQL CPU time per span ingested | {postgres_per_span:.1} µs |");
+    }
     // Whether the cores were the limit: what the machine did meanwhile, this client included.
     let (busy, all) = (
         machine_after.0 - machine_before.0,
@@ -381,8 +482,8 @@ async fn load(full: bool) {
 /// each step. The first run measures a small database; this shows what a user whose database
 /// has grown gets.
 async fn ingest_as_the_database_grows(full: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ChildRole::spawn_with("serve", &[("AXION_DATA_DIR", dir.path().as_os_str())]);
+    let storage = Storage::fresh();
+    let server = storage.spawn();
     let (target, step): (usize, usize) = if full {
         let target = workload::env_number("AXION_BENCH_SCALE_SPANS").unwrap_or(2_048_000);
         (target, 409_600)

@@ -1,4 +1,5 @@
-//! `axion serve`: a trace server that speaks Langfuse's public API on one embedded SQLite file.
+//! `axion serve`: a trace server that speaks Langfuse's public API on one embedded SQLite file,
+//! or on a PostgreSQL database that several servers share ([`ServerConfig::database_url`]).
 //!
 //! The official Langfuse SDKs (2.x ingestion batches, 3.x/5.x OTLP), any OpenTelemetry OTLP/HTTP
 //! exporter and axion's own exporters send to it unchanged; the read API returns Langfuse's

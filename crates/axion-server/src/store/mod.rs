@@ -1,5 +1,6 @@
-//! Storage: one trait, shaped so SQLite (embedded, the default) and PostgreSQL can both
-//! implement it, and one conformance suite (`tests/store_conformance.rs`) every store passes.
+//! Storage: one trait, implemented by SQLite (embedded, the default) and PostgreSQL, and one
+//! conformance suite (`tests/store_conformance.rs`) both pass. Their reads share one SQL
+//! module (`sql`).
 //!
 //! Calls block; the HTTP layer runs them on tokio's blocking pool. A returned `Ok` from
 //! [`Store::write`] means the data is durable.

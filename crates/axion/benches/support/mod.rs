@@ -136,7 +136,8 @@ pub async fn wait_for_stdin_close() {
 }
 
 /// The `serve` role: `axion serve` with keys `pk-bench`/`sk-bench`, its data in
-/// `AXION_DATA_DIR` (else a throwaway directory), with the CLI's runtime settings.
+/// `AXION_DATA_DIR` (else a throwaway directory) or, with `AXION_DATABASE_URL`, in that
+/// PostgreSQL database, with the CLI's runtime settings.
 pub fn run_serve() {
     // As `axion serve` does: a small blocking pool (store calls run there, and every extra
     // thread is another malloc arena and SQLite connection).
@@ -154,7 +155,7 @@ pub fn run_serve() {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir,
             keys: Some(("pk-bench".into(), "sk-bench".into())),
-            database_url: None,
+            database_url: std::env::var("AXION_DATABASE_URL").ok(),
         })
         .await
         .unwrap();

@@ -15,8 +15,10 @@ export AXION_TEST_POSTGRES
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
-# The PostgreSQL store: the conformance suite, every fixture replayed into it, mutated inputs.
+# The PostgreSQL store: the conformance suite (with copying to and from SQLite), every fixture
+# replayed into it, mutated inputs, and `axion store copy` moving a server's data into it.
 cargo test -p axion-server --test store_conformance --test fixtures_replay --test mutated_inputs -- --ignored
+cargo test -p axion-cli --test serve -- --ignored
 # The API docs build without broken or private links.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # The optional `tracing` bridge: lints, its tests and its doc example.

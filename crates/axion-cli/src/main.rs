@@ -2,6 +2,7 @@
 
 mod demo;
 mod logging;
+mod store;
 mod traces;
 
 use anyhow::Result;
@@ -34,6 +35,9 @@ enum Command {
     Scores(traces::ScoresCommand),
     /// The whole loop locally: serve, trace, fetch, dataset, evaluate, publish, show.
     Demo(demo::DemoArgs),
+    /// Work on a server's storage: copy it between SQLite and PostgreSQL.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 #[derive(clap::Args)]
@@ -90,6 +94,7 @@ fn main() -> Result<()> {
         Command::Dataset(command) => traces::dataset(command)?,
         Command::Scores(command) => traces::scores(command)?,
         Command::Demo(args) => demo::run(args)?,
+        Command::Store(command) => store::run(command)?,
     }
     Ok(())
 }

@@ -266,7 +266,7 @@ impl Server {
             }
             None => {
                 std::fs::create_dir_all(&config.data_dir)?;
-                let path = config.data_dir.join("axion.db");
+                let path = config.data_dir.join(store::DATABASE_FILE);
                 let storage = path.display().to_string();
                 let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, pricing))
                     .await

@@ -410,6 +410,138 @@ pub trait Store: Send + Sync + 'static {
         project_id: &str,
         query: &metrics::MetricsQuery,
     ) -> Result<Vec<crate::JsonMap>, StoreError>;
+
+    /// Every API key (copying a store: see [`copy`]).
+    fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    /// Creates a project under its id and name unless one with the id exists ([`copy`]).
+    fn put_project(&self, project: &Project) -> Result<(), StoreError>;
+    /// A page of a project's records of one kind as stored, as the upserts that store them
+    /// again ([`copy`]): after the cursor the previous page returned (from the first when
+    /// `None`), `limit` at most. A trace's upsert names the observation it shows input and
+    /// output from, instead of a copy of them.
+    fn export(
+        &self,
+        project_id: &str,
+        kind: RecordKind,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ExportPage, StoreError>;
+}
+
+/// What [`Store::export`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// Traces.
+    Traces,
+    /// Observations.
+    Observations,
+    /// Scores.
+    Scores,
+}
+
+/// A page of [`Store::export`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportPage {
+    /// The records, as upserts.
+    pub upserts: Vec<crate::ingest::Upsert>,
+    /// Where the next page starts; `None` after the last.
+    pub cursor: Option<String>,
+}
+
+/// Opens the store at `location`: a PostgreSQL URL (`postgres://…` or `postgresql://…`), or
+/// else a data directory holding SQLite's `axion.db` (created when missing). Langfuse's
+/// default model prices.
+pub fn open(location: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let pricing = std::sync::Arc::new(crate::cost::Pricing::langfuse_defaults());
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        return Ok(std::sync::Arc::new(PostgresStore::connect(
+            location, pricing,
+        )?));
+    }
+    let dir = std::path::Path::new(location);
+    std::fs::create_dir_all(dir)
+        .map_err(|error| StoreError::Database(format!("creating {}: {error}", dir.display())))?;
+    Ok(std::sync::Arc::new(SqliteStore::open(
+        dir.join(DATABASE_FILE),
+        pricing,
+    )?))
+}
+
+/// The SQLite file in a data directory.
+pub const DATABASE_FILE: &str = "axion.db";
+
+/// How much [`copy`] has copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Projects.
+    pub projects: usize,
+    /// API keys.
+    pub keys: usize,
+    /// Traces.
+    pub traces: u64,
+    /// Observations.
+    pub observations: u64,
+    /// Scores.
+    pub scores: u64,
+}
+
+/// Records [`copy`] moves per write.
+const COPY_PAGE: u32 = 1_000;
+
+/// Copies every project, key, trace, observation and score of `from` into `to` (sessions
+/// follow from the traces), page by page, calling `progress` after each page: moving from the
+/// SQLite file to PostgreSQL, or back. Records are merged into what `to` holds, so running it
+/// again changes nothing. Record times (`timestamp`, `startTime`, …) are kept; `createdAt` and
+/// `updatedAt` become the time of the copy.
+pub fn copy(
+    from: &dyn Store,
+    to: &dyn Store,
+    mut progress: impl FnMut(&CopyReport),
+) -> Result<CopyReport, StoreError> {
+    use crate::ingest::WriteBatch;
+    let mut report = CopyReport::default();
+    let keys = from.api_keys()?;
+    for project in from.projects()? {
+        to.put_project(&project)?;
+        report.projects += 1;
+        for key in keys.iter().filter(|key| key.project_id == project.id) {
+            to.put_api_key(key)?;
+            report.keys += 1;
+        }
+        for kind in [
+            RecordKind::Traces,
+            RecordKind::Observations,
+            RecordKind::Scores,
+        ] {
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = from.export(&project.id, kind, cursor.as_deref(), COPY_PAGE)?;
+                let count = page.upserts.len() as u64;
+                let mut batch = WriteBatch::default();
+                match kind {
+                    RecordKind::Traces => {
+                        batch.traces = page.upserts;
+                        report.traces += count;
+                    }
+                    RecordKind::Observations => {
+                        batch.observations = page.upserts;
+                        report.observations += count;
+                    }
+                    RecordKind::Scores => {
+                        batch.scores = page.upserts;
+                        report.scores += count;
+                    }
+                }
+                to.write(&project.id, batch)?;
+                progress(&report);
+                match page.cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// A body stored as JSON text, parsed.

@@ -475,27 +475,40 @@ impl PostgresStore {
         skip_borrowed_io: bool,
     ) -> Result<Vec<TraceRecord>, StoreError> {
         let mut records = Vec::with_capacity(rows.len());
+        // (record, observation) of the traces that show an observation's input and output.
+        let mut borrowing: Vec<(usize, String)> = Vec::new();
         for row in rows {
-            let project_id: String = row.get(0);
-            let mut body = parse_body(row.get(1))?;
+            let body = parse_body(row.get(1))?;
             let io_observation_id: Option<String> = row.get(2);
             if let Some(observation_id) = io_observation_id.filter(|_| !skip_borrowed_io) {
                 if !(body.contains_key("input") && body.contains_key("output")) {
-                    let observation = self.fixed(
-                        "SELECT CAST(body AS TEXT) FROM observations WHERE project_id = $1 AND id = $2",
-                        &[&project_id, &observation_id],
-                    )?;
-                    if let Some(observation) = observation.first() {
-                        fill_io(&mut body, observation.get(0))?;
-                    }
+                    borrowing.push((records.len(), observation_id));
                 }
             }
             records.push(TraceRecord {
-                project_id,
+                project_id: row.get(0),
                 body,
                 created_at: row.get(3),
                 updated_at: row.get(4),
             });
+        }
+        if borrowing.is_empty() {
+            return Ok(records);
+        }
+        // One query for the page, not one per trace. A page is one project's.
+        let ids: Vec<&str> = borrowing.iter().map(|(_, id)| id.as_str()).collect();
+        let bodies: HashMap<String, String> = self
+            .fixed(
+                "SELECT id, CAST(body AS TEXT) FROM observations WHERE project_id = $1 AND id = ANY($2)",
+                &[&records[borrowing[0].0].project_id, &ids],
+            )?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        for (index, observation_id) in &borrowing {
+            if let Some(observation) = bodies.get(observation_id) {
+                fill_io(&mut records[*index].body, observation)?;
+            }
         }
         Ok(records)
     }
@@ -1164,6 +1177,82 @@ impl Store for PostgresStore {
                 (0..row.len()).map(|index| value_of(&row, index)).collect()
             }),
         )
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        Ok(self
+            .fixed(
+                "SELECT public_key, secret_hash, project_id FROM api_keys ORDER BY public_key",
+                &[],
+            )?
+            .iter()
+            .map(|row| ApiKey {
+                public_key: row.get(0),
+                secret_hash: row.get(1),
+                project_id: row.get(2),
+            })
+            .collect())
+    }
+
+    fn put_project(&self, project: &Project) -> Result<(), StoreError> {
+        self.fixed(
+            "INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO NOTHING",
+            &[
+                &project.id,
+                &text_value(&project.name).as_ref(),
+                &project.created_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn export(
+        &self,
+        project_id: &str,
+        kind: RecordKind,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ExportPage, StoreError> {
+        // In id order, the first column of every primary key.
+        let sql: &'static str = match (kind, cursor.is_some()) {
+            (RecordKind::Traces, false) => {
+                "SELECT id, CAST(body AS TEXT), io_observation_id FROM traces
+                 WHERE project_id = $1 AND $2::TEXT IS NULL ORDER BY id LIMIT $3"
+            }
+            (RecordKind::Traces, true) => {
+                "SELECT id, CAST(body AS TEXT), io_observation_id FROM traces
+                 WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            }
+            (RecordKind::Observations, false) => {
+                "SELECT id, CAST(body AS TEXT), NULL FROM observations
+                 WHERE project_id = $1 AND $2::TEXT IS NULL ORDER BY id LIMIT $3"
+            }
+            (RecordKind::Observations, true) => {
+                "SELECT id, CAST(body AS TEXT), NULL FROM observations
+                 WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            }
+            (RecordKind::Scores, false) => {
+                "SELECT id, CAST(body AS TEXT), NULL FROM scores
+                 WHERE project_id = $1 AND $2::TEXT IS NULL ORDER BY id LIMIT $3"
+            }
+            (RecordKind::Scores, true) => {
+                "SELECT id, CAST(body AS TEXT), NULL FROM scores
+                 WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            }
+        };
+        let rows = self.fixed(sql, &[&project_id, &cursor, &i64::from(limit)])?;
+        let cursor = rows
+            .last()
+            .filter(|_| rows.len() == limit as usize)
+            .map(|row| row.get::<_, String>(0));
+        let upserts = rows
+            .iter()
+            .map(|row| {
+                rows::export_upsert(parse_body(row.get(1))?, row.get::<_, Option<String>>(2))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(ExportPage { upserts, cursor })
     }
 }
 

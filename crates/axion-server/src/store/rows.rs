@@ -663,6 +663,22 @@ impl ObjectWriter {
     }
 }
 
+/// The upsert that stores a record read back from a store again ([`super::Store::export`]):
+/// its body as the patch; for a trace, the observation it shows input and output from.
+pub fn export_upsert(
+    body: JsonMap,
+    io_observation_id: Option<String>,
+) -> Result<Upsert, super::StoreError> {
+    let id = body
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| super::StoreError::Corrupt("a stored record without an id".into()))?
+        .to_owned();
+    let mut upsert = Upsert::new(id, body);
+    upsert.io.from_observation = io_observation_id;
+    Ok(upsert)
+}
+
 /// A score's columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreRow {

@@ -232,14 +232,21 @@ pub(super) fn marks(count: usize) -> String {
 
 /// Whether the trace in `trace_id` (of the project in `project`) has one of the tags bound to
 /// `marks` (`?, ?`): the one place that knows how each store keeps tags (SQLite: a JSON array
-/// in the trace's row; PostgreSQL: a `text[]`).
+/// in the trace's row; PostgreSQL: a `text[]`). On the traces table itself (`t.id`) the row's
+/// own tags are tested, without looking the trace up again.
 fn has_tag(dialect: Dialect, project: &str, trace_id: &str, marks: &str) -> String {
-    match dialect {
-        Dialect::Sqlite => format!(
+    let own = trace_id == "t.id";
+    match (dialect, own) {
+        (Dialect::Sqlite, true) => {
+            format!("EXISTS (SELECT 1 FROM json_each(t.tags) g WHERE g.value IN ({marks}))")
+        }
+        (Dialect::Sqlite, false) => format!(
             "EXISTS (SELECT 1 FROM traces tt, json_each(tt.tags) g WHERE tt.project_id = {project} \
              AND tt.id = {trace_id} AND g.value IN ({marks}))"
         ),
-        Dialect::Postgres => format!(
+        // A trace without tags has none of them (not an unknown).
+        (Dialect::Postgres, true) => format!("coalesce(t.tags && ARRAY[{marks}], FALSE)"),
+        (Dialect::Postgres, false) => format!(
             "EXISTS (SELECT 1 FROM traces tt WHERE tt.project_id = {project} \
              AND tt.id = {trace_id} AND tt.tags && ARRAY[{marks}])"
         ),
@@ -277,9 +284,13 @@ fn tags_clause(dialect: Dialect, trace_id: &str, project: &str, test: &Test) -> 
             }
         }
         Test::Null(empty) => {
-            let any = format!(
-                "EXISTS (SELECT 1 FROM traces tt WHERE tt.project_id = {project} AND tt.id = {trace_id} AND tt.tags IS NOT NULL)"
-            );
+            let any = if trace_id == "t.id" {
+                "(t.tags IS NOT NULL)".to_owned()
+            } else {
+                format!(
+                    "EXISTS (SELECT 1 FROM traces tt WHERE tt.project_id = {project} AND tt.id = {trace_id} AND tt.tags IS NOT NULL)"
+                )
+            };
             (if *empty { format!("NOT {any}") } else { any }, Vec::new())
         }
         Test::Text(TextTest::Equals, tag) | Test::Text(TextTest::Contains, tag) => {

@@ -2073,6 +2073,107 @@ impl Store for SqliteStore {
             Ok(sql::aggregate(query, rows)?)
         })
     }
+
+    fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.read(|connection| {
+            collect(
+                connection,
+                "SELECT public_key, secret_hash, project_id FROM api_keys ORDER BY public_key",
+                &[],
+                |row| {
+                    Ok(ApiKey {
+                        public_key: row.get(0)?,
+                        secret_hash: row.get(1)?,
+                        project_id: row.get(2)?,
+                    })
+                },
+                Ok,
+            )
+        })
+    }
+
+    fn put_project(&self, project: &Project) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO projects (id, name, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO NOTHING",
+            vec![
+                project.id.clone().into(),
+                project.name.clone().into(),
+                project.created_at.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn export(
+        &self,
+        project_id: &str,
+        kind: RecordKind,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ExportPage, StoreError> {
+        // Traces and scores in id order (their primary key); observations in row order (the
+        // rowid), as they have no index by id.
+        let (sql, cursor_value): (&str, SqlValue) = match (kind, cursor) {
+            (RecordKind::Traces, None) => (
+                "SELECT id, body, io_observation_id FROM traces WHERE project_id = ?1 \
+                 ORDER BY id LIMIT ?3",
+                SqlValue::Null,
+            ),
+            (RecordKind::Traces, Some(after)) => (
+                "SELECT id, body, io_observation_id FROM traces WHERE project_id = ?1 AND id > ?2 \
+                 ORDER BY id LIMIT ?3",
+                after.to_owned().into(),
+            ),
+            (RecordKind::Scores, None) => (
+                "SELECT id, body, NULL FROM scores WHERE project_id = ?1 ORDER BY id LIMIT ?3",
+                SqlValue::Null,
+            ),
+            (RecordKind::Scores, Some(after)) => (
+                "SELECT id, body, NULL FROM scores WHERE project_id = ?1 AND id > ?2 \
+                 ORDER BY id LIMIT ?3",
+                after.to_owned().into(),
+            ),
+            (RecordKind::Observations, after) => (
+                "SELECT seq, body, NULL FROM observations WHERE seq > ?2 AND project_id = ?1 \
+                 ORDER BY seq LIMIT ?3",
+                after
+                    .and_then(|after| after.parse::<i64>().ok())
+                    .unwrap_or(0)
+                    .into(),
+            ),
+        };
+        let values = [
+            project_id.to_owned().into(),
+            cursor_value,
+            i64::from(limit).into(),
+        ];
+        let rows = self.read_applied(|connection| {
+            let mut statement = connection.prepare_cached(sql)?;
+            let rows = statement.query_map(params_from_iter(values.iter()), |row| {
+                Ok((
+                    row.get::<_, SqlValue>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })?;
+        let cursor = match rows.last() {
+            Some((SqlValue::Integer(seq), _, _)) if rows.len() == limit as usize => {
+                Some(seq.to_string())
+            }
+            Some((SqlValue::Text(id), _, _)) if rows.len() == limit as usize => Some(id.clone()),
+            _ => None,
+        };
+        let upserts = rows
+            .into_iter()
+            .map(|(_, body, io_observation_id)| {
+                rows::export_upsert(parse_body(&body)?, io_observation_id)
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(ExportPage { upserts, cursor })
+    }
 }
 
 /// A metrics query over observations reads the whole table in order (instead of the rows in

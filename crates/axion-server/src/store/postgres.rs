@@ -9,7 +9,7 @@
 //! their locks in the same order; should PostgreSQL still report a deadlock or a serialisation
 //! failure, the whole transaction is retried.
 //!
-//! Reads share their SQL with the SQLite store ([`super::sql`]).
+//! Reads share their SQL with the SQLite store (the `store::sql` module).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

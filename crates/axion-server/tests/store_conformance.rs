@@ -1063,19 +1063,7 @@ conformance!(
 #[ignore = "needs PostgreSQL (AXION_TEST_POSTGRES): scripts/test.sh starts one"]
 fn postgres_schema_is_created_once_and_data_survives_a_reconnect() {
     let (store, database) = postgres();
-    store
-        .write(
-            P,
-            traces(vec![
-                json!({"id": "durable", "timestamp": "2024-01-01T00:00:00Z"}),
-            ]),
-        )
-        .unwrap();
-    store.close();
-    assert!(matches!(
-        store.write(P, traces(vec![json!({"id": "late"})])),
-        Err(StoreError::Closed)
-    ));
+    write_then_close(&store);
     // Two servers starting at once on one database: the migration runs once.
     let reconnects: Vec<_> = (0..2)
         .map(|_| {
@@ -1150,6 +1138,16 @@ fn postgres_concurrent_writes_of_the_same_ids_all_merge() {
 #[test]
 fn sqlite_acknowledged_writes_survive_a_restart() {
     let (store, dir) = sqlite();
+    write_then_close(&store);
+    drop(store);
+    let reopened = SqliteStore::open_with_default_prices(dir.path().join("axion.db")).unwrap();
+    assert!(reopened.trace(P, "durable").unwrap().is_some());
+    assert!(reopened.trace(P, "late").unwrap().is_none());
+}
+
+/// Writes the trace `durable`, closes the store, and checks that a later write (of `late`) is
+/// refused as closed.
+fn write_then_close(store: &dyn Store) {
     store
         .write(
             P,
@@ -1159,16 +1157,10 @@ fn sqlite_acknowledged_writes_survive_a_restart() {
         )
         .unwrap();
     store.close();
-    drop(store);
-    let reopened = SqliteStore::open_with_default_prices(dir.path().join("axion.db")).unwrap();
-    assert!(reopened.trace(P, "durable").unwrap().is_some());
-    assert!(matches!(store_closed_write(), Err(StoreError::Closed)));
-}
-
-fn store_closed_write() -> Result<(), StoreError> {
-    let (store, _dir) = sqlite();
-    store.close();
-    store.write(P, traces(vec![json!({"id": "late"})]))
+    assert!(matches!(
+        store.write(P, traces(vec![json!({"id": "late"})])),
+        Err(StoreError::Closed)
+    ));
 }
 
 #[test]

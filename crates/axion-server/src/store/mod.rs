@@ -326,8 +326,19 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes what was accepted and stops taking writes (the server's last call).
     fn close(&self) {}
 
-    /// Creates a project.
-    fn create_project(&self, name: &str) -> Result<Project, StoreError>;
+    /// Creates a project under a new id.
+    fn create_project(&self, name: &str) -> Result<Project, StoreError> {
+        let project = Project {
+            id: format!(
+                "project-{}",
+                &axion_model::random_event_id()[..13].replace('-', "")
+            ),
+            name: name.to_owned(),
+            created_at: chrono::Utc::now().timestamp_micros(),
+        };
+        self.put_project(&project)?;
+        Ok(project)
+    }
     /// All projects, oldest first.
     fn projects(&self) -> Result<Vec<Project>, StoreError>;
     /// Stores a key (replacing one with the same public key).
@@ -413,7 +424,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every API key (copying a store: see [`copy`]).
     fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
-    /// Creates a project under its id and name unless one with the id exists ([`copy`]).
+    /// Creates a project under its id and name unless one with the id exists.
     fn put_project(&self, project: &Project) -> Result<(), StoreError>;
     /// A page of a project's records of one kind as stored, as the upserts that store them
     /// again ([`copy`]): after the cursor the previous page returned (from the first when

@@ -871,26 +871,6 @@ impl Store for PostgresStore {
         PostgresStore::close(self);
     }
 
-    fn create_project(&self, name: &str) -> Result<Project, StoreError> {
-        let project = Project {
-            id: format!(
-                "project-{}",
-                &axion_model::random_event_id()[..13].replace('-', "")
-            ),
-            name: name.to_owned(),
-            created_at: now_micros(),
-        };
-        self.fixed(
-            "INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)",
-            &[
-                &project.id,
-                &text_value(&project.name).as_ref(),
-                &project.created_at,
-            ],
-        )?;
-        Ok(project)
-    }
-
     fn projects(&self) -> Result<Vec<Project>, StoreError> {
         Ok(self
             .fixed(

@@ -1661,26 +1661,6 @@ impl Store for SqliteStore {
         SqliteStore::close(self);
     }
 
-    fn create_project(&self, name: &str) -> Result<Project, StoreError> {
-        let project = Project {
-            id: format!(
-                "project-{}",
-                &axion_model::random_event_id()[..13].replace('-', "")
-            ),
-            name: name.to_owned(),
-            created_at: now_micros(),
-        };
-        self.execute(
-            "INSERT INTO projects (id, name, created_at) VALUES (?1, ?2, ?3)",
-            vec![
-                project.id.clone().into(),
-                project.name.clone().into(),
-                project.created_at.into(),
-            ],
-        )?;
-        Ok(project)
-    }
-
     fn projects(&self) -> Result<Vec<Project>, StoreError> {
         self.read(|connection| {
             collect(

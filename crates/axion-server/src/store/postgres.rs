@@ -29,7 +29,7 @@ use ::postgres::{Client, NoTls, Row, Statement, Transaction};
 use rusqlite::types::Value as SqlValue;
 
 use super::rows::{self, ObservationRow, PreparedBatch, TraceRow};
-use super::sql::{self, numbered, page_clause, Dialect};
+use super::sql::{self, numbered, Dialect};
 use super::*;
 use crate::cost::Pricing;
 use crate::ingest::{
@@ -460,7 +460,7 @@ impl PostgresStore {
         if !matches!(page, Pagination::Offset { .. }) {
             return Ok(None);
         }
-        let sql = format!("SELECT count(*) FROM {table} WHERE {}", filter.sql());
+        let sql = filter.count(table);
         let rows = self.query(&sql, &filter.values)?;
         Ok(Some(
             rows.first().map_or(0, |row| row.get::<_, i64>(0)) as u64
@@ -928,11 +928,7 @@ impl Store for PostgresStore {
         page: &Pagination,
     ) -> Result<Page<TraceRecord>, StoreError> {
         let (filter, order) = sql::trace_list(Dialect::Postgres, project_id, query);
-        let sql = format!(
-            "SELECT {TRACE_COLUMNS} FROM traces t WHERE {} ORDER BY {order} {}",
-            filter.sql(),
-            page_clause(page)
-        );
+        let sql = filter.select(TRACE_COLUMNS, "traces t", &order, page);
         let rows = self.query(&sql, &filter.values)?;
         Ok(Page {
             items: self.traces(rows, query.skip_borrowed_io)?,
@@ -1016,11 +1012,11 @@ impl Store for PostgresStore {
         page: &Pagination,
     ) -> Result<Page<ObservationRecord>, StoreError> {
         let filter = sql::observation_list(Dialect::Postgres, project_id, query, page);
-        let sql = format!(
-            "SELECT {OBSERVATION_COLUMNS} FROM observations o WHERE {} ORDER BY {} {}",
-            filter.sql(),
-            sql::observation_order(Dialect::Postgres),
-            page_clause(page)
+        let sql = filter.select(
+            OBSERVATION_COLUMNS,
+            "observations o",
+            &sql::observation_order(Dialect::Postgres),
+            page,
         );
         let rows = self.query(&sql, &filter.values)?;
         Ok(Page {
@@ -1064,12 +1060,7 @@ impl Store for PostgresStore {
         page: &Pagination,
     ) -> Result<Page<SessionRecord>, StoreError> {
         let filter = sql::session_list(project_id, query);
-        let sql = format!(
-            "SELECT s.id, s.project_id, s.environment, s.created_at FROM sessions s WHERE {}
-             ORDER BY s.created_at DESC, s.id DESC {}",
-            filter.sql(),
-            page_clause(page)
-        );
+        let sql = filter.select(sql::SESSION_COLUMNS, "sessions s", sql::SESSION_ORDER, page);
         let rows = self.query(&sql, &filter.values)?;
         Ok(Page {
             items: rows.iter().map(session_record).collect(),
@@ -1108,11 +1099,7 @@ impl Store for PostgresStore {
         page: &Pagination,
     ) -> Result<Page<ScoreRecord>, StoreError> {
         let filter = sql::score_list(Dialect::Postgres, project_id, query, page);
-        let sql = format!(
-            "SELECT {SCORE_COLUMNS} FROM scores s WHERE {} ORDER BY s.timestamp DESC, s.id DESC {}",
-            filter.sql(),
-            page_clause(page)
-        );
+        let sql = filter.select(SCORE_COLUMNS, "scores s", sql::SCORE_ORDER, page);
         let rows = self.query(&sql, &filter.values)?;
         Ok(Page {
             items: score_records(rows)?,

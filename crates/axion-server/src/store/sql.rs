@@ -674,10 +674,37 @@ impl Filter {
     pub(super) fn sql(&self) -> String {
         self.clauses.join(" AND ")
     }
+
+    /// `SELECT {columns} FROM {table} WHERE … ORDER BY {order}` and the page's limit.
+    pub(super) fn select(
+        &self,
+        columns: &str,
+        table: &str,
+        order: &str,
+        page: &Pagination,
+    ) -> String {
+        format!(
+            "SELECT {columns} FROM {table} WHERE {} ORDER BY {order} {}",
+            self.sql(),
+            page_clause(page)
+        )
+    }
+
+    /// `SELECT count(*) FROM {table} WHERE …`: an offset page's total.
+    pub(super) fn count(&self, table: &str) -> String {
+        format!("SELECT count(*) FROM {table} WHERE {}", self.sql())
+    }
 }
 
+/// The columns of a session, in [`super::SessionRecord`]'s order.
+pub(super) const SESSION_COLUMNS: &str = "s.id, s.project_id, s.environment, s.created_at";
+/// Newest session first.
+pub(super) const SESSION_ORDER: &str = "s.created_at DESC, s.id DESC";
+/// Newest score first.
+pub(super) const SCORE_ORDER: &str = "s.timestamp DESC, s.id DESC";
+
 /// `LIMIT … [OFFSET …]` of a page.
-pub(super) fn page_clause(page: &Pagination) -> String {
+fn page_clause(page: &Pagination) -> String {
     match page {
         Pagination::Offset { page, limit } => {
             format!(

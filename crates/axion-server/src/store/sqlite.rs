@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::in_place::{InPlaceStatement, Param};
 use super::ingest_log::{self, IngestLog};
 use super::rows::{self, ObservationRow, PreparedBatch, TraceRow};
-use super::sql::{self, page_clause, Dialect, Filter};
+use super::sql::{self, Dialect, Filter};
 use super::*;
 use crate::cost::Pricing;
 use crate::ingest::{
@@ -1534,7 +1534,7 @@ fn count(
     if !matches!(page, Pagination::Offset { .. }) {
         return Ok(None);
     }
-    let sql = format!("SELECT COUNT(*) FROM {table} WHERE {}", filter.sql());
+    let sql = filter.count(table);
     let total: i64 = connection.query_row(&sql, params_from_iter(filter.values.iter()), |row| {
         row.get(0)
     })?;
@@ -1719,11 +1719,7 @@ impl Store for SqliteStore {
         page: &Pagination,
     ) -> Result<Page<TraceRecord>, StoreError> {
         let (filter, order) = sql::trace_list(Dialect::Sqlite, project_id, query);
-        let sql = format!(
-            "SELECT {TRACE_COLUMNS} FROM traces t WHERE {} ORDER BY {order} {}",
-            filter.sql(),
-            page_clause(page)
-        );
+        let sql = filter.select(TRACE_COLUMNS, "traces t", &order, page);
         self.read_applied(|connection| {
             let items = collect(connection, &sql, &filter.values, trace_row, |mut row| {
                 if query.skip_borrowed_io {
@@ -1871,11 +1867,11 @@ impl Store for SqliteStore {
         } else {
             "observations o"
         };
-        let sql = format!(
-            "SELECT {OBSERVATION_COLUMNS} FROM {table} WHERE {} ORDER BY {} {}",
-            filter.sql(),
-            sql::observation_order(Dialect::Sqlite),
-            page_clause(page)
+        let sql = filter.select(
+            OBSERVATION_COLUMNS,
+            table,
+            &sql::observation_order(Dialect::Sqlite),
+            page,
         );
         self.read_applied(|connection| {
             let items = collect(
@@ -1933,12 +1929,7 @@ impl Store for SqliteStore {
         page: &Pagination,
     ) -> Result<Page<SessionRecord>, StoreError> {
         let filter = sql::session_list(project_id, query);
-        let sql = format!(
-            "SELECT s.id, s.project_id, s.environment, s.created_at FROM sessions s WHERE {}
-             ORDER BY s.created_at DESC, s.id DESC {}",
-            filter.sql(),
-            page_clause(page)
-        );
+        let sql = filter.select(sql::SESSION_COLUMNS, "sessions s", sql::SESSION_ORDER, page);
         self.read_applied(|connection| {
             let items = collect(connection, &sql, &filter.values, session_row, Ok)?;
             let total = count(connection, "sessions s", &filter, page)?;
@@ -1983,11 +1974,11 @@ impl Store for SqliteStore {
         page: &Pagination,
     ) -> Result<Page<ScoreRecord>, StoreError> {
         let filter = sql::score_list(Dialect::Sqlite, project_id, query, page);
-        let sql = format!(
-            "SELECT s.project_id, s.body, s.created_at, s.updated_at FROM scores s WHERE {}
-             ORDER BY s.timestamp DESC, s.id DESC {}",
-            filter.sql(),
-            page_clause(page)
+        let sql = filter.select(
+            "s.project_id, s.body, s.created_at, s.updated_at",
+            "scores s",
+            sql::SCORE_ORDER,
+            page,
         );
         self.read_applied(|connection| {
             let items = collect(connection, &sql, &filter.values, score_row, to_score)?;

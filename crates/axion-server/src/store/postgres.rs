@@ -1181,32 +1181,27 @@ impl Store for PostgresStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<ExportPage, StoreError> {
-        // In id order, the first column of every primary key.
+        // In id order, the first column of every primary key; `$2` is the cursor.
+        macro_rules! page {
+            ($table:literal, $io:literal, $after:literal) => {
+                concat!(
+                    "SELECT id, CAST(body AS TEXT), ",
+                    $io,
+                    " FROM ",
+                    $table,
+                    " WHERE project_id = $1 AND ",
+                    $after,
+                    " ORDER BY id LIMIT $3"
+                )
+            };
+        }
         let sql: &'static str = match (kind, cursor.is_some()) {
-            (RecordKind::Traces, false) => {
-                "SELECT id, CAST(body AS TEXT), io_observation_id FROM traces
-                 WHERE project_id = $1 AND $2::TEXT IS NULL ORDER BY id LIMIT $3"
-            }
-            (RecordKind::Traces, true) => {
-                "SELECT id, CAST(body AS TEXT), io_observation_id FROM traces
-                 WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-            }
-            (RecordKind::Observations, false) => {
-                "SELECT id, CAST(body AS TEXT), NULL FROM observations
-                 WHERE project_id = $1 AND $2::TEXT IS NULL ORDER BY id LIMIT $3"
-            }
-            (RecordKind::Observations, true) => {
-                "SELECT id, CAST(body AS TEXT), NULL FROM observations
-                 WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-            }
-            (RecordKind::Scores, false) => {
-                "SELECT id, CAST(body AS TEXT), NULL FROM scores
-                 WHERE project_id = $1 AND $2::TEXT IS NULL ORDER BY id LIMIT $3"
-            }
-            (RecordKind::Scores, true) => {
-                "SELECT id, CAST(body AS TEXT), NULL FROM scores
-                 WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-            }
+            (RecordKind::Traces, false) => page!("traces", "io_observation_id", "$2::TEXT IS NULL"),
+            (RecordKind::Traces, true) => page!("traces", "io_observation_id", "id > $2"),
+            (RecordKind::Observations, false) => page!("observations", "NULL", "$2::TEXT IS NULL"),
+            (RecordKind::Observations, true) => page!("observations", "NULL", "id > $2"),
+            (RecordKind::Scores, false) => page!("scores", "NULL", "$2::TEXT IS NULL"),
+            (RecordKind::Scores, true) => page!("scores", "NULL", "id > $2"),
         };
         let rows = self.fixed(sql, &[&project_id, &cursor, &i64::from(limit)])?;
         let cursor = rows

@@ -41,7 +41,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use error::{ApiError, ApiResult};
-use store::{ApiKey, PostgresStore, SqliteStore, Store};
+use store::{ApiKey, PostgresStore, Store};
 
 /// A JSON object.
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;
@@ -246,36 +246,17 @@ pub struct Server {
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     store: Arc<dyn Store>,
-    storage: String,
 }
 
 impl Server {
     /// Opens the store, bootstraps it and starts serving.
     pub async fn start(config: ServerConfig) -> std::io::Result<Self> {
         let pricing = Arc::new(cost::Pricing::langfuse_defaults());
-        let (store, storage): (Arc<dyn Store>, String) = match &config.database_url {
-            Some(url) => {
-                let url = url.clone();
-                let store =
-                    tokio::task::spawn_blocking(move || PostgresStore::connect(&url, pricing))
-                        .await
-                        .map_err(std::io::Error::other)?
-                        .map_err(std::io::Error::other)?;
-                let storage = store.location();
-                (Arc::new(store), storage)
-            }
-            None => {
-                std::fs::create_dir_all(&config.data_dir)?;
-                let path = config.data_dir.join(store::DATABASE_FILE);
-                let storage = path.display().to_string();
-                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, pricing))
-                    .await
-                    .map_err(std::io::Error::other)?
-                    .map_err(std::io::Error::other)?;
-                (Arc::new(store), storage)
-            }
-        };
         let (store, bootstrap) = tokio::task::spawn_blocking(move || {
+            let store: Arc<dyn Store> = match &config.database_url {
+                Some(url) => Arc::new(PostgresStore::connect(url, pricing)?),
+                None => store::open_data_dir(&config.data_dir, pricing)?,
+            };
             let bootstrap = bootstrap(store.as_ref(), config.keys)?;
             Ok::<_, store::StoreError>((store, bootstrap))
         })
@@ -303,13 +284,12 @@ impl Server {
             shutdown,
             task,
             store,
-            storage,
         })
     }
 
     /// Where the data lives: the SQLite file, or the PostgreSQL database.
-    pub fn storage(&self) -> &str {
-        &self.storage
+    pub fn storage(&self) -> String {
+        self.store.location()
     }
 
     /// The bound address (useful with port 0).

@@ -243,7 +243,7 @@ fn structured_filter_conditions(store: &dyn Store) {
         traces: vec![
             upsert(
                 json!({"id": "a", "timestamp": "2024-01-01T00:00:00Z", "name": "Chat Bot",
-                          "metadata": {"score": 5, "label": "high"}, "tags": ["x"]}),
+                          "metadata": {"score": 5, "label": "high", "flag": true}, "tags": ["x"]}),
             ),
             upsert(
                 json!({"id": "b", "timestamp": "2024-01-01T00:01:00Z", "name": "chat-helper",
@@ -295,6 +295,18 @@ fn structured_filter_conditions(store: &dyn Store) {
             json!([{"type": "stringObject", "column": "metadata", "key": "label", "operator": "=", "value": "high"}])
         ),
         ["a"]
+    );
+    assert_eq!(
+        traces_where(
+            json!([{"type": "booleanObject", "column": "metadata", "key": "flag", "operator": "=", "value": true}])
+        ),
+        ["a"]
+    );
+    assert_eq!(
+        traces_where(
+            json!([{"type": "booleanObject", "column": "metadata", "key": "flag", "operator": "<>", "value": true}])
+        ),
+        ["b", "c"]
     );
     assert_eq!(
         traces_where(

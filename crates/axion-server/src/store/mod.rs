@@ -326,6 +326,10 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes what was accepted and stops taking writes (the server's last call).
     fn close(&self) {}
 
+    /// Where the data lives, for people: the SQLite file, or the PostgreSQL database and
+    /// server (never a password).
+    fn location(&self) -> String;
+
     /// Creates a project under a new id.
     fn create_project(&self, name: &str) -> Result<Project, StoreError> {
         let project = Project {
@@ -460,8 +464,7 @@ pub struct ExportPage {
 }
 
 /// Opens the store at `location`: a PostgreSQL URL (`postgres://…` or `postgresql://…`), or
-/// else a data directory holding SQLite's `axion.db` (created when missing). Langfuse's
-/// default model prices.
+/// else a data directory ([`open_data_dir`]). Langfuse's default model prices.
 pub fn open(location: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     let pricing = std::sync::Arc::new(crate::cost::Pricing::langfuse_defaults());
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
@@ -469,7 +472,15 @@ pub fn open(location: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
             location, pricing,
         )?));
     }
-    let dir = std::path::Path::new(location);
+    open_data_dir(std::path::Path::new(location), pricing)
+}
+
+/// Opens the SQLite store of a data directory ([`DATABASE_FILE`] in it), creating both when
+/// missing.
+pub fn open_data_dir(
+    dir: &std::path::Path,
+    pricing: std::sync::Arc<crate::cost::Pricing>,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     std::fs::create_dir_all(dir)
         .map_err(|error| StoreError::Database(format!("creating {}: {error}", dir.display())))?;
     Ok(std::sync::Arc::new(SqliteStore::open(

@@ -392,32 +392,6 @@ impl PostgresStore {
         })
     }
 
-    /// The database and server, for people (no password): `PostgreSQL database axion on
-    /// 127.0.0.1:5432`.
-    pub fn location(&self) -> String {
-        let hosts: Vec<String> = self
-            .config
-            .get_hosts()
-            .iter()
-            .zip(
-                self.config
-                    .get_ports()
-                    .iter()
-                    .chain(std::iter::repeat(&5432)),
-            )
-            .map(|(host, port)| match host {
-                ::postgres::config::Host::Tcp(host) => format!("{host}:{port}"),
-                #[cfg(unix)]
-                ::postgres::config::Host::Unix(path) => path.display().to_string(),
-            })
-            .collect();
-        format!(
-            "PostgreSQL database {} on {}",
-            self.config.get_dbname().unwrap_or("(default)"),
-            hosts.join(", ")
-        )
-    }
-
     /// Closes the idle connections; later calls fail with [`StoreError::Closed`].
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
@@ -869,6 +843,31 @@ impl Store for PostgresStore {
 
     fn close(&self) {
         PostgresStore::close(self);
+    }
+
+    /// `PostgreSQL database axion on 127.0.0.1:5432`.
+    fn location(&self) -> String {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .zip(
+                self.config
+                    .get_ports()
+                    .iter()
+                    .chain(std::iter::repeat(&5432)),
+            )
+            .map(|(host, port)| match host {
+                ::postgres::config::Host::Tcp(host) => format!("{host}:{port}"),
+                #[cfg(unix)]
+                ::postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        format!(
+            "PostgreSQL database {} on {}",
+            self.config.get_dbname().unwrap_or("(default)"),
+            hosts.join(", ")
+        )
     }
 
     fn projects(&self) -> Result<Vec<Project>, StoreError> {

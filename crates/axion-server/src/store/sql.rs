@@ -55,6 +55,17 @@ impl Dialect {
         }
     }
 
+    /// `expr` as a 0/1 flag; `from_json` when it comes out of a client's JSON (SQLite's
+    /// `json_extract` gives JSON booleans as 1 and 0 already; PostgreSQL gives their text).
+    fn flag(self, expr: &str, from_json: bool) -> String {
+        match (self, from_json) {
+            (Self::Postgres, true) => {
+                format!("(CASE CAST({expr} AS TEXT) WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)")
+            }
+            _ => expr.to_owned(),
+        }
+    }
+
     /// Sum that is 0 over no rows.
     fn sum(self, expr: &str) -> String {
         match self {
@@ -217,7 +228,11 @@ fn clause(dialect: Dialect, expr: &Expr, test: &Test) -> Clause {
             }
         }
         Test::Boolean(equal, flag) => (
-            format!("coalesce({e}, 0) {} ?", if *equal { "=" } else { "<>" }),
+            format!(
+                "coalesce({}, 0) {} ?",
+                dialect.flag(e, expr.from_json),
+                if *equal { "=" } else { "<>" }
+            ),
             with(vec![i64::from(*flag).into()]),
         ),
         Test::Null(true) => (format!("{e} IS NULL"), with(Vec::new())),

@@ -1661,6 +1661,10 @@ impl Store for SqliteStore {
         SqliteStore::close(self);
     }
 
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn projects(&self) -> Result<Vec<Project>, StoreError> {
         self.read(|connection| {
             collect(

@@ -1,6 +1,7 @@
 // The web UI in a real browser: Debian's headless Chromium, driven by playwright-core, against
 // a real `axion serve` on 127.0.0.1:0 with traces sent through the ingestion API.
-// `AXION_BIN` names the `axion` binary (`scripts/ui-tests.sh` builds it and runs this file).
+// `AXION_BIN` names the `axion` binary (`scripts/ui-tests.sh` builds it and runs this file);
+// with `AXION_UI_DATABASE_URL` the server stores into that PostgreSQL database.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,9 +26,11 @@ const policyViolations = [];
 
 async function startServer() {
   dataDir = mkdtempSync(join(tmpdir(), 'axion-ui-'));
+  const database = process.env.AXION_UI_DATABASE_URL;
   server = spawn(process.env.AXION_BIN || 'target/debug/axion', [
     'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir,
     '--public-key', PUBLIC_KEY, '--secret-key', SECRET_KEY,
+    ...(database ? ['--database-url', database] : []),
   ], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let printed = '';

@@ -10,7 +10,7 @@ pg_dir=$(mktemp -d)
 cleanup() { ./scripts/postgres.sh stop "$pg_dir"; }
 trap cleanup EXIT
 AXION_TEST_POSTGRES=$(./scripts/postgres.sh start "$pg_dir")
-export AXION_TEST_POSTGRES
+export AXION_TEST_POSTGRES AXION_TEST_POSTGRES_CA="$pg_dir/ca.crt"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

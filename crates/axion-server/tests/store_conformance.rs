@@ -1334,3 +1334,62 @@ fn copy_from_sqlite_to_postgres_and_back_keeps_every_record() {
     copy(&postgres_store, &back, |_| {}).unwrap();
     assert_eq!(contents(&back), original, "PostgreSQL → SQLite");
 }
+
+/// Whether the store's connection named `application` is encrypted (`pg_stat_ssl`), read on
+/// an admin connection of its own.
+fn encrypted(application: &str) -> bool {
+    let admin = std::env::var(common::POSTGRES_ENV).unwrap();
+    let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap();
+    let row = client
+        .query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = $1",
+            &[&application],
+        )
+        .unwrap();
+    row.get(0)
+}
+
+#[test]
+#[ignore = "needs PostgreSQL with TLS (AXION_TEST_POSTGRES, AXION_TEST_POSTGRES_CA): scripts/test.sh starts one"]
+fn postgres_connections_are_encrypted_and_checked_as_sslmode_asks() {
+    let database = common::TestDatabase::create();
+    let ca = std::env::var("AXION_TEST_POSTGRES_CA").expect("AXION_TEST_POSTGRES_CA");
+    let connect = |url: String| PostgresStore::connect_with_default_prices(&url);
+    let with = |options: &str| format!("{}?{options}", database.url);
+    for (name, options, expect_tls) in [
+        ("tls_default", String::new(), true),
+        ("tls_disable", "sslmode=disable".to_owned(), false),
+        ("tls_require", "sslmode=require".to_owned(), true),
+        (
+            "tls_verify_full",
+            format!("sslmode=verify-full&sslrootcert={ca}"),
+            true,
+        ),
+    ] {
+        let store = connect(with(&format!("{options}&application_name={name}"))).unwrap();
+        store
+            .write(
+                P,
+                traces(vec![
+                    json!({"id": name, "timestamp": "2024-01-01T00:00:00Z"}),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(encrypted(name), expect_tls, "{name}");
+        assert!(store.trace(P, name).unwrap().is_some());
+    }
+    // Checked: an unknown CA fails; a CA-checked connection to a name the certificate does not
+    // carry passes verify-ca and fails verify-full.
+    let error = connect(with("sslmode=verify-full"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("UnknownIssuer"), "{error}");
+    let by_name = database.url.replace("127.0.0.1", "localhost");
+    let by_name = |options: &str| format!("{by_name}?{options}&sslrootcert={ca}");
+    assert!(connect(by_name("sslmode=verify-ca")).is_ok());
+    let error = connect(by_name("sslmode=verify-full"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not valid for name"), "{error}");
+}

@@ -10,6 +10,7 @@ mod in_place;
 mod ingest_log;
 pub mod metrics;
 pub mod postgres;
+mod postgres_tls;
 pub mod rows;
 mod sql;
 pub mod sqlite;

@@ -25,9 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ::postgres::types::{ToSql, Type};
-use ::postgres::{Client, NoTls, Row, Statement, Transaction};
+use ::postgres::{Client, Row, Statement, Transaction};
 use rusqlite::types::Value as SqlValue;
 
+use super::postgres_tls::SslMode;
 use super::rows::{self, ObservationRow, PreparedBatch, TraceRow};
 use super::sql::{self, numbered, Dialect};
 use super::*;
@@ -242,6 +243,7 @@ struct Connection {
 /// The PostgreSQL store.
 pub struct PostgresStore {
     config: ::postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     pricing: Arc<Pricing>,
     idle: Mutex<Vec<Connection>>,
     closed: AtomicBool,
@@ -330,13 +332,30 @@ impl PostgresStore {
     }
 
     /// Connects to the database at `url` (`postgres://user:password@host:port/database` or
-    /// `host=… user=…`), creating and migrating the schema when needed.
+    /// `host=… user=…`), creating and migrating the schema when needed. `sslmode` and
+    /// `sslrootcert` have libpq's meanings (encrypted when the server offers it by default;
+    /// `verify-full` checks the certificate and host name).
     pub fn connect(url: &str, pricing: Arc<Pricing>) -> Result<Self, StoreError> {
-        let config: ::postgres::Config = url
+        let split = super::postgres_tls::split(url)?;
+        let mut config: ::postgres::Config = split
+            .url
             .parse()
             .map_err(|error| StoreError::Database(format!("database URL: {error}")))?;
+        config.ssl_mode(match split.mode {
+            SslMode::Disable => ::postgres::config::SslMode::Disable,
+            SslMode::Prefer => ::postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                ::postgres::config::SslMode::Require
+            }
+        });
+        // Named in `pg_stat_activity`, for whoever runs the database.
+        if config.get_application_name().is_none() {
+            config.application_name("axion");
+        }
+        let tls = super::postgres_tls::connector(split.mode, split.root_cert.as_deref())?;
         let store = Self {
             config,
+            tls,
             pricing,
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
@@ -382,7 +401,7 @@ impl PostgresStore {
         let connection = match idle {
             Some(connection) => connection,
             None => Connection {
-                client: self.config.connect(NoTls)?,
+                client: self.config.connect(self.tls.clone())?,
                 statements: HashMap::new(),
             },
         };

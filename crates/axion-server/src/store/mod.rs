@@ -464,11 +464,15 @@ pub struct ExportPage {
     pub cursor: Option<String>,
 }
 
-/// Opens the store at `location`: a PostgreSQL URL (`postgres://…` or `postgresql://…`), or
-/// else a data directory ([`open_data_dir`]). Langfuse's default model prices.
+/// Opens the store at `location`: a PostgreSQL URL (`postgres://…`, `postgresql://…`, or
+/// libpq's `host=… dbname=…` form), or else a data directory ([`open_data_dir`]). Langfuse's
+/// default model prices.
 pub fn open(location: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     let pricing = std::sync::Arc::new(crate::cost::Pricing::langfuse_defaults());
-    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+    let key_value = location
+        .split_whitespace()
+        .any(|pair| pair.starts_with("host=") || pair.starts_with("dbname="));
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") || key_value {
         return Ok(std::sync::Arc::new(PostgresStore::connect(
             location, pricing,
         )?));

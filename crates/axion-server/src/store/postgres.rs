@@ -153,11 +153,26 @@ const OBSERVATION_MERGE: &str = " ON CONFLICT (project_id, id) DO UPDATE SET
 /// Rows an insert skipped are named by what it returns.
 const NEW_IDS: &str = " ON CONFLICT (project_id, id) DO NOTHING RETURNING id";
 
-const TRACE_COLUMNS: &str =
-    "t.project_id, CAST(t.body AS TEXT), t.io_observation_id, t.created_at, t.updated_at";
-const OBSERVATION_COLUMNS: &str =
-    "o.project_id, CAST(o.body AS TEXT), CAST(o.derived AS TEXT), o.created_at, o.updated_at";
-const SCORE_COLUMNS: &str = "s.project_id, CAST(s.body AS TEXT), s.created_at, s.updated_at";
+/// The columns a record is read from, as macros so fixed statements are built at compile time
+/// (`fixed` keys its statement cache by `&'static str`).
+macro_rules! trace_columns {
+    () => {
+        "t.project_id, CAST(t.body AS TEXT), t.io_observation_id, t.created_at, t.updated_at"
+    };
+}
+macro_rules! observation_columns {
+    () => {
+        "o.project_id, CAST(o.body AS TEXT), CAST(o.derived AS TEXT), o.created_at, o.updated_at"
+    };
+}
+macro_rules! score_columns {
+    () => {
+        "s.project_id, CAST(s.body AS TEXT), s.created_at, s.updated_at"
+    };
+}
+const TRACE_COLUMNS: &str = trace_columns!();
+const OBSERVATION_COLUMNS: &str = observation_columns!();
+const SCORE_COLUMNS: &str = score_columns!();
 
 impl From<::postgres::Error> for StoreError {
     fn from(error: ::postgres::Error) -> Self {
@@ -514,35 +529,15 @@ impl PostgresStore {
         batch: &PreparedBatch,
         now: i64,
     ) -> Result<(), ::postgres::Error> {
-        let mut traces: Vec<&rows::Prepared<TraceRow>> = batch.traces.iter().collect();
-        traces.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        let rows: Vec<(&str, &TraceRow)> = traces
-            .iter()
-            .map(|trace| (trace.id.as_str(), &trace.row))
-            .collect();
-        let inserted = insert_traces(tx, project, &rows, now, NEW_IDS)?;
-        let mut written: Vec<TraceRow> = Vec::new();
-        let mut merged: Vec<(&str, TraceRow)> = Vec::new();
-        for trace in &traces {
-            if inserted.contains(trace.id.as_str()) {
-                continue;
-            }
-            let mut stored = stored_body(tx, "traces", project, &trace.id)?;
-            merge_owned(&mut stored, trace.fields().into_owned(), TRACE_IMMUTABLE);
-            merged.push((trace.id.as_str(), rows::trace_row(&stored, &trace.io, now)));
-        }
-        if !merged.is_empty() {
-            let rows: Vec<(&str, &TraceRow)> = merged.iter().map(|(id, row)| (*id, row)).collect();
-            insert_traces(tx, project, &rows, now, TRACE_MERGE)?;
-        }
-        written.extend(merged.into_iter().map(|(_, row)| row));
-        let sessions = sessions_of(
-            traces
-                .iter()
-                .filter(|trace| inserted.contains(trace.id.as_str()))
-                .map(|trace| &trace.row)
-                .chain(&written),
-        );
+        let traces = write_records(
+            tx,
+            &batch.traces,
+            &TRACES,
+            project,
+            |tx, rows, tail| insert_traces(tx, project, rows, now, tail),
+            |stored, io| rows::trace_row(stored, io, now),
+        )?;
+        let sessions = sessions_of(traces.iter().map(|row| row.as_ref()));
         if !sessions.is_empty() {
             let ids: Vec<String> = sessions
                 .keys()
@@ -563,35 +558,14 @@ impl PostgresStore {
             )?;
         }
 
-        let mut observations: Vec<&rows::Prepared<ObservationRow>> =
-            batch.observations.iter().collect();
-        observations.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        let rows: Vec<(&str, &ObservationRow)> = observations
-            .iter()
-            .map(|observation| (observation.id.as_str(), &observation.row))
-            .collect();
-        let inserted = insert_observations(tx, project, &rows, now, NEW_IDS)?;
-        let mut merged: Vec<(&str, ObservationRow)> = Vec::new();
-        for observation in &observations {
-            if inserted.contains(observation.id.as_str()) {
-                continue;
-            }
-            let mut stored = stored_body(tx, "observations", project, &observation.id)?;
-            merge_owned(
-                &mut stored,
-                observation.fields().into_owned(),
-                OBSERVATION_IMMUTABLE,
-            );
-            merged.push((
-                observation.id.as_str(),
-                rows::observation_row(&stored, &observation.io, &self.pricing),
-            ));
-        }
-        if !merged.is_empty() {
-            let rows: Vec<(&str, &ObservationRow)> =
-                merged.iter().map(|(id, row)| (*id, row)).collect();
-            insert_observations(tx, project, &rows, now, OBSERVATION_MERGE)?;
-        }
+        write_records(
+            tx,
+            &batch.observations,
+            &OBSERVATIONS,
+            project,
+            |tx, rows, tail| insert_observations(tx, project, rows, now, tail),
+            |stored, io| rows::observation_row(stored, io, &self.pricing),
+        )?;
 
         let mut scores: Vec<&(String, JsonMap)> = batch.scores.iter().collect();
         scores.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -635,6 +609,75 @@ impl PostgresStore {
         }
         Ok(())
     }
+}
+
+/// A table [`write_records`] writes.
+struct Table {
+    name: &'static str,
+    /// The tail that turns its insert into an upsert.
+    merge: &'static str,
+    /// Fields a merge never changes.
+    immutable: &'static [&'static str],
+}
+
+const TRACES: Table = Table {
+    name: "traces",
+    merge: TRACE_MERGE,
+    immutable: TRACE_IMMUTABLE,
+};
+
+const OBSERVATIONS: Table = Table {
+    name: "observations",
+    merge: OBSERVATION_MERGE,
+    immutable: OBSERVATION_IMMUTABLE,
+};
+
+/// Writes a batch's records of one table: every new id with one `insert` (tail [`NEW_IDS`]:
+/// it returns the ids it inserted), then each id that existed read back under a lock, merged and
+/// written again (tail `table.merge`), all in id order. The rows as written.
+fn write_records<'b, R>(
+    tx: &mut Transaction<'_>,
+    records: &'b [rows::Prepared<R>],
+    table: &Table,
+    project: &str,
+    insert: impl Fn(
+        &mut Transaction<'_>,
+        &[(&str, &R)],
+        &str,
+    ) -> Result<std::collections::HashSet<String>, ::postgres::Error>,
+    rebuild: impl Fn(&JsonMap, &axion_model::Io) -> R,
+) -> Result<Vec<std::borrow::Cow<'b, R>>, ::postgres::Error>
+where
+    R: Clone + rows::HasBody,
+{
+    let mut records: Vec<&rows::Prepared<R>> = records.iter().collect();
+    records.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    let new: Vec<(&str, &R)> = records
+        .iter()
+        .map(|record| (record.id.as_str(), &record.row))
+        .collect();
+    let inserted = insert(tx, &new, NEW_IDS)?;
+    let mut written = Vec::with_capacity(records.len());
+    let mut merged: Vec<(&str, R)> = Vec::new();
+    for record in records {
+        if inserted.contains(record.id.as_str()) {
+            written.push(std::borrow::Cow::Borrowed(&record.row));
+            continue;
+        }
+        let mut stored = stored_body(tx, table.name, project, &record.id)?;
+        merge_owned(&mut stored, record.fields().into_owned(), table.immutable);
+        merged.push((record.id.as_str(), rebuild(&stored, &record.io)));
+    }
+    if !merged.is_empty() {
+        let rows: Vec<(&str, &R)> = merged.iter().map(|(id, row)| (*id, row)).collect();
+        insert(tx, &rows, table.merge)?;
+    }
+    written.extend(
+        merged
+            .into_iter()
+            .map(|(_, row)| std::borrow::Cow::Owned(row)),
+    );
+    Ok(written)
 }
 
 /// The stored body of a record, locked until the transaction ends (empty when there is none).
@@ -956,8 +999,11 @@ impl Store for PostgresStore {
 
     fn trace(&self, project_id: &str, id: &str) -> Result<Option<TraceRecord>, StoreError> {
         let rows = self.fixed(
-            "SELECT t.project_id, CAST(t.body AS TEXT), t.io_observation_id, t.created_at, t.updated_at
-             FROM traces t WHERE t.project_id = $1 AND t.id = $2",
+            concat!(
+                "SELECT ",
+                trace_columns!(),
+                " FROM traces t WHERE t.project_id = $1 AND t.id = $2"
+            ),
             &[&project_id, &text_value(id).as_ref()],
         )?;
         Ok(self.traces(rows, false)?.pop())
@@ -1049,9 +1095,11 @@ impl Store for PostgresStore {
         id: &str,
     ) -> Result<Option<ObservationRecord>, StoreError> {
         let rows = self.fixed(
-            "SELECT o.project_id, CAST(o.body AS TEXT), CAST(o.derived AS TEXT), o.created_at,
-                    o.updated_at
-             FROM observations o WHERE o.project_id = $1 AND o.id = $2",
+            concat!(
+                "SELECT ",
+                observation_columns!(),
+                " FROM observations o WHERE o.project_id = $1 AND o.id = $2"
+            ),
             &[&project_id, &text_value(id).as_ref()],
         )?;
         Ok(observation_records(rows)?.pop())
@@ -1063,10 +1111,12 @@ impl Store for PostgresStore {
         trace_id: &str,
     ) -> Result<Vec<ObservationRecord>, StoreError> {
         observation_records(self.fixed(
-            "SELECT o.project_id, CAST(o.body AS TEXT), CAST(o.derived AS TEXT), o.created_at,
-                    o.updated_at
-             FROM observations o WHERE o.project_id = $1 AND o.trace_id = $2
-             ORDER BY o.start_time ASC NULLS FIRST, o.id",
+            concat!(
+                "SELECT ",
+                observation_columns!(),
+                " FROM observations o WHERE o.project_id = $1 AND o.trace_id = $2
+                 ORDER BY o.start_time ASC NULLS FIRST, o.id"
+            ),
             &[&project_id, &text_value(trace_id).as_ref()],
         )?)
     }
@@ -1103,8 +1153,11 @@ impl Store for PostgresStore {
         session_id: &str,
     ) -> Result<Vec<TraceRecord>, StoreError> {
         let rows = self.fixed(
-            "SELECT t.project_id, CAST(t.body AS TEXT), t.io_observation_id, t.created_at, t.updated_at
-             FROM traces t WHERE t.project_id = $1 AND t.session_id = $2 ORDER BY t.timestamp, t.id",
+            concat!(
+                "SELECT ",
+                trace_columns!(),
+                " FROM traces t WHERE t.project_id = $1 AND t.session_id = $2 ORDER BY t.timestamp, t.id"
+            ),
             &[&project_id, &text_value(session_id).as_ref()],
         )?;
         self.traces(rows, false)
@@ -1127,8 +1180,11 @@ impl Store for PostgresStore {
 
     fn score(&self, project_id: &str, id: &str) -> Result<Option<ScoreRecord>, StoreError> {
         let rows = self.fixed(
-            "SELECT s.project_id, CAST(s.body AS TEXT), s.created_at, s.updated_at FROM scores s
-             WHERE s.project_id = $1 AND s.id = $2",
+            concat!(
+                "SELECT ",
+                score_columns!(),
+                " FROM scores s WHERE s.project_id = $1 AND s.id = $2"
+            ),
             &[&project_id, &text_value(id).as_ref()],
         )?;
         Ok(score_records(rows)?.pop())

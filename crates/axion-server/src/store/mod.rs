@@ -469,10 +469,7 @@ pub struct ExportPage {
 /// default model prices.
 pub fn open(location: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     let pricing = std::sync::Arc::new(crate::cost::Pricing::langfuse_defaults());
-    let key_value = location
-        .split_whitespace()
-        .any(|pair| pair.starts_with("host=") || pair.starts_with("dbname="));
-    if location.starts_with("postgres://") || location.starts_with("postgresql://") || key_value {
+    if postgres_tls::is_database(location) {
         return Ok(std::sync::Arc::new(PostgresStore::connect(
             location, pricing,
         )?));
@@ -571,9 +568,14 @@ pub fn copy(
     Ok(report)
 }
 
+/// JSON text a store wrote, parsed (a failure means the stored data is corrupt).
+fn parse_stored<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
 /// A body stored as JSON text, parsed.
 fn parse_body(text: &str) -> Result<JsonMap, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
+    parse_stored(text)
 }
 
 /// Fills a trace `body`'s missing input and output from the body (JSON text) of the
@@ -585,8 +587,7 @@ fn fill_io(body: &mut JsonMap, observation_body: &str) -> Result<(), StoreError>
         input: Option<serde_json::Value>,
         output: Option<serde_json::Value>,
     }
-    let fields: IoFields = serde_json::from_str(observation_body)
-        .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    let fields: IoFields = parse_stored(observation_body)?;
     for (key, value) in [("input", fields.input), ("output", fields.output)] {
         if let Some(value) = value.filter(|value| !value.is_null()) {
             body.entry(key).or_insert(value);
@@ -600,8 +601,7 @@ fn to_observation(
     (project_id, body, derived, created_at, updated_at): (String, String, String, i64, i64),
 ) -> Result<ObservationRecord, StoreError> {
     use crate::cost::numeric_map;
-    let derived: serde_json::Value =
-        serde_json::from_str(&derived).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    let derived: serde_json::Value = parse_stored(&derived)?;
     Ok(ObservationRecord {
         project_id,
         body: parse_body(&body)?,

@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -211,20 +212,20 @@ impl ToSql for Param<'_> {
 
 /// Text as PostgreSQL can hold it: it has no NUL character, which a client's JSON may carry
 /// (`\u0000`); it becomes U+FFFD. Bodies keep it, escaped, in their JSON.
-fn text_value(text: &str) -> std::borrow::Cow<'_, str> {
+fn text_value(text: &str) -> Cow<'_, str> {
     if text.contains('\0') {
-        std::borrow::Cow::Owned(text.replace('\0', "\u{fffd}"))
+        Cow::Owned(text.replace('\0', "\u{fffd}"))
     } else {
-        std::borrow::Cow::Borrowed(text)
+        Cow::Borrowed(text)
     }
 }
 
 /// JSON text as PostgreSQL's `json` operators can read it: an escaped NUL (`\u0000`, which
 /// they refuse to extract) becomes U+FFFD, as in [`text_value`]. An escaped backslash followed
 /// by `u0000` is text, and stays.
-fn json_value(json: &str) -> std::borrow::Cow<'_, str> {
+fn json_value(json: &str) -> Cow<'_, str> {
     if !json.contains("\\u0000") {
-        return std::borrow::Cow::Borrowed(json);
+        return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len());
     let mut rest = json;
@@ -242,11 +243,11 @@ fn json_value(json: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     out.push_str(rest);
-    std::borrow::Cow::Owned(out)
+    Cow::Owned(out)
 }
 
-fn owned_text(text: &Option<String>) -> Option<String> {
-    text.as_deref().map(|text| text_value(text).into_owned())
+fn optional_text(text: &Option<String>) -> Option<Cow<'_, str>> {
+    text.as_deref().map(text_value)
 }
 
 /// A pooled connection with the statements it prepared.
@@ -590,16 +591,16 @@ impl PostgresStore {
                 &[
                     &project,
                     &text_value(id).as_ref(),
-                    &owned_text(&row.trace_id),
-                    &owned_text(&row.observation_id),
-                    &owned_text(&row.session_id),
-                    &owned_text(&row.dataset_run_id),
+                    &optional_text(&row.trace_id),
+                    &optional_text(&row.observation_id),
+                    &optional_text(&row.session_id),
+                    &optional_text(&row.dataset_run_id),
                     &text_value(&row.name).as_ref(),
                     &row.value,
                     &text_value(&row.data_type).as_ref(),
                     &text_value(&row.source).as_ref(),
-                    &owned_text(&row.config_id),
-                    &owned_text(&row.queue_id),
+                    &optional_text(&row.config_id),
+                    &optional_text(&row.queue_id),
                     &text_value(&row.environment).as_ref(),
                     &row.timestamp,
                     &json_value(&serde_json::Value::Object(body).to_string()).as_ref(),
@@ -646,7 +647,7 @@ fn write_records<'b, R>(
         &str,
     ) -> Result<std::collections::HashSet<String>, ::postgres::Error>,
     rebuild: impl Fn(&JsonMap, &axion_model::Io) -> R,
-) -> Result<Vec<std::borrow::Cow<'b, R>>, ::postgres::Error>
+) -> Result<Vec<Cow<'b, R>>, ::postgres::Error>
 where
     R: Clone + rows::HasBody,
 {
@@ -661,7 +662,7 @@ where
     let mut merged: Vec<(&str, R)> = Vec::new();
     for record in records {
         if inserted.contains(record.id.as_str()) {
-            written.push(std::borrow::Cow::Borrowed(&record.row));
+            written.push(Cow::Borrowed(&record.row));
             continue;
         }
         let mut stored = stored_body(tx, table.name, project, &record.id)?;
@@ -672,11 +673,7 @@ where
         let rows: Vec<(&str, &R)> = merged.iter().map(|(id, row)| (*id, row)).collect();
         insert(tx, &rows, table.merge)?;
     }
-    written.extend(
-        merged
-            .into_iter()
-            .map(|(_, row)| std::borrow::Cow::Owned(row)),
-    );
+    written.extend(merged.into_iter().map(|(_, row)| Cow::Owned(row)));
     Ok(written)
 }
 
@@ -691,6 +688,7 @@ fn stored_body(
         "SELECT CAST(body AS TEXT) FROM {table} WHERE project_id = $1 AND id = $2 FOR UPDATE"
     );
     let row = tx.query_opt(sql.as_str(), &[&project, &text_value(id).as_ref()])?;
+    // The column is `json` and only objects are written to it, so the parse cannot fail.
     Ok(row
         .and_then(|row| serde_json::from_str(row.get::<_, &str>(0)).ok())
         .unwrap_or_default())
@@ -722,31 +720,28 @@ fn insert_traces(
     if rows.is_empty() {
         return Ok(Default::default());
     }
-    let texts = |get: fn(&TraceRow) -> &Option<String>| -> Vec<Option<String>> {
-        rows.iter().map(|(_, row)| owned_text(get(row))).collect()
+    let texts = |get: fn(&TraceRow) -> &Option<String>| -> Vec<Option<Cow<'_, str>>> {
+        rows.iter()
+            .map(|(_, row)| optional_text(get(row)))
+            .collect()
     };
-    let ids: Vec<String> = rows
-        .iter()
-        .map(|(id, _)| text_value(id).into_owned())
-        .collect();
+    let ids: Vec<Cow<'_, str>> = rows.iter().map(|(id, _)| text_value(id)).collect();
     let times: Vec<i64> = rows.iter().map(|(_, row)| row.timestamp).collect();
-    let environments: Vec<String> = rows
+    let environments: Vec<Cow<'_, str>> = rows
         .iter()
-        .map(|(_, row)| text_value(&row.environment).into_owned())
+        .map(|(_, row)| text_value(&row.environment))
         .collect();
     let public: Vec<i32> = rows.iter().map(|(_, row)| i32::from(row.public)).collect();
     let tags: Vec<Option<String>> = rows
         .iter()
         .map(|(_, row)| {
             (!row.tags.is_empty()).then(|| {
-                let tags: Vec<std::borrow::Cow<'_, str>> =
-                    row.tags.iter().map(|tag| text_value(tag)).collect();
+                let tags: Vec<Cow<'_, str>> = row.tags.iter().map(|tag| text_value(tag)).collect();
                 serde_json::to_string(&tags).unwrap_or_default()
             })
         })
         .collect();
-    let bodies: Vec<std::borrow::Cow<'_, str>> =
-        rows.iter().map(|(_, row)| json_value(&row.body)).collect();
+    let bodies: Vec<Cow<'_, str>> = rows.iter().map(|(_, row)| json_value(&row.body)).collect();
     let sql = format!("{TRACE_ROWS}{tail}");
     let returned = tx.query(
         sql.as_str(),
@@ -781,25 +776,21 @@ fn insert_observations(
     if rows.is_empty() {
         return Ok(Default::default());
     }
-    let texts = |get: fn(&ObservationRow) -> &Option<String>| -> Vec<Option<String>> {
-        rows.iter().map(|(_, row)| owned_text(get(row))).collect()
-    };
-    let required = |get: fn(&ObservationRow) -> &String| -> Vec<String> {
+    let texts = |get: fn(&ObservationRow) -> &Option<String>| -> Vec<Option<Cow<'_, str>>> {
         rows.iter()
-            .map(|(_, row)| text_value(get(row)).into_owned())
+            .map(|(_, row)| optional_text(get(row)))
             .collect()
     };
-    let ids: Vec<String> = rows
-        .iter()
-        .map(|(id, _)| text_value(id).into_owned())
-        .collect();
+    let required = |get: fn(&ObservationRow) -> &String| -> Vec<Cow<'_, str>> {
+        rows.iter().map(|(_, row)| text_value(get(row))).collect()
+    };
+    let ids: Vec<Cow<'_, str>> = rows.iter().map(|(id, _)| text_value(id)).collect();
     let times = |get: fn(&ObservationRow) -> Option<i64>| -> Vec<Option<i64>> {
         rows.iter().map(|(_, row)| get(row)).collect()
     };
     let costs: Vec<Option<f64>> = rows.iter().map(|(_, row)| row.total_cost).collect();
-    let bodies: Vec<std::borrow::Cow<'_, str>> =
-        rows.iter().map(|(_, row)| json_value(&row.body)).collect();
-    let derived: Vec<std::borrow::Cow<'_, str>> = rows
+    let bodies: Vec<Cow<'_, str>> = rows.iter().map(|(_, row)| json_value(&row.body)).collect();
+    let derived: Vec<Cow<'_, str>> = rows
         .iter()
         .map(|(_, row)| json_value(&row.derived))
         .collect();
@@ -864,6 +855,14 @@ fn score_records(rows: Vec<Row>) -> Result<Vec<ScoreRecord>, StoreError> {
     rows.iter()
         .map(|row| to_score((row.get(0), row.get(1), row.get(2), row.get(3))))
         .collect()
+}
+
+fn api_key_record(row: &Row) -> ApiKey {
+    ApiKey {
+        public_key: row.get(0),
+        secret_hash: row.get(1),
+        project_id: row.get(2),
+    }
 }
 
 fn session_record(row: &Row) -> SessionRecord {
@@ -970,11 +969,7 @@ impl Store for PostgresStore {
                 &[&text_value(public_key).as_ref()],
             )?
             .first()
-            .map(|row| ApiKey {
-                public_key: row.get(0),
-                secret_hash: row.get(1),
-                project_id: row.get(2),
-            }))
+            .map(api_key_record))
     }
 
     fn api_key_count(&self) -> Result<usize, StoreError> {
@@ -1227,11 +1222,7 @@ impl Store for PostgresStore {
                 &[],
             )?
             .iter()
-            .map(|row| ApiKey {
-                public_key: row.get(0),
-                secret_hash: row.get(1),
-                project_id: row.get(2),
-            })
+            .map(api_key_record)
             .collect())
     }
 
@@ -1313,10 +1304,7 @@ mod tests {
             json_value(r#"{"a":"\\\u0000é\n"}"#),
             r#"{"a":"\\\ufffdé\n"}"#
         );
-        assert!(matches!(
-            json_value(r#"{"a":"\u00e9"}"#),
-            std::borrow::Cow::Borrowed(_)
-        ));
+        assert!(matches!(json_value(r#"{"a":"\u00e9"}"#), Cow::Borrowed(_)));
         assert_eq!(text_value("a\0b"), "a\u{fffd}b");
     }
 }

@@ -72,7 +72,7 @@ pub(super) fn split(url: &str) -> Result<Split, StoreError> {
             _ => Ok(false),
         }
     };
-    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    let rest = if is_url(url) {
         match url.split_once('?') {
             Some((base, query)) => {
                 let mut kept = Vec::new();
@@ -106,6 +106,19 @@ pub(super) fn split(url: &str) -> Result<Split, StoreError> {
         mode: mode.unwrap_or(SslMode::Prefer),
         root_cert,
     })
+}
+
+/// Whether `text` is a `postgres://` (or `postgresql://`) URL.
+fn is_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// Whether `location` names a PostgreSQL database: a URL, or libpq's `host=… dbname=…` form.
+pub(super) fn is_database(location: &str) -> bool {
+    is_url(location)
+        || location
+            .split_whitespace()
+            .any(|pair| pair.starts_with("host=") || pair.starts_with("dbname="))
 }
 
 /// `%XX` escapes of a URL's query value.

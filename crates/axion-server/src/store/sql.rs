@@ -153,6 +153,9 @@ impl Expr {
 /// A WHERE clause and its parameters.
 pub(super) type Clause = (String, Vec<SqlValue>);
 
+/// Microseconds in a second, as a float (stored times are µs; latencies are seconds).
+const MICROS_PER_SECOND: &str = "CAST(1000000 AS DOUBLE PRECISION)";
+
 const TRUE: &str = "(1 = 1)";
 const FALSE: &str = "(1 = 0)";
 
@@ -245,32 +248,53 @@ pub(super) fn marks(count: usize) -> String {
     vec!["?"; count].join(", ")
 }
 
-/// Whether the trace in `trace_id` (of the project in `project`) has one of the tags bound to
-/// `marks` (`?, ?`): the one place that knows how each store keeps tags (SQLite: a JSON array
-/// in the trace's row; PostgreSQL: a `text[]`). On the traces table itself (`t.id`) the row's
-/// own tags are tested, without looking the trace up again.
-fn has_tag(dialect: Dialect, project: &str, trace_id: &str, marks: &str) -> String {
-    let own = trace_id == "t.id";
-    match (dialect, own) {
-        (Dialect::Sqlite, true) => {
-            format!("EXISTS (SELECT 1 FROM json_each(t.tags) g WHERE g.value IN ({marks}))")
+/// Whose tags a tag test reads: the traces row itself (alias `t`), or the trace a row of
+/// another table (alias `alias`: observations `o`, scores `s`) belongs to.
+#[derive(Clone, Copy)]
+enum TagsOf<'a> {
+    OwnRow,
+    TraceOf(&'a str),
+}
+
+impl TagsOf<'_> {
+    /// The trace's `tags` column, as [`Self::trace_where`]'s conditions name it.
+    fn tags(self) -> &'static str {
+        match self {
+            Self::OwnRow => "t.tags",
+            Self::TraceOf(_) => "tt.tags",
         }
-        (Dialect::Sqlite, false) => format!(
-            "EXISTS (SELECT 1 FROM traces tt, json_each(tt.tags) g WHERE tt.project_id = {project} \
-             AND tt.id = {trace_id} AND g.value IN ({marks}))"
-        ),
-        // A trace without tags has none of them (not an unknown).
-        (Dialect::Postgres, true) => format!("coalesce(t.tags && ARRAY[{marks}], FALSE)"),
-        (Dialect::Postgres, false) => format!(
-            "EXISTS (SELECT 1 FROM traces tt WHERE tt.project_id = {project} \
-             AND tt.id = {trace_id} AND tt.tags && ARRAY[{marks}])"
-        ),
+    }
+
+    /// `condition` (on [`Self::tags`]) tested on the trace.
+    fn trace_where(self, condition: &str) -> String {
+        match self {
+            Self::OwnRow => condition.to_owned(),
+            Self::TraceOf(alias) => format!(
+                "EXISTS (SELECT 1 FROM traces tt WHERE tt.project_id = {alias}.project_id \
+                 AND tt.id = {alias}.trace_id AND {condition})"
+            ),
+        }
     }
 }
 
-/// A test of a trace's tags (`arrayOptions`) for the trace id in `trace_id`.
-fn tags_clause(dialect: Dialect, trace_id: &str, project: &str, test: &Test) -> Clause {
-    let has = |marks: &str| has_tag(dialect, project, trace_id, marks);
+/// Whether the trace has one of the tags bound to `marks` (`?, ?`): the one place that knows
+/// how each store keeps tags (SQLite: a JSON array in the trace's row; PostgreSQL: a
+/// `text[]`). On the traces table itself the row's own tags are tested, without looking the
+/// trace up again.
+fn has_tag(dialect: Dialect, of: TagsOf<'_>, marks: &str) -> String {
+    let tags = of.tags();
+    of.trace_where(&match dialect {
+        Dialect::Sqlite => {
+            format!("EXISTS (SELECT 1 FROM json_each({tags}) g WHERE g.value IN ({marks}))")
+        }
+        // A trace without tags has none of them (not an unknown).
+        Dialect::Postgres => format!("coalesce({tags} && ARRAY[{marks}], FALSE)"),
+    })
+}
+
+/// A test of a trace's tags (`arrayOptions`).
+fn tags_clause(dialect: Dialect, of: TagsOf<'_>, test: &Test) -> Clause {
+    let has = |marks: &str| has_tag(dialect, of, marks);
     match test {
         Test::Set(test, options) => {
             let values: Vec<SqlValue> = options.iter().cloned().map(SqlValue::from).collect();
@@ -299,14 +323,11 @@ fn tags_clause(dialect: Dialect, trace_id: &str, project: &str, test: &Test) -> 
             }
         }
         Test::Null(empty) => {
-            let any = if trace_id == "t.id" {
-                "(t.tags IS NOT NULL)".to_owned()
-            } else {
-                format!(
-                    "EXISTS (SELECT 1 FROM traces tt WHERE tt.project_id = {project} AND tt.id = {trace_id} AND tt.tags IS NOT NULL)"
-                )
-            };
-            (if *empty { format!("NOT {any}") } else { any }, Vec::new())
+            let any = of.trace_where(&format!("{} IS NOT NULL", of.tags()));
+            (
+                if *empty { format!("NOT ({any})") } else { any },
+                Vec::new(),
+            )
         }
         Test::Text(TextTest::Equals, tag) | Test::Text(TextTest::Contains, tag) => {
             (has("?"), vec![tag.clone().into()])
@@ -329,13 +350,13 @@ fn level_count(level: &str) -> Expr {
 }
 
 /// The conditions on traces (table alias `t`).
-pub(super) fn trace_conditions(dialect: Dialect, conditions: &[Condition]) -> Vec<Clause> {
+fn trace_conditions(dialect: Dialect, conditions: &[Condition]) -> Vec<Clause> {
     conditions
         .iter()
         .map(|condition| {
             let key = condition.key.as_deref();
             match condition.column.as_str() {
-                "tags" => tags_clause(dialect, "t.id", "t.project_id", &condition.test),
+                "tags" => tags_clause(dialect, TagsOf::OwnRow, &condition.test),
                 "score_categories" => score_categories(dialect, key, &condition.test),
                 column => clause(dialect, &trace_expr(dialect, column, key), &condition.test),
             }
@@ -362,9 +383,9 @@ fn trace_expr(dialect: Dialect, column: &str, key: Option<&str>) -> Expr {
         "public" => Expr::plain("t.public"),
         "bookmarked" => Expr::plain("0"),
         "metadata" => metadata(dialect, "t", key),
-        "latency" => observation_aggregate(
-            "(max(coalesce(o.end_time, o.start_time)) - min(o.start_time)) / CAST(1000000 AS DOUBLE PRECISION)",
-        ),
+        "latency" => observation_aggregate(&format!(
+            "(max(coalesce(o.end_time, o.start_time)) - min(o.start_time)) / {MICROS_PER_SECOND}"
+        )),
         "inputTokens" => usage_sum(&["usage", "input"]),
         "outputTokens" => usage_sum(&["usage", "output"]),
         "totalTokens" | "tokens" => usage_sum(&["usage", "total"]),
@@ -450,10 +471,7 @@ fn score_categories(dialect: Dialect, name: Option<&str>, test: &Test) -> Clause
 
 /// The conditions of a metrics query on the observations view (alias `o`): its column names
 /// are the observation filter's, but for the few the metrics API names its own way.
-pub(super) fn metrics_observation_conditions(
-    dialect: Dialect,
-    conditions: &[Condition],
-) -> Vec<Clause> {
+fn metrics_observation_conditions(dialect: Dialect, conditions: &[Condition]) -> Vec<Clause> {
     let renamed: Vec<Condition> = conditions
         .iter()
         .map(|condition| Condition {
@@ -477,11 +495,11 @@ fn metrics_observation_column(name: &str) -> &str {
 }
 
 /// The conditions of a metrics query on a scores view (alias `s`).
-pub(super) fn metrics_score_conditions(dialect: Dialect, conditions: &[Condition]) -> Vec<Clause> {
+fn metrics_score_conditions(dialect: Dialect, conditions: &[Condition]) -> Vec<Clause> {
     conditions
         .iter()
         .map(|condition| match condition.column.as_str() {
-            "tags" => tags_clause(dialect, "s.trace_id", "s.project_id", &condition.test),
+            "tags" => tags_clause(dialect, TagsOf::TraceOf("s"), &condition.test),
             column => clause(dialect, &score_expr(dialect, column), &condition.test),
         })
         .collect()
@@ -539,11 +557,11 @@ fn trace_field(alias: &str, select: &str) -> Expr {
 }
 
 /// The conditions on observations (table alias `o`).
-pub(super) fn observation_conditions(dialect: Dialect, conditions: &[Condition]) -> Vec<Clause> {
+fn observation_conditions(dialect: Dialect, conditions: &[Condition]) -> Vec<Clause> {
     conditions
         .iter()
         .map(|condition| match condition.column.as_str() {
-            "traceTags" => tags_clause(dialect, "o.trace_id", "o.project_id", &condition.test),
+            "traceTags" => tags_clause(dialect, TagsOf::TraceOf("o"), &condition.test),
             column => clause(
                 dialect,
                 &observation_expr(dialect, column, condition.key.as_deref()),
@@ -559,7 +577,7 @@ fn observation_expr(dialect: Dialect, column: &str, key: Option<&str>) -> Expr {
     let body = |field: &str| Expr::json(dialect.json("o.body", &[field]));
     let derived = |path: &[&str]| Expr::plain(dialect.json_number("o.derived", path));
     let completion = dialect.epoch_seconds(&dialect.json("o.body", &["completionStartTime"]));
-    let seconds = "CAST(1000000 AS DOUBLE PRECISION)";
+    let seconds = MICROS_PER_SECOND;
     let per_second = |tokens: &str| {
         Expr::plain(format!(
             "({} / nullif((o.end_time - o.start_time) / {seconds}, 0))",
@@ -662,9 +680,9 @@ impl Filter {
         }
     }
 
-    fn tags(&mut self, dialect: Dialect, trace_id: &str, project: &str, tags: &[String]) {
+    fn tags(&mut self, dialect: Dialect, of: TagsOf<'_>, tags: &[String]) {
         for tag in tags {
-            self.push(has_tag(dialect, project, trace_id, "?"), tag.clone());
+            self.push(has_tag(dialect, of, "?"), tag.clone());
         }
     }
 
@@ -745,7 +763,7 @@ pub(super) fn trace_list(
     filter.eq("t.release", &query.release);
     filter.any("t.environment", &query.environments);
     filter.range("t.timestamp", query.from_timestamp, query.to_timestamp);
-    filter.tags(dialect, "t.id", "t.project_id", &query.tags);
+    filter.tags(dialect, TagsOf::OwnRow, &query.tags);
     filter.extend(trace_conditions(dialect, &query.conditions));
     let (column, direction) = match &query.order_by {
         Some((field, direction)) => (
@@ -872,7 +890,7 @@ pub(super) fn score_list(
             user_id.clone(),
         );
     }
-    filter.tags(dialect, "s.trace_id", "s.project_id", &query.trace_tags);
+    filter.tags(dialect, TagsOf::TraceOf("s"), &query.trace_tags);
     filter.keyset("s.timestamp", "s.id", page);
     filter
 }
@@ -970,7 +988,7 @@ pub(super) fn metrics_conditions(
 
 /// A metrics dimension's value as the answer shows it: tags as a list (the aggregator counts
 /// the row under each), the root flag as a boolean.
-pub(super) fn metric_dimension(name: &str, value: SqlValue) -> serde_json::Value {
+fn metric_dimension(name: &str, value: SqlValue) -> serde_json::Value {
     use serde_json::Value;
     match (name, value) {
         (_, SqlValue::Null) => Value::Null,
@@ -984,7 +1002,7 @@ pub(super) fn metric_dimension(name: &str, value: SqlValue) -> serde_json::Value
 }
 
 /// A measure's value as a number.
-pub(super) fn metric_measure(value: SqlValue) -> Option<f64> {
+fn metric_measure(value: SqlValue) -> Option<f64> {
     match value {
         SqlValue::Integer(number) => Some(number as f64),
         SqlValue::Real(number) => Some(number),

@@ -1618,6 +1618,14 @@ fn observation_row(
     ))
 }
 
+fn api_key_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        public_key: row.get(0)?,
+        secret_hash: row.get(1)?,
+        project_id: row.get(2)?,
+    })
+}
+
 fn session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
         id: row.get(0)?,
@@ -1701,9 +1709,7 @@ impl Store for SqliteStore {
         self.read(|connection| {
             Ok(connection
                 .prepare_cached("SELECT public_key, secret_hash, project_id FROM api_keys WHERE public_key = ?1")?
-                .query_row([public_key], |row| {
-                    Ok(ApiKey { public_key: row.get(0)?, secret_hash: row.get(1)?, project_id: row.get(2)? })
-                })
+                .query_row([public_key], api_key_row)
                 .optional()?)
         })
     }
@@ -2055,13 +2061,7 @@ impl Store for SqliteStore {
                 connection,
                 "SELECT public_key, secret_hash, project_id FROM api_keys ORDER BY public_key",
                 &[],
-                |row| {
-                    Ok(ApiKey {
-                        public_key: row.get(0)?,
-                        secret_hash: row.get(1)?,
-                        project_id: row.get(2)?,
-                    })
-                },
+                api_key_row,
                 Ok,
             )
         })

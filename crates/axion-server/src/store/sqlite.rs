@@ -2087,32 +2087,61 @@ impl Store for SqliteStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<ExportPage, StoreError> {
-        // Traces and scores in id order (their primary key); observations in row order (the
-        // rowid), as they have no index by id.
-        let (sql, cursor_value): (&str, SqlValue) = match (kind, cursor) {
+        // Traces and scores in id order (their primary key, project first); observations in
+        // row order (the rowid), as they have no index by id: `+project_id` keeps the planner
+        // from reading a project's rows through an index by project and sorting them per page.
+        macro_rules! page {
+            ($key:literal, $table:literal, $io:literal, $project:literal, $after:literal) => {
+                concat!(
+                    "SELECT ",
+                    $key,
+                    ", body, ",
+                    $io,
+                    " FROM ",
+                    $table,
+                    " WHERE ",
+                    $project,
+                    " = ?1",
+                    $after,
+                    " ORDER BY ",
+                    $key,
+                    " LIMIT ?3"
+                )
+            };
+        }
+        let after = cursor.map(|after| SqlValue::from(after.to_owned()));
+        let (sql, cursor_value): (&str, SqlValue) = match (kind, after) {
             (RecordKind::Traces, None) => (
-                "SELECT id, body, io_observation_id FROM traces WHERE project_id = ?1 \
-                 ORDER BY id LIMIT ?3",
+                page!("id", "traces", "io_observation_id", "project_id", ""),
                 SqlValue::Null,
             ),
             (RecordKind::Traces, Some(after)) => (
-                "SELECT id, body, io_observation_id FROM traces WHERE project_id = ?1 AND id > ?2 \
-                 ORDER BY id LIMIT ?3",
-                after.to_owned().into(),
+                page!(
+                    "id",
+                    "traces",
+                    "io_observation_id",
+                    "project_id",
+                    " AND id > ?2"
+                ),
+                after,
             ),
             (RecordKind::Scores, None) => (
-                "SELECT id, body, NULL FROM scores WHERE project_id = ?1 ORDER BY id LIMIT ?3",
+                page!("id", "scores", "NULL", "project_id", ""),
                 SqlValue::Null,
             ),
             (RecordKind::Scores, Some(after)) => (
-                "SELECT id, body, NULL FROM scores WHERE project_id = ?1 AND id > ?2 \
-                 ORDER BY id LIMIT ?3",
-                after.to_owned().into(),
+                page!("id", "scores", "NULL", "project_id", " AND id > ?2"),
+                after,
             ),
-            (RecordKind::Observations, after) => (
-                "SELECT seq, body, NULL FROM observations WHERE seq > ?2 AND project_id = ?1 \
-                 ORDER BY seq LIMIT ?3",
-                after
+            (RecordKind::Observations, _) => (
+                page!(
+                    "seq",
+                    "observations",
+                    "NULL",
+                    "+project_id",
+                    " AND seq > ?2"
+                ),
+                cursor
                     .and_then(|after| after.parse::<i64>().ok())
                     .unwrap_or(0)
                     .into(),

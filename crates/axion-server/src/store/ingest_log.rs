@@ -16,6 +16,13 @@
 //! applied in the same transaction as the rows, so after a crash exactly the records after it
 //! are applied again. A segment is deleted once everything in it is applied and the
 //! database's own log has been synced.
+//!
+//! Segments are written with direct I/O (`O_DIRECT`) where the file system allows it: the log
+//! is only read back after a crash, and copying every record into the page cache first cost
+//! the request threads more than anything else in the kernel (measured with `dd`, 512 KB
+//! writes and one sync: 2.5 s of system time per GB buffered, 0.29 s direct). Direct I/O
+//! writes whole blocks from aligned memory, so each record is followed by a padding record
+//! (sequence number 0, which no reader applies) up to the next [`BLOCK`] boundary.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -34,6 +41,13 @@ const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 const HEADER_BYTES: usize = 16;
 
+/// What direct I/O writes at once and aligns to: records (with their padding) start and end
+/// on these boundaries, in memory and in the file.
+const BLOCK: usize = 4096;
+
+/// The sequence number of padding records, which hold nothing (real records count from 1).
+const PADDING_SEQ: u64 = 0;
+
 /// The append side of the log.
 pub(crate) struct IngestLog {
     base: PathBuf,
@@ -42,10 +56,14 @@ pub(crate) struct IngestLog {
     sync: Mutex<()>,
     /// Every record up to this sequence number is on disk.
     synced: AtomicU64,
+    /// Whether new segments are tried with direct I/O first.
+    try_direct: bool,
 }
 
 struct Segments {
     current: Arc<File>,
+    /// Whether `current` was opened for direct I/O.
+    direct: bool,
     current_path: PathBuf,
     current_bytes: u64,
     /// The last sequence number appended.
@@ -71,11 +89,139 @@ fn io_error(what: &str, error: std::io::Error) -> StoreError {
     StoreError::Database(format!("ingest log: {what}: {error}"))
 }
 
+/// Opens a segment for appending: with direct I/O when `direct` is asked for and the file
+/// system takes it (tmpfs before Linux 6.6 and other systems do not), buffered otherwise.
+/// Returns the file and whether it is direct.
+fn open_segment(path: &Path, direct: bool) -> Result<(File, bool), StoreError> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(target_os = "linux")]
+    if direct {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut direct_options = options.clone();
+        direct_options.custom_flags(libc::O_DIRECT);
+        if let Ok(file) = direct_options.open(path) {
+            return Ok((file, true));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = direct;
+    let file = options
+        .open(path)
+        .map_err(|error| io_error("creating a segment", error))?;
+    Ok((file, false))
+}
+
+/// A record being built in a buffer laid out for direct I/O: the header starts on a
+/// [`BLOCK`] boundary of memory, the payload follows it, and [`Record::seal`] pads the whole
+/// to a multiple of [`BLOCK`].
+pub(crate) struct Record {
+    buffer: Vec<u8>,
+    /// Where the header starts in `buffer`.
+    start: usize,
+    /// Bytes of payload and of header, payload and padding, once sealed.
+    sealed: Option<(usize, usize)>,
+}
+
+impl Record {
+    /// A record in `buffer` (emptied) with room for a payload of `payload_capacity` bytes.
+    pub(crate) fn new(mut buffer: Vec<u8>, payload_capacity: usize) -> Self {
+        buffer.clear();
+        buffer.reserve(payload_capacity + 3 * BLOCK);
+        let start = buffer.as_ptr().align_offset(BLOCK).min(BLOCK);
+        buffer.resize(start + HEADER_BYTES, 0);
+        Self {
+            buffer,
+            start,
+            sealed: None,
+        }
+    }
+
+    /// The payload, for [`encode`] to append to.
+    pub(crate) fn payload(&mut self) -> &mut Vec<u8> {
+        &mut self.buffer
+    }
+
+    /// Bytes of payload.
+    pub(crate) fn payload_len(&self) -> usize {
+        match self.sealed {
+            Some((payload_len, _)) => payload_len,
+            None => self.buffer.len() - self.start - HEADER_BYTES,
+        }
+    }
+
+    /// Writes the header (the sequence number comes at [`IngestLog::append`]) and the padding
+    /// record, and moves the record to a [`BLOCK`] boundary of memory should its buffer have
+    /// grown (and moved) while the payload was encoded.
+    fn seal(&mut self) {
+        if self.sealed.is_some() {
+            return;
+        }
+        let payload_len = self.payload_len();
+        let payload = &self.buffer[self.start + HEADER_BYTES..];
+        let record_header = header(payload, PADDING_SEQ);
+        self.buffer[self.start..self.start + HEADER_BYTES].copy_from_slice(&record_header);
+        let mut gap = (BLOCK - (self.buffer.len() - self.start) % BLOCK) % BLOCK;
+        if gap != 0 && gap < HEADER_BYTES {
+            gap += BLOCK;
+        }
+        if gap != 0 {
+            let zeros = [0u8; 2 * BLOCK];
+            let padding = &zeros[..gap - HEADER_BYTES];
+            self.buffer.extend_from_slice(&header(padding, PADDING_SEQ));
+            self.buffer.extend_from_slice(padding);
+        }
+        let sealed_len = self.buffer.len() - self.start;
+        self.sealed = Some((payload_len, sealed_len));
+        if self.buffer[self.start..].as_ptr().align_offset(BLOCK) != 0 {
+            let mut moved: Vec<u8> = Vec::with_capacity(sealed_len + BLOCK);
+            let start = moved.as_ptr().align_offset(BLOCK).min(BLOCK);
+            moved.resize(start, 0);
+            moved.extend_from_slice(&self.buffer[self.start..]);
+            self.buffer = moved;
+            self.start = start;
+        }
+    }
+
+    fn set_seq(&mut self, seq: u64) {
+        self.buffer[self.start + 8..self.start + HEADER_BYTES].copy_from_slice(&seq.to_le_bytes());
+    }
+
+    /// The sealed record as written: header, payload, padding.
+    fn bytes(&self) -> &[u8] {
+        let (_, sealed_len) = self.sealed.unwrap_or_default();
+        &self.buffer[self.start..self.start + sealed_len]
+    }
+
+    /// The buffer, for the next record.
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.buffer
+    }
+}
+
+/// A record header: payload length, its CRC-32 and the sequence number.
+fn header(payload: &[u8], seq: u64) -> [u8; HEADER_BYTES] {
+    let mut header = [0u8; HEADER_BYTES];
+    header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    header[4..8].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    header[8..].copy_from_slice(&seq.to_le_bytes());
+    header
+}
+
 impl IngestLog {
     /// Opens the log of the database at `database`: returns it with the records after
     /// `applied` (to apply before anything else), in order. Older segments stay until
     /// [`IngestLog::release_applied`] finds them applied.
     pub(crate) fn open(database: &Path, applied: u64) -> Result<(Self, Vec<Pending>), StoreError> {
+        Self::open_with(database, applied, true)
+    }
+
+    /// [`IngestLog::open`], with direct I/O tried for new segments or not.
+    fn open_with(
+        database: &Path,
+        applied: u64,
+        try_direct: bool,
+    ) -> Result<(Self, Vec<Pending>), StoreError> {
         let base = database.to_path_buf();
         let mut segments = existing_segments(&base)?;
         segments.sort();
@@ -111,15 +257,13 @@ impl IngestLog {
             sealed.push((path.clone(), segment_last));
         }
         let current_path = segment_path(&base, last_seq + 1);
-        let current = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&current_path)
-            .map_err(|error| io_error("creating a segment", error))?;
+        let (current, direct) = open_segment(&current_path, try_direct)?;
         let log = Self {
             base,
+            try_direct,
             state: Mutex::new(Segments {
                 current: Arc::new(current),
+                direct,
                 current_path,
                 current_bytes: 0,
                 last_seq,
@@ -144,24 +288,29 @@ impl IngestLog {
     /// `then` (which queues the rows for the writer). Not yet durable: see [`Self::sync_to`].
     pub(crate) fn append(
         &self,
-        payload: &[u8],
+        record: &mut Record,
         then: impl FnOnce(u64) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
+        record.seal();
         let mut state = self.lock();
         let seq = state.last_seq + 1;
-        let mut header = [0u8; HEADER_BYTES];
-        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        header[4..8].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        header[8..].copy_from_slice(&seq.to_le_bytes());
-        // Header and payload written as they are, not copied into one record first (payloads
-        // are hundreds of kilobytes); a crash between the two leaves a torn tail, which
-        // `open` cuts off as it does any other.
-        let mut file = &*state.current;
-        file.write_all(&header)
-            .and_then(|()| file.write_all(payload))
-            .map_err(|error| io_error("appending", error))?;
+        record.set_seq(seq);
+        let written = (&*state.current).write_all(record.bytes());
+        if let Err(error) = written {
+            // A file system may take `O_DIRECT` at open and refuse the write (alignment it
+            // needs larger than a block): the segment goes on buffered. Nothing was written.
+            if !(state.direct && error.kind() == std::io::ErrorKind::InvalidInput) {
+                return Err(io_error("appending", error));
+            }
+            let (buffered, _) = open_segment(&state.current_path, false)?;
+            (&buffered)
+                .write_all(record.bytes())
+                .map_err(|error| io_error("appending", error))?;
+            state.current = Arc::new(buffered);
+            state.direct = false;
+        }
         state.last_seq = seq;
-        state.current_bytes += (HEADER_BYTES + payload.len()) as u64;
+        state.current_bytes += record.bytes().len() as u64;
         then(seq)?;
         if state.current_bytes >= SEGMENT_BYTES {
             // Sealed segments are synced here, so a sync of the current one covers the rest.
@@ -170,14 +319,11 @@ impl IngestLog {
                 .sync_data()
                 .map_err(|error| io_error("syncing a full segment", error))?;
             let path = segment_path(&self.base, seq + 1);
-            let next = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|error| io_error("creating a segment", error))?;
+            let (next, direct) = open_segment(&path, self.try_direct && state.direct)?;
             let full = std::mem::replace(&mut state.current_path, path);
             state.sealed.push((full, seq));
             state.current = Arc::new(next);
+            state.direct = direct;
             state.current_bytes = 0;
         }
         Ok(seq)
@@ -258,11 +404,11 @@ fn existing_segments(base: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     Ok(segments)
 }
 
-/// A record's sequence number and payload.
-type Record = (u64, Vec<u8>);
+/// A stored record's sequence number and payload.
+type StoredRecord = (u64, Vec<u8>);
 
 /// The records of a segment up to the first torn or corrupt one, and the length they span.
-fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), StoreError> {
+fn read_segment(path: &Path) -> Result<(Vec<StoredRecord>, u64), StoreError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut file| file.read_to_end(&mut bytes))
@@ -280,7 +426,9 @@ fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), StoreError> {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        records.push((seq, payload.to_vec()));
+        if seq != PADDING_SEQ {
+            records.push((seq, payload.to_vec()));
+        }
         at += HEADER_BYTES + len;
     }
     Ok((records, at as u64))
@@ -308,16 +456,16 @@ impl PayloadBuffers {
     /// A buffer larger than this (a rare huge request) is freed, not kept.
     const LARGEST_KEPT: usize = 8 << 20;
 
-    /// An empty buffer with room for `capacity` bytes.
-    pub(crate) fn take(&self, capacity: usize) -> Vec<u8> {
+    /// A record with room for a payload of `capacity` bytes, in a kept buffer when there is
+    /// one.
+    pub(crate) fn take(&self, capacity: usize) -> Record {
         let kept = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut buffer = kept.unwrap_or_default();
-        buffer.reserve(capacity);
-        buffer
+        Record::new(kept.unwrap_or_default(), capacity)
     }
 
-    /// Returns a buffer for later requests.
-    pub(crate) fn give_back(&self, mut buffer: Vec<u8>) {
+    /// Returns a record's buffer for later requests.
+    pub(crate) fn give_back(&self, record: Record) {
+        let mut buffer = record.into_buffer();
         if buffer.capacity() > Self::LARGEST_KEPT {
             return;
         }
@@ -863,14 +1011,16 @@ mod tests {
         let database = dir.path().join("axion.db");
         let (log, pending) = IngestLog::open(&database, 0).unwrap();
         assert!(pending.is_empty());
-        let mut payload = Vec::new();
-        encode("p1", &batch(), &mut payload);
+        let mut record = Record::new(Vec::new(), 0);
+        encode("p1", &batch(), record.payload());
         for _ in 0..3 {
-            let seq = log.append(&payload, |_| Ok(())).unwrap();
+            let seq = log.append(&mut record, |_| Ok(())).unwrap();
             log.sync_to(seq).unwrap();
         }
         assert_eq!(log.last_seq(), 3);
         let path = log.lock().current_path.clone();
+        let record_len = record.bytes().len();
+        assert_eq!(record_len % BLOCK, 0, "records fill whole blocks");
         drop(log);
         // A crash in the middle of a fourth record.
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
@@ -887,10 +1037,110 @@ mod tests {
         assert_eq!(log.last_seq(), 3);
         assert_eq!(
             std::fs::metadata(&path).unwrap().len() as usize,
-            3 * (HEADER_BYTES + payload.len()),
+            3 * record_len,
             "the torn tail is cut"
         );
         log.release_applied(3, || Ok(()));
         assert!(!path.exists(), "applied segments are deleted");
+    }
+
+    /// Every payload length pads to whole blocks, direct or buffered, and reads back; so do
+    /// records of earlier versions, which had no padding.
+    #[test]
+    fn padded_and_unpadded_records_read_back() {
+        for try_direct in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let database = dir.path().join("axion.db");
+            let (log, _) = IngestLog::open_with(&database, 0, try_direct).unwrap();
+            if !try_direct {
+                assert!(!log.lock().direct);
+            }
+            let legacy_path = segment_path(&database, 1_000);
+            let mut legacy = Vec::new();
+            // Lengths around every padding case: none, a whole padding record, and a gap
+            // too small for a padding header (which then takes the next block too).
+            let lengths = [
+                0,
+                1,
+                BLOCK - 2 * HEADER_BYTES,
+                BLOCK - HEADER_BYTES - 3,
+                BLOCK - HEADER_BYTES,
+                3 * BLOCK + 5,
+            ];
+            for (index, &len) in lengths.iter().enumerate() {
+                let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                let mut record = Record::new(Vec::new(), len);
+                record.payload().extend_from_slice(&payload);
+                let seq = log.append(&mut record, |_| Ok(())).unwrap();
+                assert_eq!(seq, index as u64 + 1);
+                assert_eq!(record.payload_len(), len);
+                assert_eq!(record.bytes().len() % BLOCK, 0, "{len}");
+                assert!(
+                    record.bytes().len() < HEADER_BYTES + len + BLOCK + HEADER_BYTES,
+                    "{len}"
+                );
+                assert_eq!(record.bytes().as_ptr().align_offset(BLOCK), 0);
+                legacy.extend_from_slice(&header(&payload, 1_000 + index as u64));
+                legacy.extend_from_slice(&payload);
+            }
+            log.sync_to(lengths.len() as u64).unwrap();
+            let path = log.lock().current_path.clone();
+            drop(log);
+            std::fs::write(&legacy_path, &legacy).unwrap();
+            let (records, good_len) = read_segment(&path).unwrap();
+            assert_eq!(good_len, std::fs::metadata(&path).unwrap().len());
+            let (legacy_records, _) = read_segment(&legacy_path).unwrap();
+            for (index, &len) in lengths.iter().enumerate() {
+                let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                assert_eq!(records[index], (index as u64 + 1, payload.clone()), "{len}");
+                assert_eq!(
+                    legacy_records[index],
+                    (1_000 + index as u64, payload),
+                    "{len}"
+                );
+            }
+            assert_eq!(records.len(), lengths.len(), "padding records are skipped");
+        }
+    }
+
+    /// A direct write the file system refuses (here: memory off the block boundary) goes
+    /// through buffered, and the segment stays buffered.
+    #[test]
+    fn a_refused_direct_write_falls_back_to_buffered() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("axion.db");
+        let (log, _) = IngestLog::open(&database, 0).unwrap();
+        let direct = log.lock().direct;
+        let mut record = Record::new(Vec::new(), 0);
+        encode("p1", &batch(), record.payload());
+        record.seal();
+        record.buffer.insert(record.start, 0);
+        record.start += 1;
+        assert_ne!(record.bytes().as_ptr().align_offset(BLOCK), 0);
+        let seq = log.append(&mut record, |_| Ok(())).unwrap();
+        log.sync_to(seq).unwrap();
+        assert!(!log.lock().direct);
+        let path = log.lock().current_path.clone();
+        drop(log);
+        let (records, _) = read_segment(&path).unwrap();
+        assert_eq!(records.len(), 1, "direct at first: {direct}");
+        assert_eq!(decode(&records[0].1).unwrap().1, batch());
+    }
+
+    /// A payload that outgrows its buffer moves it; the sealed record is aligned again.
+    #[test]
+    fn a_record_whose_buffer_moved_is_aligned_again() {
+        let mut record = Record::new(Vec::new(), 0);
+        let payload: Vec<u8> = (0..10 * BLOCK + 7).map(|i| (i % 13) as u8).collect();
+        for chunk in payload.chunks(100) {
+            record.payload().extend_from_slice(chunk);
+        }
+        record.seal();
+        assert_eq!(record.bytes().as_ptr().align_offset(BLOCK), 0);
+        assert_eq!(
+            &record.bytes()[HEADER_BYTES..HEADER_BYTES + payload.len()],
+            &payload[..]
+        );
+        assert_eq!(record.payload_len(), payload.len());
     }
 }

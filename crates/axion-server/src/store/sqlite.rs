@@ -582,15 +582,15 @@ impl SqliteStore {
     }
 
     fn submit(&self, project_id: &str, batch: PreparedBatch) -> Result<(), StoreError> {
-        let mut payload = self.payloads.take(ingest_log::encoded_size_hint(&batch));
-        ingest_log::encode(project_id, &batch, &mut payload);
-        let bytes = payload.len();
+        let mut record = self.payloads.take(ingest_log::encoded_size_hint(&batch));
+        ingest_log::encode(project_id, &batch, record.payload());
+        let bytes = record.payload_len();
         self.progress.admit(bytes);
         let appended = {
             let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
             match jobs.as_ref() {
                 None => Err(StoreError::Closed),
-                Some(sender) => self.log.append(&payload, |seq| {
+                Some(sender) => self.log.append(&mut record, |seq| {
                     sender
                         .send(Message::Job(Job {
                             seq,
@@ -602,7 +602,7 @@ impl SqliteStore {
                 }),
             }
         };
-        self.payloads.give_back(payload);
+        self.payloads.give_back(record);
         match appended {
             Ok(seq) => self.log.sync_to(seq),
             Err(error) => {
@@ -2442,9 +2442,9 @@ mod tests {
         // died before the writer applied it.
         let (log, pending) = IngestLog::open(&path, 1).unwrap();
         assert!(pending.is_empty(), "the first write was applied");
-        let mut payload = Vec::new();
-        ingest_log::encode("p", &job(0, "p", "t2").batch, &mut payload);
-        let seq = log.append(&payload, |_| Ok(())).unwrap();
+        let mut record = ingest_log::Record::new(Vec::new(), 0);
+        ingest_log::encode("p", &job(0, "p", "t2").batch, record.payload());
+        let seq = log.append(&mut record, |_| Ok(())).unwrap();
         log.sync_to(seq).unwrap();
         drop(log);
 

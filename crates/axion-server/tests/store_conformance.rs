@@ -1393,3 +1393,68 @@ fn postgres_connections_are_encrypted_and_checked_as_sslmode_asks() {
         .to_string();
     assert!(error.contains("not valid for name"), "{error}");
 }
+
+/// Connections the store named `application` has open, read on an admin connection.
+fn open_connections(application: &str) -> i64 {
+    let admin = std::env::var(common::POSTGRES_ENV).unwrap();
+    let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap();
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&application],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (AXION_TEST_POSTGRES): scripts/test.sh starts one"]
+fn pool_max_conns_bounds_the_connections_and_every_call_still_runs() {
+    let database = common::TestDatabase::create();
+    let store = std::sync::Arc::new(
+        PostgresStore::connect_with_default_prices(&format!(
+            "{}?pool_max_conns=2&application_name=pool_bound",
+            database.url
+        ))
+        .unwrap(),
+    );
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(open_connections("pool_bound"));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            most
+        })
+    };
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                for round in 0..10 {
+                    let id = format!("t-{worker}-{round}");
+                    store
+                        .write(
+                            P,
+                            traces(vec![json!({"id": id, "timestamp": "2024-01-01T00:00:00Z"})]),
+                        )
+                        .unwrap();
+                    assert!(store.trace(P, &id).unwrap().is_some(), "{id}");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = watcher.join().unwrap();
+    assert!((1..=2).contains(&most), "{most} connections open at once");
+    let page = store
+        .list_traces(P, &TraceQuery::default(), &offset(100))
+        .unwrap();
+    assert_eq!(page.items.len(), 80);
+}

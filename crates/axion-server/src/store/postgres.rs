@@ -106,6 +106,13 @@ const MIGRATION_LOCK: i64 = 0x0061_7869_6f6e;
 /// Idle connections kept for reuse.
 const MAX_IDLE: usize = 8;
 
+/// Connections open at once unless the URL's `pool_max_conns` says otherwise: as many as
+/// `axion serve`'s blocking threads, which make every store call.
+const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
+/// How long a store call waits for a connection when all `pool_max_conns` are in use.
+const CONNECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Times a transaction PostgreSQL aborted for a deadlock or a serialisation conflict is tried.
 const ATTEMPTS: usize = 5;
 
@@ -261,8 +268,19 @@ pub struct PostgresStore {
     config: ::postgres::Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     pricing: Arc<Pricing>,
-    idle: Mutex<Vec<Connection>>,
+    pool: Mutex<Pool>,
+    /// Signalled when a connection is returned or closed.
+    returned: std::sync::Condvar,
+    max_connections: usize,
     closed: AtomicBool,
+}
+
+/// The connections the store holds.
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Connection>,
+    /// Connections open, idle or in use.
+    open: usize,
 }
 
 /// A connection taken from the pool; it goes back when dropped, unless it broke.
@@ -287,13 +305,17 @@ impl std::ops::DerefMut for Pooled<'_> {
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(connection) = self.connection.take() {
-            if connection.client.is_closed() || self.store.closed.load(Ordering::Relaxed) {
-                return;
+            let mut pool = self.store.lock_pool();
+            let keep = !connection.client.is_closed()
+                && !self.store.closed.load(Ordering::Relaxed)
+                && pool.idle.len() < MAX_IDLE;
+            if keep {
+                pool.idle.push(connection);
+            } else {
+                pool.open -= 1;
             }
-            let mut idle = self.store.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_IDLE {
-                idle.push(connection);
-            }
+            drop(pool);
+            self.store.returned.notify_one();
         }
     }
 }
@@ -322,7 +344,7 @@ fn disconnect(connections: Vec<Connection>) {
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         disconnect(std::mem::take(
-            self.idle.get_mut().unwrap_or_else(|e| e.into_inner()),
+            &mut self.pool.get_mut().unwrap_or_else(|e| e.into_inner()).idle,
         ));
     }
 }
@@ -373,7 +395,9 @@ impl PostgresStore {
             config,
             tls,
             pricing,
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::default(),
+            returned: std::sync::Condvar::new(),
+            max_connections: split.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             closed: AtomicBool::new(false),
         };
         store.migrate()?;
@@ -409,30 +433,70 @@ impl PostgresStore {
         Ok(())
     }
 
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle connection, or a new one while fewer than `pool_max_conns` are open; otherwise
+    /// waits up to [`CONNECTION_WAIT`] for one to come back.
     fn connection(&self) -> Result<Pooled<'_>, StoreError> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(StoreError::Closed);
+        let deadline = std::time::Instant::now() + CONNECTION_WAIT;
+        let mut pool = self.lock_pool();
+        loop {
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(StoreError::Closed);
+            }
+            if let Some(connection) = pool.idle.pop() {
+                return Ok(Pooled {
+                    store: self,
+                    connection: Some(connection),
+                });
+            }
+            if pool.open < self.max_connections {
+                pool.open += 1;
+                drop(pool);
+                return match self.config.connect(self.tls.clone()) {
+                    Ok(client) => Ok(Pooled {
+                        store: self,
+                        connection: Some(Connection {
+                            client,
+                            statements: HashMap::new(),
+                        }),
+                    }),
+                    Err(error) => {
+                        self.lock_pool().open -= 1;
+                        self.returned.notify_one();
+                        Err(error.into())
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Database(format!(
+                    "all {} database connections stayed busy for {} s (raise pool_max_conns in the database URL)",
+                    self.max_connections,
+                    CONNECTION_WAIT.as_secs()
+                )));
+            }
+            pool = self
+                .returned
+                .wait_timeout(pool, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let connection = match idle {
-            Some(connection) => connection,
-            None => Connection {
-                client: self.config.connect(self.tls.clone())?,
-                statements: HashMap::new(),
-            },
-        };
-        Ok(Pooled {
-            store: self,
-            connection: Some(connection),
-        })
     }
 
     /// Closes the idle connections; later calls fail with [`StoreError::Closed`].
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
-        disconnect(std::mem::take(
-            &mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()),
-        ));
+        let idle = {
+            let mut pool = self.lock_pool();
+            let idle = std::mem::take(&mut pool.idle);
+            pool.open -= idle.len();
+            idle
+        };
+        self.returned.notify_all();
+        disconnect(idle);
     }
 
     /// Rows of `sql` (with `?` placeholders) for `values`.

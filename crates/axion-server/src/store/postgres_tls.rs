@@ -38,16 +38,20 @@ pub(super) enum SslMode {
 /// A connection URL split into what the driver parses and how TLS is to be checked.
 #[derive(Debug)]
 pub(super) struct Split {
-    /// The URL without `sslmode` and `sslrootcert`.
+    /// The URL without `sslmode`, `sslrootcert` and `pool_max_conns`.
     pub(super) url: String,
     pub(super) mode: SslMode,
     pub(super) root_cert: Option<String>,
+    /// `pool_max_conns` (pgx's name): how many connections the store opens at most.
+    pub(super) max_connections: Option<usize>,
 }
 
-/// Takes `sslmode` and `sslrootcert` out of a `postgres://…?…` URL or a `key=value` string.
+/// Takes `sslmode`, `sslrootcert` and `pool_max_conns` out of a `postgres://…?…` URL or a
+/// `key=value` string.
 pub(super) fn split(url: &str) -> Result<Split, StoreError> {
     let mut mode = None;
     let mut root_cert = None;
+    let mut max_connections = None;
     let mut take = |key: &str, value: &str| -> Result<bool, StoreError> {
         match key {
             "sslmode" => {
@@ -69,6 +73,15 @@ pub(super) fn split(url: &str) -> Result<Split, StoreError> {
                 root_cert = Some(value.to_owned());
                 Ok(true)
             }
+            "pool_max_conns" => match value.parse::<usize>() {
+                Ok(count) if count > 0 => {
+                    max_connections = Some(count);
+                    Ok(true)
+                }
+                _ => Err(StoreError::Database(format!(
+                    "database URL: pool_max_conns {value:?} is not a positive whole number"
+                ))),
+            },
             _ => Ok(false),
         }
     };
@@ -105,6 +118,7 @@ pub(super) fn split(url: &str) -> Result<Split, StoreError> {
         url: rest,
         mode: mode.unwrap_or(SslMode::Prefer),
         root_cert,
+        max_connections,
     })
 }
 
@@ -285,6 +299,19 @@ mod tests {
             ("host=127.0.0.1 dbname=axion", SslMode::Require)
         );
         assert!(super::split("postgres://h/d?sslmode=sometimes").is_err());
+        let split = split_default("postgres://h/d?pool_max_conns=3&sslmode=disable");
+        assert_eq!(
+            (split.url.as_str(), split.max_connections),
+            ("postgres://h/d", Some(3))
+        );
+        assert_eq!(
+            split_default("host=h pool_max_conns=2").max_connections,
+            Some(2)
+        );
+        assert_eq!(split_default("postgres://h/d").max_connections, None);
+        for bad in ["0", "-1", "many", ""] {
+            assert!(super::split(&format!("postgres://h/d?pool_max_conns={bad}")).is_err());
+        }
     }
 
     fn split_default(url: &str) -> Split {

@@ -312,9 +312,11 @@ impl Drop for Pooled<'_> {
             if keep {
                 pool.idle.push(connection);
             } else {
-                pool.open -= 1;
+                // Counted as open until it is closed, so `pool_max_conns` holds throughout.
+                drop(pool);
+                drop(connection);
+                self.store.lock_pool().open -= 1;
             }
-            drop(pool);
             self.store.returned.notify_one();
         }
     }

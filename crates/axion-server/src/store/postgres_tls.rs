@@ -10,9 +10,9 @@
 //! | `verify-full` | yes | chain and host name |
 //!
 //! Trusted roots are the Mozilla set (`webpki-roots`) plus the certificates of the file named
-//! by `sslrootcert` (PEM), as a cloud provider's CA bundle usually is. Both options are taken
-//! out of the URL before the rest is parsed (the driver knows neither `verify-*` nor
-//! `sslrootcert`).
+//! by `sslrootcert` (PEM), as a cloud provider's CA bundle usually is. Both options, and the
+//! pool's `pool_max_conns`, are taken out of the URL before the rest is parsed (the driver
+//! knows none of `verify-*`, `sslrootcert` and `pool_max_conns`).
 
 use std::sync::Arc;
 

@@ -1335,12 +1335,15 @@ fn copy_from_sqlite_to_postgres_and_back_keeps_every_record() {
     assert_eq!(contents(&back), original, "PostgreSQL → SQLite");
 }
 
-/// Whether the store's connection named `application` is encrypted (`pg_stat_ssl`), read on
-/// an admin connection of its own.
-fn encrypted(application: &str) -> bool {
+/// A connection of its own to the test server's admin database, to watch a store's.
+fn admin() -> ::postgres::Client {
     let admin = std::env::var(common::POSTGRES_ENV).unwrap();
-    let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap();
-    let row = client
+    ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap()
+}
+
+/// Whether the store's connection named `application` is encrypted (`pg_stat_ssl`).
+fn encrypted(application: &str) -> bool {
+    let row = admin()
         .query_one(
             "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
              WHERE a.application_name = $1",
@@ -1394,11 +1397,9 @@ fn postgres_connections_are_encrypted_and_checked_as_sslmode_asks() {
     assert!(error.contains("not valid for name"), "{error}");
 }
 
-/// Connections the store named `application` has open, read on an admin connection.
+/// Connections the store named `application` has open.
 fn open_connections(application: &str) -> i64 {
-    let admin = std::env::var(common::POSTGRES_ENV).unwrap();
-    let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap();
-    client
+    admin()
         .query_one(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
             &[&application],

@@ -56,13 +56,11 @@ pub(crate) struct IngestLog {
     sync: Mutex<()>,
     /// Every record up to this sequence number is on disk.
     synced: AtomicU64,
-    /// Whether new segments are tried with direct I/O first.
-    try_direct: bool,
 }
 
 struct Segments {
     current: Arc<File>,
-    /// Whether `current` was opened for direct I/O.
+    /// Whether `current` was opened for direct I/O; the next segment tries it only if so.
     direct: bool,
     current_path: PathBuf,
     current_bytes: u64,
@@ -260,7 +258,6 @@ impl IngestLog {
         let (current, direct) = open_segment(&current_path, try_direct)?;
         let log = Self {
             base,
-            try_direct,
             state: Mutex::new(Segments {
                 current: Arc::new(current),
                 direct,
@@ -319,7 +316,7 @@ impl IngestLog {
                 .sync_data()
                 .map_err(|error| io_error("syncing a full segment", error))?;
             let path = segment_path(&self.base, seq + 1);
-            let (next, direct) = open_segment(&path, self.try_direct && state.direct)?;
+            let (next, direct) = open_segment(&path, state.direct)?;
             let full = std::mem::replace(&mut state.current_path, path);
             state.sealed.push((full, seq));
             state.current = Arc::new(next);
